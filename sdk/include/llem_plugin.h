@@ -1,0 +1,117 @@
+/*
+ * llem native plugin ABI, version 1.
+ *
+ * A native plugin is a shared library exporting one symbol:
+ *
+ *     const llem_plugin_v1 *llem_plugin_v1(void);
+ *
+ * returning a pointer to a static vtable. The vtable is append-only: its first
+ * two fields (abi_version, struct_size) never move, new entries are only ever
+ * added at the end, and the host checks struct_size before touching one. A
+ * library built against another abi_version is refused with a message that
+ * names the versions the host supports.
+ *
+ * Rules:
+ *  - Every call returns an llem_status. On failure the plugin first calls
+ *    host->set_error() with a message (plain text, or a JSON object
+ *    {"code","message","key","hint"}).
+ *  - Structured results (device lists, plans, prompts) are JSON text handed to
+ *    host->write_output() during the call; the host copies it, so the plugin
+ *    keeps ownership of its buffers and never frees host memory.
+ *  - One instance is used by one thread at a time; different instances may be
+ *    used from different threads at once.
+ *  - The host never unloads a plugin library while it runs.
+ *  - Timestamps: host->monotonic_ns() is CLOCK_MONOTONIC, the kernel's clock.
+ */
+#ifndef LLEM_PLUGIN_H
+#define LLEM_PLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LLEM_ABI_VERSION 1u
+#define LLEM_ENTRY_SYMBOL "llem_plugin_v1"
+
+typedef int32_t llem_status;
+#define LLEM_OK 0
+#define LLEM_ERR_INVALID_CONFIG 1
+#define LLEM_ERR_UNAVAILABLE 2
+#define LLEM_ERR_PERMISSION_DENIED 3
+#define LLEM_ERR_IO 4
+#define LLEM_ERR_OTHER 5
+
+#define LLEM_KIND_ENERGY 1u
+#define LLEM_KIND_BACKEND 2u
+#define LLEM_KIND_DATASET 3u
+#define LLEM_KIND_SINK 4u
+
+#define LLEM_LOG_TRACE 0
+#define LLEM_LOG_DEBUG 1
+#define LLEM_LOG_INFO 2
+#define LLEM_LOG_WARN 3
+#define LLEM_LOG_ERROR 4
+
+/* Services the host gives each plugin instance (and describe-time calls). */
+typedef struct llem_host {
+    uint32_t abi_version;
+    uint32_t struct_size;
+    void *ctx;
+    void (*log)(void *ctx, int32_t level, const char *msg, size_t len);
+    uint64_t (*monotonic_ns)(void *ctx);
+    void (*set_error)(void *ctx, const char *msg, size_t len);
+    void (*write_output)(void *ctx, const char *data, size_t len);
+} llem_host;
+
+#define LLEM_READING_HAS_ENERGY 1u
+#define LLEM_READING_HAS_POWER 2u
+
+/* One read of one device: raw cumulative counter and/or power. */
+typedef struct llem_reading {
+    uint32_t device;    /* index into the device list */
+    uint32_t flags;     /* LLEM_READING_HAS_* */
+    uint64_t energy_uj; /* cumulative microjoules, valid with HAS_ENERGY */
+    uint64_t power_mw;  /* milliwatts, valid with HAS_POWER */
+} llem_reading;
+
+typedef struct llem_plugin_v1 {
+    uint32_t abi_version; /* LLEM_ABI_VERSION */
+    uint32_t struct_size; /* sizeof(llem_plugin_v1) as the plugin was built */
+    uint32_t kind;        /* LLEM_KIND_* */
+    uint32_t reserved;    /* 0 */
+
+    /* Plugin info as JSON: {"name","kind","version","description","options":[...]}.
+     * Written with host->write_output. */
+    llem_status (*describe)(const llem_host *host);
+    /* Create an instance from the manifest sub-table (JSON, defaults filled).
+     * `host` stays valid until close(). */
+    llem_status (*open)(const llem_host *host, const char *config_json, size_t config_len,
+                        void **instance);
+    void (*close)(void *instance);
+
+    /* LLEM_KIND_ENERGY (NULL otherwise) */
+    llem_status (*energy_devices)(void *instance); /* JSON array of devices */
+    llem_status (*energy_read)(void *instance, llem_reading *out, size_t capacity,
+                               size_t *count);
+    llem_status (*energy_telemetry)(void *instance); /* JSON array */
+
+    /* LLEM_KIND_BACKEND */
+    llem_status (*backend_plan)(void *instance, const char *request_json, size_t len);
+    llem_status (*backend_parse_metrics)(void *instance, const char *text, size_t len);
+
+    /* LLEM_KIND_DATASET */
+    llem_status (*dataset_load)(void *instance, const char *request_json, size_t len);
+
+    /* LLEM_KIND_SINK */
+    llem_status (*sink_write_samples)(void *instance, const char *batch_json, size_t len);
+    llem_status (*sink_write_result)(void *instance, const char *doc_json, size_t len);
+    llem_status (*sink_finish)(void *instance);
+} llem_plugin_v1;
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* LLEM_PLUGIN_H */

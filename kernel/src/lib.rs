@@ -1,1 +1,10 @@
+//! # llem: energy, latency and throughput of LLM inference on your own hardware
+//!
+//! The kernel library. It owns time, I/O, processes and the measurement maths;
+//! plugins own knowledge (how to read a device, drive an engine, read a
+//! dataset, store results). The `llem` binary is a thin CLI over this API.
 
+pub mod clock;
+pub mod plugin;
+
+pub use plugin::{Plugin, PluginFailure, PluginFormat, PluginLoader, Sandbox};

@@ -1,0 +1,32 @@
+//! What a plugin may touch. Deny by default: a WASM plugin sees no
+//! environment, no stdio, no network and no files beyond these grants. Native
+//! plugins are trusted code and ignore the grants (they are documented as such).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sandbox {
+    /// Directories the plugin may read, at the same path inside the sandbox.
+    pub read_dirs: Vec<PathBuf>,
+    /// One directory the plugin may write, at the same path inside the sandbox.
+    pub write_dir: Option<PathBuf>,
+    /// Environment variables passed through (only those set on the host).
+    pub env: Vec<String>,
+    /// Linear-memory cap for the plugin instance.
+    pub memory_bytes: usize,
+    /// Longest a single call may run before it is interrupted.
+    pub call_timeout: Duration,
+}
+
+impl Default for Sandbox {
+    fn default() -> Self {
+        Sandbox {
+            read_dirs: Vec::new(),
+            write_dir: None,
+            env: Vec::new(),
+            memory_bytes: 256 << 20,
+            call_timeout: Duration::from_secs(5),
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! Conversions between the generated host bindings and the SDK's plain types.
+
+use super::bindings::{backend, dataset, energy, sink, wit_types};
+use llem_sdk as sdk;
+
+use backend::exports::llem::plugin::backend as wb;
+use dataset::exports::llem::plugin::dataset as wd;
+use energy::exports::llem::plugin::energy as we;
+use sink::exports::llem::plugin::sink as ws;
+
+pub fn plugin_error(e: wit_types::PluginError) -> sdk::PluginError {
+    use wit_types::ErrorCode as W;
+    sdk::PluginError {
+        code: match e.code {
+            W::InvalidConfig => sdk::ErrorCode::InvalidConfig,
+            W::Unavailable => sdk::ErrorCode::Unavailable,
+            W::PermissionDenied => sdk::ErrorCode::PermissionDenied,
+            W::Io => sdk::ErrorCode::Io,
+            W::Other => sdk::ErrorCode::Other,
+        },
+        message: e.message,
+        key: e.key,
+        hint: e.hint,
+    }
+}
+
+/// Plugin info; an option default that is not JSON is kept as a string.
+pub fn plugin_info(i: wit_types::PluginInfo) -> sdk::PluginInfo {
+    use wit_types::OptionType as W;
+    sdk::PluginInfo {
+        name: i.name,
+        kind: match i.kind {
+            wit_types::PluginKind::Energy => sdk::PluginKind::Energy,
+            wit_types::PluginKind::Backend => sdk::PluginKind::Backend,
+            wit_types::PluginKind::Dataset => sdk::PluginKind::Dataset,
+            wit_types::PluginKind::Sink => sdk::PluginKind::Sink,
+        },
+        version: i.version,
+        description: i.description,
+        options: i
+            .options
+            .into_iter()
+            .map(|o| sdk::OptionSpec {
+                name: o.name,
+                ty: match o.ty {
+                    W::String => sdk::OptionType::String,
+                    W::Integer => sdk::OptionType::Integer,
+                    W::Float => sdk::OptionType::Float,
+                    W::Boolean => sdk::OptionType::Boolean,
+                    W::StringList => sdk::OptionType::StringList,
+                    W::IntegerList => sdk::OptionType::IntegerList,
+                    W::Table => sdk::OptionType::Table,
+                    W::Any => sdk::OptionType::Any,
+                },
+                default: o.default_json.map(|text| {
+                    serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
+                }),
+                doc: o.doc,
+                choices: o.choices,
+            })
+            .collect(),
+    }
+}
+
+pub fn metric(m: wit_types::Metric) -> sdk::Metric {
+    sdk::Metric {
+        name: m.name,
+        value: m.value,
+        unit: m.unit,
+        labels: m.labels,
+    }
+}
+
+pub fn device(d: we::Device) -> sdk::Device {
+    use sdk::DeviceKind as K;
+    use we::DeviceKind as W;
+    sdk::Device {
+        id: d.id,
+        name: d.name,
+        kind: match d.kind {
+            W::Gpu => K::Gpu,
+            W::CpuPackage => K::CpuPackage,
+            W::CpuCore => K::CpuCore,
+            W::CpuUncore => K::CpuUncore,
+            W::Dram => K::Dram,
+            W::Psys => K::Psys,
+            W::Accelerator => K::Accelerator,
+            W::System => K::System,
+            W::Other => K::Other,
+        },
+        has_energy_counter: d.has_energy_counter,
+        counter_wrap_uj: d.counter_wrap_uj,
+        has_power: d.has_power,
+        power_average_window_ms: d.power_average_window_ms,
+        estimated: d.estimated,
+    }
+}
+
+pub fn reading(r: we::Reading) -> sdk::Reading {
+    sdk::Reading {
+        device: r.device,
+        energy_uj: r.energy_uj,
+        power_mw: r.power_mw,
+    }
+}
+
+pub fn telemetry(t: we::DeviceTelemetry) -> sdk::DeviceTelemetry {
+    sdk::DeviceTelemetry {
+        device: t.device,
+        metrics: t.metrics.into_iter().map(metric).collect(),
+    }
+}
+
+pub fn plan_request(r: &sdk::PlanRequest) -> wb::PlanRequest {
+    wb::PlanRequest {
+        model: r.model.clone(),
+        host: r.host.clone(),
+        port: r.port,
+        run_dir: r.run_dir.clone(),
+    }
+}
+
+pub fn engine_plan(p: wb::EnginePlan) -> sdk::EnginePlan {
+    sdk::EnginePlan {
+        mode: match p.mode {
+            wb::EngineMode::Server => sdk::EngineMode::Server,
+            wb::EngineMode::Offline => sdk::EngineMode::Offline,
+        },
+        engine: p.engine,
+        program: p.program,
+        args: p.args,
+        env: p.env,
+        api_base_path: p.api_base_path,
+        health_path: p.health_path,
+        metrics_path: p.metrics_path,
+        worker_script: p.worker_script,
+        ready_timeout_s: p.ready_timeout_s,
+    }
+}
+
+pub fn load_request(r: &sdk::LoadRequest) -> wd::LoadRequest {
+    wd::LoadRequest {
+        model: r.model.clone(),
+        tokenizer_path: r.tokenizer_path.clone(),
+        seed: r.seed,
+        limit: r.limit,
+    }
+}
+
+pub fn prompt(p: wd::Prompt) -> sdk::Prompt {
+    sdk::Prompt {
+        id: p.id,
+        body: match p.body {
+            wd::PromptBody::Text(text) => sdk::PromptBody::Text(text),
+            wd::PromptBody::Chat(messages) => sdk::PromptBody::Chat(
+                messages
+                    .into_iter()
+                    .map(|m| sdk::ChatMessage {
+                        role: m.role,
+                        content: m.content,
+                    })
+                    .collect(),
+            ),
+        },
+        input_tokens: p.input_tokens,
+        max_output_tokens: p.max_output_tokens,
+    }
+}
+
+pub fn sample_batch(b: &sdk::SampleBatch) -> ws::SampleBatch {
+    ws::SampleBatch {
+        source: b.source.clone(),
+        devices: b.devices.clone(),
+        samples: b
+            .samples
+            .iter()
+            .map(|s| ws::Sample {
+                device: s.device,
+                t_ns: s.t_ns,
+                energy_uj: s.energy_uj,
+                power_mw: s.power_mw,
+            })
+            .collect(),
+    }
+}
+
+pub fn result_document(d: &sdk::ResultDocument) -> ws::ResultDocument {
+    ws::ResultDocument {
+        schema_version: d.schema_version.clone(),
+        run_id: d.run_id.clone(),
+        json: d.json.clone(),
+    }
+}

@@ -1,0 +1,165 @@
+//! The WASM plugin host: wasmtime's component model with WASI p2, one `Store`
+//! per plugin instance, deny-by-default sandboxing, an epoch-based deadline on
+//! every call and a memory cap. A plugin that loops, traps, panics or asks for
+//! too much memory becomes a [`PluginFailure`] naming it; the kernel goes on.
+
+mod bindings;
+mod cache;
+mod classify;
+mod convert;
+mod instance;
+mod store;
+
+pub use cache::default_cache_dir;
+
+use super::{
+    BackendInstance, CallResult, DatasetInstance, EnergyInstance, FailureKind, PluginCode,
+    PluginFailure, Sandbox, SinkInstance,
+};
+use llem_sdk::{PluginInfo, PluginKind};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use store::StoreState;
+use wasmtime::component::{Component, HasSelf, InstancePre, Linker};
+use wasmtime::{Config, Engine};
+
+/// How often the engine's epoch advances; deadlines are whole ticks, so a
+/// call may overrun its deadline by up to one tick.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// One wasmtime engine and linker shared by every WASM plugin in the process.
+pub struct WasmHost {
+    engine: Engine,
+    linker: Linker<StoreState>,
+    cache: Option<cache::ComponentCache>,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Drop for WasmHost {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl WasmHost {
+    pub fn new(cache_dir: Option<PathBuf>) -> anyhow::Result<WasmHost> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        bindings::wit_host::add_to_linker::<StoreState, HasSelf<StoreState>>(&mut linker, |s| s)?;
+        bindings::wit_types::add_to_linker::<StoreState, HasSelf<StoreState>>(&mut linker, |s| s)?;
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        spawn_epoch_ticker(engine.clone(), ticker_stop.clone())?;
+        let cache = cache_dir.map(|dir| cache::ComponentCache::new(dir, &engine));
+        Ok(WasmHost {
+            engine,
+            linker,
+            cache,
+            ticker_stop,
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Compile (or fetch from cache), check the contract, and describe a component.
+    pub fn load(&self, path: &Path) -> CallResult<WasmPlugin> {
+        let name = path.display().to_string();
+        let fail = |kind, message: String| PluginFailure::new(&name, "load", kind, message);
+        let bytes = std::fs::read(path)
+            .map_err(|e| fail(FailureKind::NotAPlugin, format!("cannot read: {e}")))?;
+        let compiled = match &self.cache {
+            Some(cache) => cache.load(&self.engine, &bytes),
+            None => Component::from_binary(&self.engine, &bytes),
+        };
+        let component = compiled.map_err(|e| {
+            fail(FailureKind::NotAPlugin, format!("is not a valid WebAssembly component: {e:#}"))
+                .with_hint("build plugins with `cargo build --target wasm32-wasip2` and llem-sdk's export macros")
+        })?;
+        let kind = classify::plugin_kind(&self.engine, &component).map_err(|e| fail(e.0, e.1))?;
+        let pre = self.linker.instantiate_pre(&component).map_err(|e| {
+            fail(
+                FailureKind::Incompatible,
+                format!("imports something this llem does not provide: {e:#}"),
+            )
+            .with_hint("plugins may import only WASI 0.2 and llem:plugin/host; rebuild against this llem's SDK")
+        })?;
+        let code = Arc::new(Code {
+            engine: self.engine.clone(),
+            pre,
+            kind,
+            name: name.clone(),
+        });
+        let info = instance::describe(&code)?;
+        if info.kind != kind {
+            return Err(fail(
+                FailureKind::Incompatible,
+                format!("describes itself as a {} plugin but exports the {kind} world", info.kind),
+            ));
+        }
+        Ok(WasmPlugin {
+            code: Arc::new(Code {
+                name: info.name.clone(),
+                engine: code.engine.clone(),
+                pre: code.pre.clone(),
+                kind,
+            }),
+            info,
+        })
+    }
+}
+
+fn spawn_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+    std::thread::Builder::new()
+        .name("llem-wasm-epoch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                engine.increment_epoch();
+            }
+        })?;
+    Ok(())
+}
+
+/// What every instance of one component shares.
+pub(crate) struct Code {
+    /// The plugin's name once described (its path before that).
+    name: String,
+    engine: Engine,
+    pre: InstancePre<StoreState>,
+    kind: PluginKind,
+}
+
+/// A loaded WASM plugin.
+pub struct WasmPlugin {
+    code: Arc<Code>,
+    info: PluginInfo,
+}
+
+impl PluginCode for WasmPlugin {
+    fn info(&self) -> &PluginInfo {
+        &self.info
+    }
+
+    fn open_energy(&self, config: &str, sandbox: &Sandbox) -> CallResult<Box<dyn EnergyInstance>> {
+        Ok(Box::new(instance::WasmEnergy::open(&self.code, config, sandbox)?))
+    }
+
+    fn open_backend(&self, config: &str, sandbox: &Sandbox) -> CallResult<Box<dyn BackendInstance>> {
+        Ok(Box::new(instance::WasmBackend::open(&self.code, config, sandbox)?))
+    }
+
+    fn open_dataset(&self, config: &str, sandbox: &Sandbox) -> CallResult<Box<dyn DatasetInstance>> {
+        Ok(Box::new(instance::WasmDataset::open(&self.code, config, sandbox)?))
+    }
+
+    fn open_sink(&self, config: &str, sandbox: &Sandbox) -> CallResult<Box<dyn SinkInstance>> {
+        Ok(Box::new(instance::WasmSink::open(&self.code, config, sandbox)?))
+    }
+}

@@ -3,7 +3,7 @@
  *
  * A native plugin is a shared library exporting one symbol:
  *
- *     const llem_plugin_v1 *llem_plugin_v1(void);
+ *     const llem_plugin_vtable_v1 *llem_plugin_v1(void);
  *
  * returning a pointer to a static vtable. The vtable is append-only: its first
  * two fields (abi_version, struct_size) never move, new entries are only ever
@@ -77,9 +77,9 @@ typedef struct llem_reading {
     uint64_t power_mw;  /* milliwatts, valid with HAS_POWER */
 } llem_reading;
 
-typedef struct llem_plugin_v1 {
+typedef struct llem_plugin_vtable_v1 {
     uint32_t abi_version; /* LLEM_ABI_VERSION */
-    uint32_t struct_size; /* sizeof(llem_plugin_v1) as the plugin was built */
+    uint32_t struct_size; /* sizeof(llem_plugin_vtable_v1) as built */
     uint32_t kind;        /* LLEM_KIND_* */
     uint32_t reserved;    /* 0 */
 
@@ -109,7 +109,10 @@ typedef struct llem_plugin_v1 {
     llem_status (*sink_write_samples)(void *instance, const char *batch_json, size_t len);
     llem_status (*sink_write_result)(void *instance, const char *doc_json, size_t len);
     llem_status (*sink_finish)(void *instance);
-} llem_plugin_v1;
+} llem_plugin_vtable_v1;
+
+/* The entry point every native plugin exports. */
+const llem_plugin_vtable_v1 *llem_plugin_v1(void);
 
 #ifdef __cplusplus
 }

@@ -140,7 +140,7 @@ impl Plugin {
             self.name(),
             "open",
             FailureKind::WrongKind,
-            format!("is a {} plugin, not a {wanted} plugin", self.kind()),
+            format!("is {} plugin, not {} plugin", article(self.kind()), article(wanted)),
         ))
     }
 
@@ -182,6 +182,14 @@ impl Plugin {
     ) -> CallResult<Box<dyn SinkInstance>> {
         self.expect_kind(PluginKind::Sink)?;
         self.code.open_sink(&self.config_text(config), sandbox)
+    }
+}
+
+/// "an energy", "a backend"...
+fn article(kind: PluginKind) -> String {
+    match kind {
+        PluginKind::Energy => "an energy".to_owned(),
+        other => format!("a {other}"),
     }
 }
 

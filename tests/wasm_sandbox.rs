@@ -1,0 +1,223 @@
+//! Adversarial WASM plugins fail with a clear error naming the plugin, and the
+//! kernel keeps running: after every attack, a well-behaved plugin still
+//! loads and works in the same process.
+
+use llem::plugin::{FailureKind, PluginFailure};
+use llem::{PluginLoader, Sandbox};
+use llem_integration_tests::{loader, native_artifact, wasm_artifact, wasm_command};
+use serde_json::{Map, Value, json};
+use std::time::{Duration, Instant};
+
+fn hostile(loader: &PluginLoader, attack: &str, target: &str, during: &str, sandbox: &Sandbox) -> PluginFailure {
+    let plugin = loader.load(&wasm_artifact("energy-hostile")).unwrap();
+    let cfg = match json!({"attack": attack, "target": target, "during": during}) {
+        Value::Object(map) => map,
+        _ => unreachable!(),
+    };
+    let outcome = plugin
+        .open_energy(&cfg, sandbox)
+        .and_then(|mut source| source.read(&mut Vec::new()));
+    let err = outcome.expect_err("the attack must fail");
+    assert_eq!(err.plugin, "energy-hostile", "error names the plugin: {err}");
+    assert!(err.to_string().starts_with("plugin `energy-hostile`"), "{err}");
+    assert!(!err.to_string().contains("SANDBOX LEAK"), "sandbox leaked: {err}");
+    still_works(loader);
+    err
+}
+
+/// The kernel is unharmed: a good plugin loads and reads.
+fn still_works(loader: &PluginLoader) {
+    let plugin = loader.load(&wasm_artifact("energy-fixture")).unwrap();
+    let cfg = match json!({"devices": 1, "step_uj": 5, "wrap_uj": 100}) {
+        Value::Object(map) => map,
+        _ => unreachable!(),
+    };
+    let mut source = plugin.open_energy(&cfg, &Sandbox::default()).unwrap();
+    let mut out = Vec::new();
+    source.read(&mut out).unwrap();
+    assert_eq!(out[0].energy_uj, Some(5));
+}
+
+#[test]
+fn reading_an_ungranted_file_is_refused() {
+    let loader = loader();
+    let err = hostile(&loader, "read-file", "/etc/passwd", "read", &Sandbox::default());
+    assert_eq!(err.call, "read");
+    assert!(err.message.contains("reading /etc/passwd"), "{err}");
+    assert!(!err.message.contains("root:"), "{err}");
+}
+
+#[test]
+fn granted_directories_are_read_only_and_nothing_else_is_visible() {
+    let dir = tempfile::tempdir().unwrap();
+    let granted = dir.path().join("granted");
+    let secret = dir.path().join("secret");
+    std::fs::create_dir_all(&granted).unwrap();
+    std::fs::create_dir_all(&secret).unwrap();
+    std::fs::write(granted.join("ok.txt"), "fine").unwrap();
+    std::fs::write(secret.join("key.txt"), "hunter2").unwrap();
+    let sandbox = Sandbox {
+        read_dirs: vec![granted.clone()],
+        ..Sandbox::default()
+    };
+    let loader = loader();
+    // Reading the granted file works: the fixture reports what it read (as a "leak").
+    let plugin = loader.load(&wasm_artifact("energy-hostile")).unwrap();
+    let cfg = |attack: &str, target: &std::path::Path| match json!({"attack": attack, "target": target.to_str().unwrap(), "during": "read"}) {
+        Value::Object(map) => map,
+        _ => unreachable!(),
+    };
+    let err = plugin
+        .open_energy(&cfg("read-file", &granted.join("ok.txt")), &sandbox)
+        .and_then(|mut s| s.read(&mut Vec::new()))
+        .unwrap_err();
+    assert!(err.message.contains("read 4 bytes: fine"), "granted file readable: {err}");
+    // A sibling directory, or escaping with `..`, is not.
+    hostile(&loader, "read-file", secret.join("key.txt").to_str().unwrap(), "read", &sandbox);
+    let escape = granted.join("../secret/key.txt");
+    hostile(&loader, "read-file", escape.to_str().unwrap(), "read", &sandbox);
+    // The read-only grant cannot be written.
+    let err = hostile(&loader, "write-file", granted.join("new.txt").to_str().unwrap(), "read", &sandbox);
+    assert!(matches!(err.kind, FailureKind::PermissionDenied | FailureKind::Io), "{err:?}");
+    assert!(!granted.join("new.txt").exists());
+}
+
+#[test]
+fn environment_variables_are_not_inherited_unless_granted() {
+    // SAFETY: set before any thread in this test reads the environment.
+    unsafe { std::env::set_var("LLEM_TEST_SECRET", "s3cr3t") };
+    let loader = loader();
+    let err = hostile(&loader, "read-env", "LLEM_TEST_SECRET", "read", &Sandbox::default());
+    assert_eq!(err.kind, FailureKind::Unavailable);
+    assert!(err.message.contains("LLEM_TEST_SECRET"), "{err}");
+    assert!(!err.message.contains("s3cr3t"));
+    // Granted by name, it is visible (the fixture then reports it as a leak).
+    let plugin = loader.load(&wasm_artifact("energy-hostile")).unwrap();
+    let cfg = match json!({"attack": "read-env", "target": "LLEM_TEST_SECRET", "during": "read"}) {
+        Value::Object(map) => map,
+        _ => unreachable!(),
+    };
+    let sandbox = Sandbox {
+        env: vec!["LLEM_TEST_SECRET".into()],
+        ..Sandbox::default()
+    };
+    let err = plugin.open_energy(&cfg, &sandbox).unwrap().read(&mut Vec::new()).unwrap_err();
+    assert!(err.message.contains("LLEM_TEST_SECRET=s3cr3t"), "{err}");
+}
+
+#[test]
+fn an_infinite_loop_is_interrupted_at_the_deadline() {
+    let loader = loader();
+    let sandbox = Sandbox {
+        call_timeout: Duration::from_millis(300),
+        ..Sandbox::default()
+    };
+    for during in ["open", "read"] {
+        let started = Instant::now();
+        let err = hostile(&loader, "loop", "", during, &sandbox);
+        let elapsed = started.elapsed();
+        assert_eq!(err.kind, FailureKind::Deadline, "{err}");
+        assert_eq!(err.call, during);
+        assert!(err.message.contains("300 ms deadline"), "{err}");
+        assert!(err.hint.as_deref().unwrap_or("").contains("call_timeout_ms"), "{err:?}");
+        // Interrupted close to the deadline (one 10 ms epoch tick late at most,
+        // plus generous slack for a loaded CI machine).
+        assert!(elapsed >= Duration::from_millis(300), "{elapsed:?}");
+        assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+    }
+}
+
+#[test]
+fn a_memory_bomb_hits_the_cap() {
+    let loader = loader();
+    let sandbox = Sandbox {
+        memory_bytes: 64 << 20,
+        ..Sandbox::default()
+    };
+    let err = hostile(&loader, "memory-bomb", "", "read", &sandbox);
+    assert_eq!(err.kind, FailureKind::MemoryLimit, "{err}");
+    assert!(err.message.contains("cap of 64 MiB"), "{err}");
+    assert!(err.hint.as_deref().unwrap_or("").contains("memory_mib"));
+}
+
+#[test]
+fn a_panic_is_reported_with_its_message() {
+    let loader = loader();
+    for during in ["open", "read"] {
+        let err = hostile(&loader, "panic", "", during, &Sandbox::default());
+        assert_eq!(err.kind, FailureKind::Crashed, "{err}");
+        assert!(err.message.contains("hostile plugin panicked on purpose"), "{err}");
+    }
+}
+
+#[test]
+fn an_instance_that_trapped_is_not_entered_again() {
+    let loader = loader();
+    let plugin = loader.load(&wasm_artifact("energy-hostile")).unwrap();
+    let cfg = match json!({"attack": "panic", "target": "", "during": "read"}) {
+        Value::Object(map) => map,
+        _ => unreachable!(),
+    };
+    let mut source = plugin.open_energy(&cfg, &Sandbox::default()).unwrap();
+    assert_eq!(source.read(&mut Vec::new()).unwrap_err().kind, FailureKind::Crashed);
+    let again = source.read(&mut Vec::new()).unwrap_err();
+    assert!(again.message.contains("after an earlier failure"), "{again}");
+}
+
+#[test]
+fn a_component_exporting_another_world_is_refused() {
+    let path = wasm_command("not-a-plugin");
+    let err = loader().load(&path).unwrap_err();
+    assert_eq!(err.kind, FailureKind::NotAPlugin, "{err}");
+    assert!(err.plugin.ends_with("not-a-plugin.wasm"), "names the file: {err}");
+    assert!(err.message.contains("not an llem plugin"), "{err}");
+    assert!(err.message.contains("wasi:cli/run"), "says what it exports: {err}");
+    still_works(&loader());
+}
+
+#[test]
+fn a_component_built_for_another_wit_major_is_refused() {
+    let err = loader().load(&wasm_artifact("future-wit")).unwrap_err();
+    assert_eq!(err.kind, FailureKind::Incompatible, "{err}");
+    assert!(err.message.contains("llem:plugin@1.0.0"), "{err}");
+    assert!(err.message.contains("this llem hosts llem:plugin@0.1.x"), "{err}");
+    still_works(&loader());
+}
+
+#[test]
+fn garbage_and_core_modules_are_not_plugins() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage.wasm");
+    std::fs::write(&garbage, b"\0asm\x0d\0\x01\0this is not a component").unwrap();
+    let err = loader().load(&garbage).unwrap_err();
+    assert_eq!(err.kind, FailureKind::NotAPlugin);
+    assert!(err.message.contains("not a valid WebAssembly component"), "{err}");
+    let text = dir.path().join("notes.txt");
+    std::fs::write(&text, "hello").unwrap();
+    let err = loader().load(&text).unwrap_err();
+    assert!(err.message.contains("neither a WebAssembly component nor a shared library"), "{err}");
+    let _ = Map::<String, Value>::new();
+}
+
+#[test]
+fn compiled_components_are_cached_and_a_corrupt_entry_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let wasm = wasm_artifact("energy-fixture");
+    let first = Instant::now();
+    llem_integration_tests::fresh_loader(&cache).load(&wasm).unwrap();
+    let cold = first.elapsed();
+    let entries: Vec<_> = std::fs::read_dir(cache.join("components")).unwrap().collect();
+    assert_eq!(entries.len(), 1, "one compiled entry");
+    let entry = entries[0].as_ref().unwrap().path();
+    assert!(entry.extension().is_some_and(|e| e == "cwasm"));
+    let second = Instant::now();
+    llem_integration_tests::fresh_loader(&cache).load(&wasm).unwrap();
+    let warm = second.elapsed();
+    assert!(warm < cold, "cache hit ({warm:?}) must beat a compile ({cold:?})");
+    std::fs::write(&entry, b"corrupt").unwrap();
+    llem_integration_tests::fresh_loader(&cache).load(&wasm).unwrap();
+    assert!(std::fs::metadata(&entry).unwrap().len() > 1000, "corrupt entry replaced");
+    // Native plugins never touch the component cache.
+    llem_integration_tests::fresh_loader(&cache).load(&native_artifact("energy-fixture")).unwrap();
+}

@@ -1,0 +1,10 @@
+//! Integration tests of the manifest crate through its public API.
+
+mod common;
+
+mod edits;
+mod parse;
+mod paths;
+mod render;
+mod resolve;
+mod schema;

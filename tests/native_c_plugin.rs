@@ -2,6 +2,8 @@
 //! `sdk/include/llem_plugin.h` loads and works; wrong ABI versions, missing
 //! files and libraries that are not plugins are refused with clear errors.
 
+#![allow(clippy::unwrap_used)] // test helpers unwrap: a panic is a test failure
+
 use llem::Sandbox;
 use llem::plugin::FailureKind;
 use llem_integration_tests::{build_c_plugin, loader};
@@ -24,7 +26,10 @@ fn a_c_plugin_loads_describes_and_reads() {
     assert_eq!(plugin.kind(), PluginKind::Energy);
     assert_eq!(plugin.format(), llem::PluginFormat::Native);
     let option = &plugin.info().options[0];
-    assert_eq!((option.name.as_str(), option.ty), ("step_uj", OptionType::Integer));
+    assert_eq!(
+        (option.name.as_str(), option.ty),
+        ("step_uj", OptionType::Integer)
+    );
     assert_eq!(option.default, Some(json!(250)));
 
     let mut source = plugin
@@ -40,12 +45,24 @@ fn a_c_plugin_loads_describes_and_reads() {
     for _ in 0..3 {
         source.read(&mut out).unwrap();
     }
-    let counter: Vec<Option<u64>> = out.iter().filter(|r| r.device == 0).map(|r| r.energy_uj).collect();
+    let counter: Vec<Option<u64>> = out
+        .iter()
+        .filter(|r| r.device == 0)
+        .map(|r| r.energy_uj)
+        .collect();
     // 400k, 800k, then wraps at 1M: 200k.
     assert_eq!(counter, [Some(400_000), Some(800_000), Some(200_000)]);
-    let power: Vec<Option<u64>> = out.iter().filter(|r| r.device == 1).map(|r| r.power_mw).collect();
+    let power: Vec<Option<u64>> = out
+        .iter()
+        .filter(|r| r.device == 1)
+        .map(|r| r.power_mw)
+        .collect();
     assert_eq!(power, [Some(42_000); 3]);
-    assert!(out.iter().filter(|r| r.device == 1).all(|r| r.energy_uj.is_none()));
+    assert!(
+        out.iter()
+            .filter(|r| r.device == 1)
+            .all(|r| r.energy_uj.is_none())
+    );
     assert!(source.telemetry().unwrap().is_empty());
 }
 
@@ -73,7 +90,8 @@ fn a_plugin_built_for_another_abi_version_is_refused_with_the_supported_versions
     let err = loader().load(&path).unwrap_err();
     assert_eq!(err.kind, FailureKind::Incompatible);
     assert!(
-        err.message.contains("ABI version 99; this llem supports ABI version(s) 1"),
+        err.message
+            .contains("ABI version 99; this llem supports ABI version(s) 1"),
         "{err}"
     );
     assert!(err.plugin.ends_with(".so"), "names the file: {err}");
@@ -95,13 +113,19 @@ fn a_shared_library_that_is_not_a_plugin_is_refused() {
     let path = build_c_plugin("not_a_plugin.c", &[], dir.path());
     let err = loader().load(&path).unwrap_err();
     assert_eq!(err.kind, FailureKind::NotAPlugin);
-    assert!(err.message.contains("not an llem plugin: it has no `llem_plugin_v1` symbol"), "{err}");
+    assert!(
+        err.message
+            .contains("not an llem plugin: it has no `llem_plugin_v1` symbol"),
+        "{err}"
+    );
     assert!(err.hint.is_some());
 }
 
 #[test]
 fn a_missing_file_is_a_clear_error() {
-    let err = loader().load(std::path::Path::new("/nonexistent/libnothing.so")).unwrap_err();
+    let err = loader()
+        .load(std::path::Path::new("/nonexistent/libnothing.so"))
+        .unwrap_err();
     assert_eq!(err.kind, FailureKind::NotAPlugin);
     assert_eq!(err.plugin, "/nonexistent/libnothing.so");
     assert!(err.message.contains("cannot open"), "{err}");

@@ -1,6 +1,8 @@
 //! The same plugin source, built as a WASM component and as a native library,
 //! loads through the kernel and gives identical results.
 
+#![allow(clippy::unwrap_used)] // test helpers unwrap: a panic is a test failure
+
 use llem::{PluginFormat, Sandbox};
 use llem_integration_tests::{fresh_loader, native_artifact, wasm_artifact};
 use llem_sdk::{LoadRequest, PluginKind, PromptBody, Reading};
@@ -37,7 +39,7 @@ fn dataset_jsonl_gives_identical_prompts_as_wasm_and_native() {
     assert_eq!(wasm.kind(), PluginKind::Dataset);
 
     let cfg = config(json!({
-        "path": data.to_str().unwrap(),
+        "file": data.to_str().unwrap(),
         "prompt_field": "auto",
         "id_field": "id",
         "max_output_tokens": 64,
@@ -53,8 +55,16 @@ fn dataset_jsonl_gives_identical_prompts_as_wasm_and_native() {
         seed: 42,
         limit: Some(3),
     };
-    let from_wasm = wasm.open_dataset(&cfg, &sandbox).unwrap().load(&request).unwrap();
-    let from_native = native.open_dataset(&cfg, &sandbox).unwrap().load(&request).unwrap();
+    let from_wasm = wasm
+        .open_dataset(&cfg, &sandbox)
+        .unwrap()
+        .load(&request)
+        .unwrap();
+    let from_native = native
+        .open_dataset(&cfg, &sandbox)
+        .unwrap()
+        .load(&request)
+        .unwrap();
     assert_eq!(from_wasm, from_native);
     assert_eq!(from_wasm.len(), 3, "limit applies after shuffling");
 
@@ -64,11 +74,17 @@ fn dataset_jsonl_gives_identical_prompts_as_wasm_and_native() {
     let all = native
         .open_dataset(&cfg, &sandbox)
         .unwrap()
-        .load(&LoadRequest { limit: None, ..request })
+        .load(&LoadRequest {
+            limit: None,
+            ..request
+        })
         .unwrap();
     let ids: Vec<&str> = all.iter().map(|p| p.id.as_str()).collect();
     assert_eq!(ids, ["a", "b", "7", "d"]);
-    assert_eq!(all[0].body, PromptBody::Text("Explain RAPL in one line.".into()));
+    assert_eq!(
+        all[0].body,
+        PromptBody::Text("Explain RAPL in one line.".into())
+    );
     match &all[2].body {
         PromptBody::Chat(turns) => {
             assert_eq!(turns[0].role, "user");
@@ -82,11 +98,13 @@ fn dataset_jsonl_gives_identical_prompts_as_wasm_and_native() {
 
 #[test]
 fn energy_fixture_gives_identical_readings_as_wasm_and_native() {
-    let dir = tempfile::tempdir().unwrap();
     let loader = llem_integration_tests::loader();
     let cfg = config(json!({"devices": 3, "step_uj": 700, "wrap_uj": 2000}));
     let mut readings = Vec::new();
-    for path in [wasm_artifact("energy-fixture"), native_artifact("energy-fixture")] {
+    for path in [
+        wasm_artifact("energy-fixture"),
+        native_artifact("energy-fixture"),
+    ] {
         let plugin = loader.load(&path).unwrap();
         let mut source = plugin.open_energy(&cfg, &Sandbox::default()).unwrap();
         assert_eq!(source.devices().len(), 3);
@@ -111,10 +129,12 @@ fn energy_fixture_gives_identical_readings_as_wasm_and_native() {
 
 #[test]
 fn plugin_errors_carry_key_and_plugin_name_both_ways() {
-    let dir = tempfile::tempdir().unwrap();
     let loader = llem_integration_tests::loader();
     let cfg = config(json!({"devices": 0, "step_uj": 1, "wrap_uj": 10}));
-    for path in [wasm_artifact("energy-fixture"), native_artifact("energy-fixture")] {
+    for path in [
+        wasm_artifact("energy-fixture"),
+        native_artifact("energy-fixture"),
+    ] {
         let plugin = loader.load(&path).unwrap();
         let err = plugin.open_energy(&cfg, &Sandbox::default()).err().unwrap();
         assert_eq!(err.kind, llem::plugin::FailureKind::InvalidConfig);
@@ -129,8 +149,17 @@ fn plugin_errors_carry_key_and_plugin_name_both_ways() {
 #[test]
 fn a_plugin_of_one_kind_cannot_be_opened_as_another() {
     let dir = tempfile::tempdir().unwrap();
-    let plugin = fresh_loader(dir.path()).load(&wasm_artifact("energy-fixture")).unwrap();
-    let err = plugin.open_dataset(&Map::new(), &Sandbox::default()).err().unwrap();
+    let plugin = fresh_loader(dir.path())
+        .load(&wasm_artifact("energy-fixture"))
+        .unwrap();
+    let err = plugin
+        .open_dataset(&Map::new(), &Sandbox::default())
+        .err()
+        .unwrap();
     assert_eq!(err.kind, llem::plugin::FailureKind::WrongKind);
-    assert!(err.to_string().contains("is an energy plugin, not a dataset plugin"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("is an energy plugin, not a dataset plugin"),
+        "{err}"
+    );
 }

@@ -2,13 +2,21 @@
 //! kernel keeps running: after every attack, a well-behaved plugin still
 //! loads and works in the same process.
 
+#![allow(clippy::unwrap_used)] // test helpers unwrap: a panic is a test failure
+
 use llem::plugin::{FailureKind, PluginFailure};
 use llem::{PluginLoader, Sandbox};
 use llem_integration_tests::{loader, native_artifact, wasm_artifact, wasm_command};
 use serde_json::{Map, Value, json};
 use std::time::{Duration, Instant};
 
-fn hostile(loader: &PluginLoader, attack: &str, target: &str, during: &str, sandbox: &Sandbox) -> PluginFailure {
+fn hostile(
+    loader: &PluginLoader,
+    attack: &str,
+    target: &str,
+    during: &str,
+    sandbox: &Sandbox,
+) -> PluginFailure {
     let plugin = loader.load(&wasm_artifact("energy-hostile")).unwrap();
     let cfg = match json!({"attack": attack, "target": target, "during": during}) {
         Value::Object(map) => map,
@@ -18,9 +26,18 @@ fn hostile(loader: &PluginLoader, attack: &str, target: &str, during: &str, sand
         .open_energy(&cfg, sandbox)
         .and_then(|mut source| source.read(&mut Vec::new()));
     let err = outcome.expect_err("the attack must fail");
-    assert_eq!(err.plugin, "energy-hostile", "error names the plugin: {err}");
-    assert!(err.to_string().starts_with("plugin `energy-hostile`"), "{err}");
-    assert!(!err.to_string().contains("SANDBOX LEAK"), "sandbox leaked: {err}");
+    assert_eq!(
+        err.plugin, "energy-hostile",
+        "error names the plugin: {err}"
+    );
+    assert!(
+        err.to_string().starts_with("plugin `energy-hostile`"),
+        "{err}"
+    );
+    assert!(
+        !err.to_string().contains("SANDBOX LEAK"),
+        "sandbox leaked: {err}"
+    );
     still_works(loader);
     err
 }
@@ -41,7 +58,13 @@ fn still_works(loader: &PluginLoader) {
 #[test]
 fn reading_an_ungranted_file_is_refused() {
     let loader = loader();
-    let err = hostile(&loader, "read-file", "/etc/passwd", "read", &Sandbox::default());
+    let err = hostile(
+        &loader,
+        "read-file",
+        "/etc/passwd",
+        "read",
+        &Sandbox::default(),
+    );
     assert_eq!(err.call, "read");
     assert!(err.message.contains("reading /etc/passwd"), "{err}");
     assert!(!err.message.contains("root:"), "{err}");
@@ -63,7 +86,8 @@ fn granted_directories_are_read_only_and_nothing_else_is_visible() {
     let loader = loader();
     // Reading the granted file works: the fixture reports what it read (as a "leak").
     let plugin = loader.load(&wasm_artifact("energy-hostile")).unwrap();
-    let cfg = |attack: &str, target: &std::path::Path| match json!({"attack": attack, "target": target.to_str().unwrap(), "during": "read"}) {
+    let cfg = |attack: &str, target: &std::path::Path| match json!({"attack": attack, "target": target.to_str().unwrap(), "during": "read"})
+    {
         Value::Object(map) => map,
         _ => unreachable!(),
     };
@@ -71,14 +95,38 @@ fn granted_directories_are_read_only_and_nothing_else_is_visible() {
         .open_energy(&cfg("read-file", &granted.join("ok.txt")), &sandbox)
         .and_then(|mut s| s.read(&mut Vec::new()))
         .unwrap_err();
-    assert!(err.message.contains("read 4 bytes: fine"), "granted file readable: {err}");
+    assert!(
+        err.message.contains("read 4 bytes: fine"),
+        "granted file readable: {err}"
+    );
     // A sibling directory, or escaping with `..`, is not.
-    hostile(&loader, "read-file", secret.join("key.txt").to_str().unwrap(), "read", &sandbox);
+    hostile(
+        &loader,
+        "read-file",
+        secret.join("key.txt").to_str().unwrap(),
+        "read",
+        &sandbox,
+    );
     let escape = granted.join("../secret/key.txt");
-    hostile(&loader, "read-file", escape.to_str().unwrap(), "read", &sandbox);
+    hostile(
+        &loader,
+        "read-file",
+        escape.to_str().unwrap(),
+        "read",
+        &sandbox,
+    );
     // The read-only grant cannot be written.
-    let err = hostile(&loader, "write-file", granted.join("new.txt").to_str().unwrap(), "read", &sandbox);
-    assert!(matches!(err.kind, FailureKind::PermissionDenied | FailureKind::Io), "{err:?}");
+    let err = hostile(
+        &loader,
+        "write-file",
+        granted.join("new.txt").to_str().unwrap(),
+        "read",
+        &sandbox,
+    );
+    assert!(
+        matches!(err.kind, FailureKind::PermissionDenied | FailureKind::Io),
+        "{err:?}"
+    );
     assert!(!granted.join("new.txt").exists());
 }
 
@@ -87,7 +135,13 @@ fn environment_variables_are_not_inherited_unless_granted() {
     // SAFETY: set before any thread in this test reads the environment.
     unsafe { std::env::set_var("LLEM_TEST_SECRET", "s3cr3t") };
     let loader = loader();
-    let err = hostile(&loader, "read-env", "LLEM_TEST_SECRET", "read", &Sandbox::default());
+    let err = hostile(
+        &loader,
+        "read-env",
+        "LLEM_TEST_SECRET",
+        "read",
+        &Sandbox::default(),
+    );
     assert_eq!(err.kind, FailureKind::Unavailable);
     assert!(err.message.contains("LLEM_TEST_SECRET"), "{err}");
     assert!(!err.message.contains("s3cr3t"));
@@ -101,7 +155,11 @@ fn environment_variables_are_not_inherited_unless_granted() {
         env: vec!["LLEM_TEST_SECRET".into()],
         ..Sandbox::default()
     };
-    let err = plugin.open_energy(&cfg, &sandbox).unwrap().read(&mut Vec::new()).unwrap_err();
+    let err = plugin
+        .open_energy(&cfg, &sandbox)
+        .unwrap()
+        .read(&mut Vec::new())
+        .unwrap_err();
     assert!(err.message.contains("LLEM_TEST_SECRET=s3cr3t"), "{err}");
 }
 
@@ -119,7 +177,13 @@ fn an_infinite_loop_is_interrupted_at_the_deadline() {
         assert_eq!(err.kind, FailureKind::Deadline, "{err}");
         assert_eq!(err.call, during);
         assert!(err.message.contains("300 ms deadline"), "{err}");
-        assert!(err.hint.as_deref().unwrap_or("").contains("call_timeout_ms"), "{err:?}");
+        assert!(
+            err.hint
+                .as_deref()
+                .unwrap_or("")
+                .contains("call_timeout_ms"),
+            "{err:?}"
+        );
         // Interrupted close to the deadline (one 10 ms epoch tick late at most,
         // plus generous slack for a loaded CI machine).
         assert!(elapsed >= Duration::from_millis(300), "{elapsed:?}");
@@ -146,7 +210,10 @@ fn a_panic_is_reported_with_its_message() {
     for during in ["open", "read"] {
         let err = hostile(&loader, "panic", "", during, &Sandbox::default());
         assert_eq!(err.kind, FailureKind::Crashed, "{err}");
-        assert!(err.message.contains("hostile plugin panicked on purpose"), "{err}");
+        assert!(
+            err.message.contains("hostile plugin panicked on purpose"),
+            "{err}"
+        );
     }
 }
 
@@ -159,9 +226,15 @@ fn an_instance_that_trapped_is_not_entered_again() {
         _ => unreachable!(),
     };
     let mut source = plugin.open_energy(&cfg, &Sandbox::default()).unwrap();
-    assert_eq!(source.read(&mut Vec::new()).unwrap_err().kind, FailureKind::Crashed);
+    assert_eq!(
+        source.read(&mut Vec::new()).unwrap_err().kind,
+        FailureKind::Crashed
+    );
     let again = source.read(&mut Vec::new()).unwrap_err();
-    assert!(again.message.contains("after an earlier failure"), "{again}");
+    assert!(
+        again.message.contains("after an earlier failure"),
+        "{again}"
+    );
 }
 
 #[test]
@@ -169,9 +242,15 @@ fn a_component_exporting_another_world_is_refused() {
     let path = wasm_command("not-a-plugin");
     let err = loader().load(&path).unwrap_err();
     assert_eq!(err.kind, FailureKind::NotAPlugin, "{err}");
-    assert!(err.plugin.ends_with("not-a-plugin.wasm"), "names the file: {err}");
+    assert!(
+        err.plugin.ends_with("not-a-plugin.wasm"),
+        "names the file: {err}"
+    );
     assert!(err.message.contains("not an llem plugin"), "{err}");
-    assert!(err.message.contains("wasi:cli/run"), "says what it exports: {err}");
+    assert!(
+        err.message.contains("wasi:cli/run"),
+        "says what it exports: {err}"
+    );
     still_works(&loader());
 }
 
@@ -180,7 +259,10 @@ fn a_component_built_for_another_wit_major_is_refused() {
     let err = loader().load(&wasm_artifact("future-wit")).unwrap_err();
     assert_eq!(err.kind, FailureKind::Incompatible, "{err}");
     assert!(err.message.contains("llem:plugin@1.0.0"), "{err}");
-    assert!(err.message.contains("this llem hosts llem:plugin@0.1.x"), "{err}");
+    assert!(
+        err.message.contains("this llem hosts llem:plugin@0.1.x"),
+        "{err}"
+    );
     still_works(&loader());
 }
 
@@ -191,11 +273,18 @@ fn garbage_and_core_modules_are_not_plugins() {
     std::fs::write(&garbage, b"\0asm\x0d\0\x01\0this is not a component").unwrap();
     let err = loader().load(&garbage).unwrap_err();
     assert_eq!(err.kind, FailureKind::NotAPlugin);
-    assert!(err.message.contains("not a valid WebAssembly component"), "{err}");
+    assert!(
+        err.message.contains("not a valid WebAssembly component"),
+        "{err}"
+    );
     let text = dir.path().join("notes.txt");
     std::fs::write(&text, "hello").unwrap();
     let err = loader().load(&text).unwrap_err();
-    assert!(err.message.contains("neither a WebAssembly component nor a shared library"), "{err}");
+    assert!(
+        err.message
+            .contains("neither a WebAssembly component nor a shared library"),
+        "{err}"
+    );
     let _ = Map::<String, Value>::new();
 }
 
@@ -205,19 +294,35 @@ fn compiled_components_are_cached_and_a_corrupt_entry_is_replaced() {
     let cache = dir.path().join("cache");
     let wasm = wasm_artifact("energy-fixture");
     let first = Instant::now();
-    llem_integration_tests::fresh_loader(&cache).load(&wasm).unwrap();
+    llem_integration_tests::fresh_loader(&cache)
+        .load(&wasm)
+        .unwrap();
     let cold = first.elapsed();
-    let entries: Vec<_> = std::fs::read_dir(cache.join("components")).unwrap().collect();
+    let entries: Vec<_> = std::fs::read_dir(cache.join("components"))
+        .unwrap()
+        .collect();
     assert_eq!(entries.len(), 1, "one compiled entry");
     let entry = entries[0].as_ref().unwrap().path();
     assert!(entry.extension().is_some_and(|e| e == "cwasm"));
     let second = Instant::now();
-    llem_integration_tests::fresh_loader(&cache).load(&wasm).unwrap();
+    llem_integration_tests::fresh_loader(&cache)
+        .load(&wasm)
+        .unwrap();
     let warm = second.elapsed();
-    assert!(warm < cold, "cache hit ({warm:?}) must beat a compile ({cold:?})");
+    assert!(
+        warm < cold,
+        "cache hit ({warm:?}) must beat a compile ({cold:?})"
+    );
     std::fs::write(&entry, b"corrupt").unwrap();
-    llem_integration_tests::fresh_loader(&cache).load(&wasm).unwrap();
-    assert!(std::fs::metadata(&entry).unwrap().len() > 1000, "corrupt entry replaced");
+    llem_integration_tests::fresh_loader(&cache)
+        .load(&wasm)
+        .unwrap();
+    assert!(
+        std::fs::metadata(&entry).unwrap().len() > 1000,
+        "corrupt entry replaced"
+    );
     // Native plugins never touch the component cache.
-    llem_integration_tests::fresh_loader(&cache).load(&native_artifact("energy-fixture")).unwrap();
+    llem_integration_tests::fresh_loader(&cache)
+        .load(&native_artifact("energy-fixture"))
+        .unwrap();
 }

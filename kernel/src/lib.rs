@@ -5,6 +5,7 @@
 //! dataset, store results). The `llem` binary is a thin CLI over this API.
 
 pub mod clock;
+pub mod discovery;
 pub mod plugin;
 
 pub use plugin::{Plugin, PluginFailure, PluginFormat, PluginLoader, Sandbox};

@@ -91,9 +91,8 @@ pub struct PluginV1 {
     >,
     pub close: Option<unsafe extern "C" fn(InstancePtr)>,
     pub energy_devices: Option<UnitCall>,
-    pub energy_read: Option<
-        unsafe extern "C" fn(InstancePtr, *mut RawReading, usize, *mut usize) -> Status,
-    >,
+    pub energy_read:
+        Option<unsafe extern "C" fn(InstancePtr, *mut RawReading, usize, *mut usize) -> Status>,
     pub energy_telemetry: Option<UnitCall>,
     pub backend_plan: Option<JsonCall>,
     pub backend_parse_metrics: Option<JsonCall>,

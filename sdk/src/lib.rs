@@ -169,7 +169,7 @@ macro_rules! export_sink {
             impl $crate::wasm::sink_world::exports::llem::plugin::sink::Guest for LlemExport {
                 type Sink = $crate::wasm::SinkGuest<$ty>;
             }
-            $crate::wasm::sink_world::export!(LlemExport with_types_in $crate::wasm::sink_world);
+    $crate::wasm::sink_world::export!(LlemExport with_types_in $crate::wasm::sink_world);
         };
     };
 }

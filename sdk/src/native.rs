@@ -28,7 +28,14 @@ pub(crate) fn host_log(level: Level, message: &str) {
         return;
     }
     // SAFETY: the host keeps every table it hands out alive while the library is loaded.
-    unsafe { ((*host).log)((*host).ctx, level as i32, message.as_ptr().cast(), message.len()) }
+    unsafe {
+        ((*host).log)(
+            (*host).ctx,
+            level as i32,
+            message.as_ptr().cast(),
+            message.len(),
+        )
+    }
 }
 
 pub(crate) fn host_monotonic_now_ns() -> u64 {

@@ -60,6 +60,9 @@ impl std::fmt::Display for PluginKind {
 #[serde(rename_all = "kebab-case")]
 pub enum OptionType {
     String,
+    /// A file or directory path: resolved against the manifest's directory,
+    /// and granted read-only to a sandboxed plugin automatically.
+    Path,
     Integer,
     Float,
     Boolean,
@@ -73,6 +76,7 @@ impl OptionType {
     pub fn as_str(self) -> &'static str {
         match self {
             OptionType::String => "string",
+            OptionType::Path => "path",
             OptionType::Integer => "integer",
             OptionType::Float => "float",
             OptionType::Boolean => "boolean",

@@ -56,11 +56,11 @@ pub mod sink_world {
     });
 }
 
-pub use energy_world::llem::plugin::types as wit_types;
-use energy_world::exports::llem::plugin::energy as wit_energy;
-use energy_world::llem::plugin::host as wit_host;
 use backend_world::exports::llem::plugin::backend as wit_backend;
 use dataset_world::exports::llem::plugin::dataset as wit_dataset;
+use energy_world::exports::llem::plugin::energy as wit_energy;
+use energy_world::llem::plugin::host as wit_host;
+pub use energy_world::llem::plugin::types as wit_types;
 use sink_world::exports::llem::plugin::sink as wit_sink;
 
 pub(crate) fn host_log(level: crate::host::Level, message: &str) {
@@ -96,6 +96,7 @@ impl From<sdk::OptionType> for wit_types::OptionType {
     fn from(t: sdk::OptionType) -> Self {
         match t {
             sdk::OptionType::String => Self::String,
+            sdk::OptionType::Path => Self::Path,
             sdk::OptionType::Integer => Self::Integer,
             sdk::OptionType::Float => Self::Float,
             sdk::OptionType::Boolean => Self::Boolean,
@@ -254,7 +255,12 @@ impl<T: EnergySource> wit_energy::GuestSource for EnergyGuest<T> {
     }
 
     fn devices(&self) -> Vec<wit_energy::Device> {
-        self.inner.borrow().devices().into_iter().map(Into::into).collect()
+        self.inner
+            .borrow()
+            .devices()
+            .into_iter()
+            .map(Into::into)
+            .collect()
     }
 
     fn read(&self) -> Result<Vec<wit_energy::Reading>, wit_types::PluginError> {

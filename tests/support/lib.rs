@@ -34,7 +34,11 @@ pub fn wasm_artifact(crate_name: &str) -> PathBuf {
 
 /// A WASI command (bin crate) built for wasm32-wasip2.
 pub fn wasm_command(crate_name: &str) -> PathBuf {
-    must_exist(target_dir().join("wasm32-wasip2/debug").join(format!("{crate_name}.wasm")))
+    must_exist(
+        target_dir()
+            .join("wasm32-wasip2/debug")
+            .join(format!("{crate_name}.wasm")),
+    )
 }
 
 /// A crate built natively as a cdylib.
@@ -60,7 +64,9 @@ pub fn build_c_plugin(source: &str, defines: &[&str], out_dir: &Path) -> PathBuf
     for define in defines {
         cc.arg(format!("-D{define}"));
     }
-    let status = cc.status().expect("a C compiler (`cc`) is needed for the C ABI tests");
+    let status = cc
+        .status()
+        .expect("a C compiler (`cc`) is needed for the C ABI tests");
     assert!(status.success(), "compiling {source} failed");
     out
 }

@@ -74,11 +74,21 @@ impl PluginFormat {
         let name = path.display().to_string();
         let mut magic = [0u8; 4];
         let mut file = std::fs::File::open(path).map_err(|e| {
-            PluginFailure::new(&name, "load", FailureKind::NotAPlugin, format!("cannot open: {e}"))
-                .with_hint("check the path, or run `llem plugins list` to see the plugins llem found")
+            PluginFailure::new(
+                &name,
+                "load",
+                FailureKind::NotAPlugin,
+                format!("cannot open: {e}"),
+            )
+            .with_hint("check the path, or run `llem plugins list` to see the plugins llem found")
         })?;
         file.read_exact(&mut magic).map_err(|_| {
-            PluginFailure::new(&name, "load", FailureKind::NotAPlugin, "file is too short to be a plugin")
+            PluginFailure::new(
+                &name,
+                "load",
+                FailureKind::NotAPlugin,
+                "file is too short to be a plugin",
+            )
         })?;
         match &magic {
             b"\0asm" => Ok(PluginFormat::Wasm),
@@ -140,7 +150,11 @@ impl Plugin {
             self.name(),
             "open",
             FailureKind::WrongKind,
-            format!("is {} plugin, not {} plugin", article(self.kind()), article(wanted)),
+            format!(
+                "is {} plugin, not {} plugin",
+                article(self.kind()),
+                article(wanted)
+            ),
         ))
     }
 
@@ -203,7 +217,9 @@ pub struct PluginLoader {
 
 impl std::fmt::Debug for PluginLoader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PluginLoader").field("cache_dir", &self.cache_dir).finish()
+        f.debug_struct("PluginLoader")
+            .field("cache_dir", &self.cache_dir)
+            .finish()
     }
 }
 
@@ -224,10 +240,17 @@ impl PluginLoader {
 
     pub fn wasm_host(&self) -> CallResult<&wasm::WasmHost> {
         self.wasm
-            .get_or_init(|| wasm::WasmHost::new(self.cache_dir.clone()).map_err(|e| format!("{e:#}")))
+            .get_or_init(|| {
+                wasm::WasmHost::new(self.cache_dir.clone()).map_err(|e| format!("{e:#}"))
+            })
             .as_ref()
             .map_err(|e| {
-                PluginFailure::new("llem", "start", FailureKind::Other, format!("cannot start the WASM engine: {e}"))
+                PluginFailure::new(
+                    "llem",
+                    "start",
+                    FailureKind::Other,
+                    format!("cannot start the WASM engine: {e}"),
+                )
             })
     }
 

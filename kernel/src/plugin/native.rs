@@ -65,9 +65,11 @@ impl HostBox {
         boxed
     }
 
+    #[allow(clippy::mut_from_ref)] // the UnsafeCell is the point: see SAFETY
     fn slot(&self) -> &mut CallSlot {
         // SAFETY: one instance is used by one thread at a time (&mut self on every
-        // instance method), and the plugin writes the slot only during a call.
+        // instance method), the plugin writes the slot only during a call, and no
+        // caller holds two of these borrows at once.
         unsafe { &mut *self.slot.get() }
     }
 
@@ -159,13 +161,18 @@ impl NativePlugin {
         let fail = |kind, message: String| PluginFailure::new(&name, "load", kind, message);
         // SAFETY: loading a library runs its initialisers; native plugins are trusted
         // code by design (the sandboxed route is WASM).
-        let library = unsafe { libloading::Library::new(path) }
-            .map_err(|e| fail(FailureKind::NotAPlugin, format!("cannot load shared library: {e}")))?;
+        let library = unsafe { libloading::Library::new(path) }.map_err(|e| {
+            fail(
+                FailureKind::NotAPlugin,
+                format!("cannot load shared library: {e}"),
+            )
+        })?;
         // Never unloaded: see the module docs.
         let library: &'static libloading::Library = Box::leak(Box::new(library));
         // SAFETY: the symbol's type is fixed by the ABI's entry protocol.
         let entry = unsafe {
-            library.get::<unsafe extern "C" fn() -> *const PluginHeader>(abi::ENTRY_SYMBOL.as_bytes())
+            library
+                .get::<unsafe extern "C" fn() -> *const PluginHeader>(abi::ENTRY_SYMBOL.as_bytes())
         };
         let entry = match entry {
             Ok(entry) => entry,
@@ -193,10 +200,16 @@ impl NativePlugin {
         // SAFETY: calling the entry point is the protocol; it returns static data.
         let header = unsafe { entry() };
         if header.is_null() {
-            return Err(fail(FailureKind::NotAPlugin, format!("`{}` returned NULL", abi::ENTRY_SYMBOL)));
+            return Err(fail(
+                FailureKind::NotAPlugin,
+                format!("`{}` returned NULL", abi::ENTRY_SYMBOL),
+            ));
         }
         // SAFETY: every ABI version starts with this header.
-        let PluginHeader { abi_version, struct_size } = unsafe { *header };
+        let PluginHeader {
+            abi_version,
+            struct_size,
+        } = unsafe { *header };
         if !abi::SUPPORTED_ABI_VERSIONS.contains(&abi_version) {
             return Err(fail(
                 FailureKind::Incompatible,
@@ -219,7 +232,10 @@ impl NativePlugin {
         // SAFETY: version and size checked: the struct is a complete PluginV1.
         let vtable: &'static PluginV1 = unsafe { &*header.cast::<PluginV1>() };
         let kind = PluginKind::from_abi_tag(vtable.kind).ok_or_else(|| {
-            fail(FailureKind::Incompatible, format!("declares unknown plugin kind {}", vtable.kind))
+            fail(
+                FailureKind::Incompatible,
+                format!("declares unknown plugin kind {}", vtable.kind),
+            )
         })?;
         check_entries(vtable, kind).map_err(|missing| {
             fail(
@@ -228,7 +244,10 @@ impl NativePlugin {
             )
         })?;
         let describe = vtable.describe.ok_or_else(|| {
-            fail(FailureKind::Incompatible, "leaves `describe` empty in its vtable".into())
+            fail(
+                FailureKind::Incompatible,
+                "leaves `describe` empty in its vtable".into(),
+            )
         })?;
         let host = HostBox::new(&name);
         host.begin();
@@ -239,7 +258,10 @@ impl NativePlugin {
         if info.kind != kind {
             return Err(fail(
                 FailureKind::Incompatible,
-                format!("describes itself as a {} plugin but its vtable says {kind}", info.kind),
+                format!(
+                    "describes itself as a {} plugin but its vtable says {kind}",
+                    info.kind
+                ),
             ));
         }
         Ok(NativePlugin { vtable, info })
@@ -248,7 +270,12 @@ impl NativePlugin {
     fn open(&self, config: &str) -> CallResult<Instance> {
         let host = HostBox::new(&self.info.name);
         let open = self.vtable.open.ok_or_else(|| {
-            PluginFailure::new(&self.info.name, "open", FailureKind::Incompatible, "no `open` entry")
+            PluginFailure::new(
+                &self.info.name,
+                "open",
+                FailureKind::Incompatible,
+                "no `open` entry",
+            )
         })?;
         let mut raw: InstancePtr = std::ptr::null_mut();
         host.begin();
@@ -334,7 +361,12 @@ impl Instance {
     }
 
     fn missing(&self, call: &'static str) -> PluginFailure {
-        PluginFailure::new(self.plugin(), call, FailureKind::Incompatible, "entry missing from vtable")
+        PluginFailure::new(
+            self.plugin(),
+            call,
+            FailureKind::Incompatible,
+            "entry missing from vtable",
+        )
     }
 
     fn unit_call<R: DeserializeOwned>(
@@ -357,7 +389,12 @@ impl Instance {
         arg: &A,
     ) -> CallResult<R> {
         let text = serde_json::to_string(arg).map_err(|e| {
-            PluginFailure::new(self.plugin(), call, FailureKind::Other, format!("cannot encode input: {e}"))
+            PluginFailure::new(
+                self.plugin(),
+                call,
+                FailureKind::Other,
+                format!("cannot encode input: {e}"),
+            )
         })?;
         self.text_call(call, entry, &text)
     }
@@ -389,12 +426,21 @@ impl EnergyInstance for NativeEnergy {
     }
 
     fn read(&mut self, out: &mut Vec<Reading>) -> CallResult<()> {
-        let entry = self.instance.vtable.energy_read.ok_or_else(|| self.instance.missing("read"))?;
+        let entry = self
+            .instance
+            .vtable
+            .energy_read
+            .ok_or_else(|| self.instance.missing("read"))?;
         let mut count = 0usize;
         self.instance.host.begin();
         // SAFETY: live instance; buffer has `len` writable readings.
         let status = unsafe {
-            entry(self.instance.raw, self.buffer.as_mut_ptr(), self.buffer.len(), &mut count)
+            entry(
+                self.instance.raw,
+                self.buffer.as_mut_ptr(),
+                self.buffer.len(),
+                &mut count,
+            )
         };
         self.instance.host.finish("read", status)?;
         let count = count.min(self.buffer.len());

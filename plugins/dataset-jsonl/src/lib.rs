@@ -43,9 +43,9 @@ impl Plugin for JsonlDataset {
             description: "Prompts from a JSON Lines file (text or chat)".into(),
             options: vec![
                 OptionSpec::required(
-                    "path",
-                    OptionType::String,
-                    "JSON Lines file; granted to the plugin read-only",
+                    "file",
+                    OptionType::Path,
+                    "JSON Lines file (its directory is granted to the plugin read-only)",
                 ),
                 OptionSpec::with_default(
                     "prompt_field",
@@ -76,14 +76,16 @@ impl Plugin for JsonlDataset {
     }
 
     fn open(config: Config) -> Result<Self, PluginError> {
-        let path: String = config.require("path")?;
+        let path: String = config.require("file")?;
         if path.is_empty() {
-            return Err(PluginError::invalid_config("path", "must name a file"));
+            return Err(PluginError::invalid_config("file", "must name a file"));
         }
         let id_field: String = config.optional("id_field")?.unwrap_or_default();
         Ok(JsonlDataset {
             path,
-            prompt_field: config.optional("prompt_field")?.unwrap_or_else(|| "auto".into()),
+            prompt_field: config
+                .optional("prompt_field")?
+                .unwrap_or_else(|| "auto".into()),
             id_field: (!id_field.is_empty()).then_some(id_field),
             max_output_tokens: config.optional("max_output_tokens")?.unwrap_or(256),
             shuffle: config.optional("shuffle")?.unwrap_or(false),
@@ -94,9 +96,8 @@ impl Plugin for JsonlDataset {
 impl Dataset for JsonlDataset {
     fn load(&mut self, request: &LoadRequest) -> Result<Vec<Prompt>, PluginError> {
         let text = std::fs::read_to_string(&self.path).map_err(|e| {
-            PluginError::io(format_args!("cannot read {}", self.path), &e).with_hint(
-                "check the path, and that the manifest grants its directory (it is granted automatically when `path` is set in the plugin's table)",
-            )
+            PluginError::io(format_args!("cannot read {}", self.path), &e)
+                .with_hint("check `file`; its directory is granted to the plugin automatically")
         })?;
         let mut prompts = Vec::new();
         for (index, line) in text.lines().enumerate() {
@@ -179,7 +180,10 @@ fn chat_message(turn: &Value, path: &str, line_no: usize) -> Result<ChatMessage,
     // OpenAI style {role, content} or ShareGPT style {from, value}.
     let role = turn.get("role").or_else(|| turn.get("from"));
     let content = turn.get("content").or_else(|| turn.get("value"));
-    match (role.and_then(Value::as_str), content.and_then(Value::as_str)) {
+    match (
+        role.and_then(Value::as_str),
+        content.and_then(Value::as_str),
+    ) {
         (Some(role), Some(content)) => Ok(ChatMessage {
             role: match role {
                 "human" => "user".into(),
@@ -190,7 +194,9 @@ fn chat_message(turn: &Value, path: &str, line_no: usize) -> Result<ChatMessage,
         }),
         _ => Err(PluginError::invalid_config(
             "prompt_field",
-            format!("{path}:{line_no}: a message needs `role` and `content` (or `from` and `value`)"),
+            format!(
+                "{path}:{line_no}: a message needs `role` and `content` (or `from` and `value`)"
+            ),
         )),
     }
 }

@@ -137,7 +137,7 @@ fn convert(
     };
 
     let value = match spec.option.ty {
-        OptionType::String => {
+        OptionType::String | OptionType::Path => {
             // A `--set` value that TOML read as a number or date is still what the
             // user typed; where a string is wanted, take the typed text.
             let s = match (&item.value, &item.literal) {
@@ -239,7 +239,7 @@ pub(crate) fn to_json(item: &RawItem) -> Result<Value, (Loc, String)> {
 /// "a string", "an integer", … as used in "must be …".
 pub(crate) fn expected(ty: OptionType) -> &'static str {
     match ty {
-        OptionType::String => "a string",
+        OptionType::String | OptionType::Path => "a string",
         OptionType::Integer => "an integer",
         OptionType::Float => "a number",
         OptionType::Boolean => "a boolean",

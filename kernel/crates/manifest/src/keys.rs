@@ -90,6 +90,14 @@ impl KeySpec {
 impl From<OptionSpec> for KeySpec {
     /// A plugin's option: its spec alone says everything the kernel checks.
     fn from(option: OptionSpec) -> Self {
+        // A path option is checked as a string and resolved like the kernel's own paths.
+        if option.ty == OptionType::Path {
+            return KeySpec::new(OptionSpec {
+                ty: OptionType::String,
+                ..option
+            })
+            .path();
+        }
         KeySpec::new(option)
     }
 }

@@ -117,7 +117,7 @@ fn render_plugin_option(out: &mut String, option: &OptionSpec) {
 /// A value of the right type to stand in for a missing one.
 fn placeholder(option: &OptionSpec) -> Value {
     match option.ty {
-        OptionType::String | OptionType::Any => {
+        OptionType::String | OptionType::Path | OptionType::Any => {
             Value::String(option.choices.first().cloned().unwrap_or_default())
         }
         OptionType::Integer => Value::from(0),

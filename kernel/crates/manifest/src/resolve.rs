@@ -252,6 +252,8 @@ fn resolve_plugin(
     if errors.len() > before {
         return None;
     }
+    let mut sandbox = sandbox?;
+    grant_path_options(&found.info, &config, &mut sandbox);
     Some(PluginPlan {
         instance: instance.clone(),
         kind: found.info.kind,
@@ -259,8 +261,37 @@ fn resolve_plugin(
         location: found.location,
         info: found.info,
         config,
-        sandbox: sandbox?,
+        sandbox,
     })
+}
+
+/// A plugin can read what its `path` options name without a separate grant:
+/// a directory is granted itself, a file its parent directory.
+fn grant_path_options(
+    info: &llem_sdk::PluginInfo,
+    config: &Map<String, serde_json::Value>,
+    sandbox: &mut SandboxGrants,
+) {
+    let paths = info
+        .options
+        .iter()
+        .filter(|o| o.ty == llem_sdk::OptionType::Path)
+        .filter_map(|o| config.get(&o.name)?.as_str())
+        .filter(|p| !p.is_empty())
+        .map(std::path::Path::new);
+    for path in paths {
+        let dir = if path.is_dir() {
+            path
+        } else {
+            match path.parent() {
+                Some(parent) => parent,
+                None => continue,
+            }
+        };
+        if !sandbox.read_dirs.iter().any(|d| d == dir) {
+            sandbox.read_dirs.push(dir.to_owned());
+        }
+    }
 }
 
 fn resolve_sandbox(

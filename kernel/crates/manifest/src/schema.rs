@@ -136,7 +136,7 @@ fn reserved_properties() -> Map<String, Value> {
 /// Type, description, default and choices of one option.
 fn option_schema(option: &OptionSpec) -> Value {
     let mut obj = match option.ty {
-        OptionType::String => json!({ "type": "string" }),
+        OptionType::String | OptionType::Path => json!({ "type": "string" }),
         OptionType::Integer => json!({ "type": "integer" }),
         // TOML integers are accepted where a float is expected.
         OptionType::Float => json!({ "type": "number" }),

@@ -52,7 +52,9 @@ impl ComponentCache {
             // under a key that includes the engine's compatibility hash.
             match unsafe { Component::deserialize_file(engine, &entry) } {
                 Ok(component) => return Ok(component),
-                Err(e) => tracing::warn!(path = %entry.display(), "ignoring unusable cache entry: {e}"),
+                Err(e) => {
+                    tracing::warn!(path = %entry.display(), "ignoring unusable cache entry: {e}")
+                }
             }
         }
         let component = Component::from_binary(engine, bytes)?;

@@ -28,8 +28,10 @@ fn parse_version(text: &str) -> Option<(u64, u64, u64)> {
     Some((parts.next()??, parts.next()??, parts.next()??))
 }
 
+type Version = (u64, u64, u64);
+
 /// `llem:plugin/energy@0.1.0` -> ("energy", Some((0,1,0))).
-fn split_llem_name(name: &str) -> Option<(&str, Option<(u64, u64, u64)>)> {
+fn split_llem_name(name: &str) -> Option<(&str, Option<Version>)> {
     let rest = name.strip_prefix(PACKAGE)?.strip_prefix('/')?;
     match rest.split_once('@') {
         Some((iface, version)) => Some((iface, parse_version(version))),
@@ -43,12 +45,15 @@ fn kind_of_interface(iface: &str) -> Option<PluginKind> {
 
 pub fn plugin_kind(engine: &Engine, component: &Component) -> Result<PluginKind, Refusal> {
     let ty = component.component_type();
-    let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_owned()).collect();
-    let imports: Vec<String> = ty.imports(engine).map(|(name, _)| name.to_owned()).collect();
-    let host = format!(
-        "{PACKAGE}@{}.{}.x",
-        HOST_VERSION.0, HOST_VERSION.1
-    );
+    let exports: Vec<String> = ty
+        .exports(engine)
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    let imports: Vec<String> = ty
+        .imports(engine)
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    let host = format!("{PACKAGE}@{}.{}.x", HOST_VERSION.0, HOST_VERSION.1);
 
     // A plugin built against another major of the contract: say which.
     for name in exports.iter().chain(&imports) {

@@ -44,6 +44,7 @@ pub fn plugin_info(i: wit_types::PluginInfo) -> sdk::PluginInfo {
                 name: o.name,
                 ty: match o.ty {
                     W::String => sdk::OptionType::String,
+                    W::Path => sdk::OptionType::Path,
                     W::Integer => sdk::OptionType::Integer,
                     W::Float => sdk::OptionType::Float,
                     W::Boolean => sdk::OptionType::Boolean,

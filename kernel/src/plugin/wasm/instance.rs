@@ -55,7 +55,10 @@ fn explain(
             "if the plugin really needs more, raise `memory_mib` in [plugins.{plugin}.sandbox]"
         ));
     }
-    if matches!(error.downcast_ref::<wasmtime::Trap>(), Some(wasmtime::Trap::Interrupt)) {
+    if matches!(
+        error.downcast_ref::<wasmtime::Trap>(),
+        Some(wasmtime::Trap::Interrupt)
+    ) {
         return PluginFailure::new(
             plugin,
             call,
@@ -87,6 +90,18 @@ fn root_cause(error: &wasmtime::Error) -> String {
     }
 }
 
+/// The component's exports do not type-check against this llem's WIT: built
+/// against another revision of the contract.
+fn mismatch(code: &Code, call: &'static str, error: &wasmtime::Error) -> PluginFailure {
+    PluginFailure::new(
+        &code.name,
+        call,
+        FailureKind::Incompatible,
+        format!("its exports do not match the llem:plugin interface this llem hosts: {error:#}"),
+    )
+    .with_hint("rebuild the plugin against the llem-sdk that ships with this llem")
+}
+
 /// A store, its bindings and the plugin's resource, poisoned after a trap
 /// (wasmtime forbids re-entering an instance that trapped).
 struct Guest<B> {
@@ -102,7 +117,11 @@ impl<B> Guest<B> {
     fn call<R>(
         &mut self,
         call: &'static str,
-        f: impl FnOnce(&B, &mut Store<StoreState>, ResourceAny) -> wasmtime::Result<Result<R, wit_types::PluginError>>,
+        f: impl FnOnce(
+            &B,
+            &mut Store<StoreState>,
+            ResourceAny,
+        ) -> wasmtime::Result<Result<R, wit_types::PluginError>>,
     ) -> CallResult<R> {
         if let Some(earlier) = &self.poisoned {
             return Err(PluginFailure::new(
@@ -115,10 +134,21 @@ impl<B> Guest<B> {
         arm(&mut self.store, self.timeout);
         match f(&self.bindings, &mut self.store, self.resource) {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => Err(PluginFailure::from_plugin(&self.name, call, convert::plugin_error(error))),
+            Ok(Err(error)) => Err(PluginFailure::from_plugin(
+                &self.name,
+                call,
+                convert::plugin_error(error),
+            )),
             Err(trap) => {
                 let failure = explain(&self.name, call, &self.store, &trap, self.timeout);
-                self.poisoned = Some(failure.message.lines().next().unwrap_or_default().to_owned());
+                self.poisoned = Some(
+                    failure
+                        .message
+                        .lines()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned(),
+                );
                 Err(failure)
             }
         }
@@ -141,19 +171,37 @@ macro_rules! open_guest {
     ($code:expr, $config:expr, $sandbox:expr, $world:ident :: $pre:ident, $accessor:ident, $resource:ident) => {{
         let code: &Code = $code;
         let sandbox: &Sandbox = $sandbox;
-        let mut store = new_store(&code.engine, &code.name, sandbox)
-            .map_err(|e| PluginFailure::new(&code.name, "open", FailureKind::PermissionDenied, e))?;
+        let mut store = new_store(&code.engine, &code.name, sandbox).map_err(|e| {
+            PluginFailure::new(&code.name, "open", FailureKind::PermissionDenied, e)
+        })?;
         arm(&mut store, sandbox.call_timeout);
-        let instantiated = $world::$pre::new(code.pre.clone()).and_then(|pre| pre.instantiate(&mut store));
+        let instantiated = $world::$pre::new(code.pre.clone())
+            .map_err(|e| mismatch(code, "open", &e))?
+            .instantiate(&mut store);
         let bindings = instantiated
             .map_err(|e| explain(&code.name, "open", &store, &e, sandbox.call_timeout))?;
-        let opened = bindings.$accessor().$resource().call_open(&mut store, $config);
+        let opened = bindings
+            .$accessor()
+            .$resource()
+            .call_open(&mut store, $config);
         let resource = match opened {
             Ok(Ok(resource)) => resource,
             Ok(Err(error)) => {
-                return Err(PluginFailure::from_plugin(&code.name, "open", convert::plugin_error(error)))
+                return Err(PluginFailure::from_plugin(
+                    &code.name,
+                    "open",
+                    convert::plugin_error(error),
+                ));
             }
-            Err(trap) => return Err(explain(&code.name, "open", &store, &trap, sandbox.call_timeout)),
+            Err(trap) => {
+                return Err(explain(
+                    &code.name,
+                    "open",
+                    &store,
+                    &trap,
+                    sandbox.call_timeout,
+                ));
+            }
         };
         Guest {
             name: code.name.clone(),
@@ -175,7 +223,8 @@ pub(super) fn describe(code: &Code) -> CallResult<PluginInfo> {
     macro_rules! call_describe {
         ($world:ident :: $pre:ident) => {
             $world::$pre::new(code.pre.clone())
-                .and_then(|pre| pre.instantiate(&mut store))
+                .map_err(|e| mismatch(code, "describe", &e))?
+                .instantiate(&mut store)
                 .and_then(|bindings| bindings.call_describe(&mut store))
         };
     }
@@ -197,9 +246,19 @@ pub(super) struct WasmEnergy {
 
 impl WasmEnergy {
     pub fn open(code: &Code, config: &str, sandbox: &Sandbox) -> CallResult<Self> {
-        let mut guest = open_guest!(code, config, sandbox, energy::EnergyPluginPre, llem_plugin_energy, source);
+        let mut guest = open_guest!(
+            code,
+            config,
+            sandbox,
+            energy::EnergyPluginPre,
+            llem_plugin_energy,
+            source
+        );
         let devices = guest.call("devices", |b, store, r| {
-            b.llem_plugin_energy().source().call_devices(store, r).map(Ok)
+            b.llem_plugin_energy()
+                .source()
+                .call_devices(store, r)
+                .map(Ok)
         })?;
         Ok(WasmEnergy {
             guest,
@@ -214,9 +273,9 @@ impl EnergyInstance for WasmEnergy {
     }
 
     fn read(&mut self, out: &mut Vec<Reading>) -> CallResult<()> {
-        let readings = self
-            .guest
-            .call("read", |b, store, r| b.llem_plugin_energy().source().call_read(store, r))?;
+        let readings = self.guest.call("read", |b, store, r| {
+            b.llem_plugin_energy().source().call_read(store, r)
+        })?;
         out.extend(readings.into_iter().map(convert::reading));
         Ok(())
     }
@@ -233,7 +292,14 @@ pub(super) struct WasmBackend(Guest<backend::BackendPlugin>);
 
 impl WasmBackend {
     pub fn open(code: &Code, config: &str, sandbox: &Sandbox) -> CallResult<Self> {
-        Ok(WasmBackend(open_guest!(code, config, sandbox, backend::BackendPluginPre, llem_plugin_backend, backend)))
+        Ok(WasmBackend(open_guest!(
+            code,
+            config,
+            sandbox,
+            backend::BackendPluginPre,
+            llem_plugin_backend,
+            backend
+        )))
     }
 }
 
@@ -241,13 +307,19 @@ impl BackendInstance for WasmBackend {
     fn plan(&mut self, request: &PlanRequest) -> CallResult<EnginePlan> {
         let request = convert::plan_request(request);
         self.0
-            .call("plan", |b, store, r| b.llem_plugin_backend().backend().call_plan(store, r, &request))
+            .call("plan", |b, store, r| {
+                b.llem_plugin_backend()
+                    .backend()
+                    .call_plan(store, r, &request)
+            })
             .map(convert::engine_plan)
     }
 
     fn parse_metrics(&mut self, prometheus_text: &str) -> CallResult<Vec<Metric>> {
         let metrics = self.0.call("parse-metrics", |b, store, r| {
-            b.llem_plugin_backend().backend().call_parse_metrics(store, r, prometheus_text)
+            b.llem_plugin_backend()
+                .backend()
+                .call_parse_metrics(store, r, prometheus_text)
         })?;
         Ok(metrics.into_iter().map(convert::metric).collect())
     }
@@ -257,7 +329,14 @@ pub(super) struct WasmDataset(Guest<dataset::DatasetPlugin>);
 
 impl WasmDataset {
     pub fn open(code: &Code, config: &str, sandbox: &Sandbox) -> CallResult<Self> {
-        Ok(WasmDataset(open_guest!(code, config, sandbox, dataset::DatasetPluginPre, llem_plugin_dataset, dataset)))
+        Ok(WasmDataset(open_guest!(
+            code,
+            config,
+            sandbox,
+            dataset::DatasetPluginPre,
+            llem_plugin_dataset,
+            dataset
+        )))
     }
 }
 
@@ -265,7 +344,9 @@ impl DatasetInstance for WasmDataset {
     fn load(&mut self, request: &LoadRequest) -> CallResult<Vec<Prompt>> {
         let request = convert::load_request(request);
         let prompts = self.0.call("load", |b, store, r| {
-            b.llem_plugin_dataset().dataset().call_load(store, r, &request)
+            b.llem_plugin_dataset()
+                .dataset()
+                .call_load(store, r, &request)
         })?;
         Ok(prompts.into_iter().map(convert::prompt).collect())
     }
@@ -275,7 +356,14 @@ pub(super) struct WasmSink(Guest<sink::SinkPlugin>);
 
 impl WasmSink {
     pub fn open(code: &Code, config: &str, sandbox: &Sandbox) -> CallResult<Self> {
-        Ok(WasmSink(open_guest!(code, config, sandbox, sink::SinkPluginPre, llem_plugin_sink, sink)))
+        Ok(WasmSink(open_guest!(
+            code,
+            config,
+            sandbox,
+            sink::SinkPluginPre,
+            llem_plugin_sink,
+            sink
+        )))
     }
 }
 
@@ -283,18 +371,24 @@ impl SinkInstance for WasmSink {
     fn write_samples(&mut self, batch: &SampleBatch) -> CallResult<()> {
         let batch = convert::sample_batch(batch);
         self.0.call("write-samples", |b, store, r| {
-            b.llem_plugin_sink().sink().call_write_samples(store, r, &batch)
+            b.llem_plugin_sink()
+                .sink()
+                .call_write_samples(store, r, &batch)
         })
     }
 
     fn write_result(&mut self, document: &ResultDocument) -> CallResult<()> {
         let document = convert::result_document(document);
         self.0.call("write-result", |b, store, r| {
-            b.llem_plugin_sink().sink().call_write_result(store, r, &document)
+            b.llem_plugin_sink()
+                .sink()
+                .call_write_result(store, r, &document)
         })
     }
 
     fn finish(&mut self) -> CallResult<()> {
-        self.0.call("finish", |b, store, r| b.llem_plugin_sink().sink().call_finish(store, r))
+        self.0.call("finish", |b, store, r| {
+            b.llem_plugin_sink().sink().call_finish(store, r)
+        })
     }
 }

@@ -100,7 +100,10 @@ impl WasmHost {
         if info.kind != kind {
             return Err(fail(
                 FailureKind::Incompatible,
-                format!("describes itself as a {} plugin but exports the {kind} world", info.kind),
+                format!(
+                    "describes itself as a {} plugin but exports the {kind} world",
+                    info.kind
+                ),
             ));
         }
         Ok(WasmPlugin {
@@ -148,18 +151,34 @@ impl PluginCode for WasmPlugin {
     }
 
     fn open_energy(&self, config: &str, sandbox: &Sandbox) -> CallResult<Box<dyn EnergyInstance>> {
-        Ok(Box::new(instance::WasmEnergy::open(&self.code, config, sandbox)?))
+        Ok(Box::new(instance::WasmEnergy::open(
+            &self.code, config, sandbox,
+        )?))
     }
 
-    fn open_backend(&self, config: &str, sandbox: &Sandbox) -> CallResult<Box<dyn BackendInstance>> {
-        Ok(Box::new(instance::WasmBackend::open(&self.code, config, sandbox)?))
+    fn open_backend(
+        &self,
+        config: &str,
+        sandbox: &Sandbox,
+    ) -> CallResult<Box<dyn BackendInstance>> {
+        Ok(Box::new(instance::WasmBackend::open(
+            &self.code, config, sandbox,
+        )?))
     }
 
-    fn open_dataset(&self, config: &str, sandbox: &Sandbox) -> CallResult<Box<dyn DatasetInstance>> {
-        Ok(Box::new(instance::WasmDataset::open(&self.code, config, sandbox)?))
+    fn open_dataset(
+        &self,
+        config: &str,
+        sandbox: &Sandbox,
+    ) -> CallResult<Box<dyn DatasetInstance>> {
+        Ok(Box::new(instance::WasmDataset::open(
+            &self.code, config, sandbox,
+        )?))
     }
 
     fn open_sink(&self, config: &str, sandbox: &Sandbox) -> CallResult<Box<dyn SinkInstance>> {
-        Ok(Box::new(instance::WasmSink::open(&self.code, config, sandbox)?))
+        Ok(Box::new(instance::WasmSink::open(
+            &self.code, config, sandbox,
+        )?))
     }
 }

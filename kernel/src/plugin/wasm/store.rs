@@ -89,7 +89,9 @@ pub fn new_store(
     // no sockets. Only the grants below open anything.
     let stderr = MemoryOutputPipe::new(STDERR_CAPTURE_BYTES);
     wasi.stderr(stderr.clone());
-    wasi.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
+    wasi.allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
     for dir in &sandbox.read_dirs {
         let guest = dir.to_string_lossy();
         wasi.preopened_dir(dir, guest.as_ref(), FsPerms::ReadOnly)

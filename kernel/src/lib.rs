@@ -4,8 +4,15 @@
 //! plugins own knowledge (how to read a device, drive an engine, read a
 //! dataset, store results). The `llem` binary is a thin CLI over this API.
 
+pub mod catalog;
 pub mod clock;
 pub mod discovery;
+pub mod energy;
+pub mod experiment;
 pub mod plugin;
 
+pub use catalog::Catalog;
+pub use experiment::{Experiment, RunOutcome, RunResult};
+/// The manifest: parsing, resolution, defaults, schema.
+pub use llem_manifest as manifest;
 pub use plugin::{Plugin, PluginFailure, PluginFormat, PluginLoader, Sandbox};

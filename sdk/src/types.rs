@@ -286,8 +286,9 @@ pub struct Device {
     pub kind: DeviceKind,
     /// Whether readings carry a cumulative energy counter.
     pub has_energy_counter: bool,
-    /// The counter wraps back to 0 after reaching this many microjoules
-    /// (RAPL's `max_energy_range_uj`); `None` if it does not wrap in practice.
+    /// The counter's modulus: values lie in `[0, counter_wrap_uj)`, so after a
+    /// wrap the delta is `counter_wrap_uj - previous + current` (RAPL:
+    /// `max_energy_range_uj + 1`). `None` if it does not wrap in practice.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub counter_wrap_uj: Option<u64>,
     /// Whether readings carry power.

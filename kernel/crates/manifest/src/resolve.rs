@@ -265,8 +265,10 @@ fn resolve_plugin(
     })
 }
 
-/// A plugin can read what its `path` options name without a separate grant:
-/// a directory is granted itself, a file its parent directory.
+/// A plugin can use what its `path` options name without a separate grant: a
+/// directory is granted itself, a file its parent directory — read-only, except
+/// for sinks, whose paths name where they write (the first becomes the writable
+/// directory unless the manifest's `sandbox.write` names one).
 fn grant_path_options(
     info: &llem_sdk::PluginInfo,
     config: &Map<String, serde_json::Value>,
@@ -288,7 +290,11 @@ fn grant_path_options(
                 None => continue,
             }
         };
-        if !sandbox.read_dirs.iter().any(|d| d == dir) {
+        if info.kind == llem_sdk::PluginKind::Sink {
+            if sandbox.write_dir.is_none() {
+                sandbox.write_dir = Some(dir.to_owned());
+            }
+        } else if !sandbox.read_dirs.iter().any(|d| d == dir) {
             sandbox.read_dirs.push(dir.to_owned());
         }
     }

@@ -1,0 +1,4 @@
+pub mod completions;
+pub mod config;
+pub mod plugins;
+pub mod run;

@@ -1,0 +1,177 @@
+//! `llem run [MANIFEST] [--plugins a,b] [--set key=value]…`
+
+use crate::input::{self, Input};
+use crate::output::{CmdResult, Failure, ok, warn};
+use indicatif::{ProgressBar, ProgressStyle};
+use llem::experiment::{Event, RunStatus};
+use llem::{Catalog, Experiment, RunResult};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Run an experiment and write its run directory.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Experiment manifest (TOML). Without one, an embedded default is used.
+    manifest: Option<PathBuf>,
+    /// Plugins to add, by name: `--plugins vllm,nvml`.
+    #[arg(long, value_delimiter = ',')]
+    plugins: Vec<String>,
+    /// Override a manifest key: `--set vllm.max_num_seqs=64`, `--set experiment.seed=3`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// Shorthand for `--set experiment.duration_s=…` (seconds).
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Shorthand for `--set experiment.output_dir=…`.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Shorthand for `--set experiment.name=…`.
+    #[arg(long)]
+    name: Option<String>,
+}
+
+pub fn run(args: Args) -> CmdResult {
+    let mut sets = args.sets.clone();
+    if let Some(duration) = args.duration {
+        sets.push(format!("experiment.duration_s={duration}"));
+    }
+    if let Some(output) = &args.output {
+        sets.push(format!(
+            "experiment.output_dir={}",
+            toml_string(&output.display().to_string())
+        ));
+    }
+    if let Some(name) = &args.name {
+        sets.push(format!("experiment.name={}", toml_string(name)));
+    }
+    let catalog = Catalog::from_env();
+    let plan = input::resolve(
+        &Input {
+            manifest: args.manifest.as_deref(),
+            plugins: &args.plugins,
+            sets: &sets,
+        },
+        &catalog,
+    )?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let handler_stop = stop.clone();
+    // First Ctrl-C: stop measuring and write what was measured. Second: leave now.
+    if let Err(e) = ctrlc::set_handler(move || {
+        if handler_stop.swap(true, Ordering::SeqCst) {
+            std::process::exit(i32::from(crate::exit::INTERRUPTED));
+        }
+        eprintln!(
+            "\ninterrupted: finishing the run directory with what was measured (Ctrl-C again to quit now)"
+        );
+    }) {
+        warn(&format!("Ctrl-C will not save partial results: {e}"));
+    }
+
+    let bar = ProgressBar::new(1000);
+    bar.set_style(
+        ProgressStyle::with_template("  measuring  {bar:30} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("█░ "),
+    );
+    let experiment = Experiment::new(plan, &catalog);
+    let outcome = experiment.run(&stop, |event| match event {
+        Event::Opened {
+            instance,
+            kind,
+            detail,
+        } => bar.suspend(|| ok(&format!("{instance} ({kind}): {detail}"))),
+        Event::Warning(text) => bar.suspend(|| warn(text)),
+        Event::Tick {
+            elapsed,
+            total,
+            power_w,
+        } => {
+            let fraction = (elapsed.as_secs_f64() / total.as_secs_f64().max(1e-9)).min(1.0);
+            bar.set_position((fraction * 1000.0) as u64);
+            let power = power_w.map(|w| format!("  {w:.1} W")).unwrap_or_default();
+            bar.set_message(format!(
+                "{:.1}/{:.1} s{power}",
+                elapsed.as_secs_f64(),
+                total.as_secs_f64()
+            ));
+        }
+    });
+    bar.finish_and_clear();
+    let outcome = outcome.map_err(|e| Failure::failed(e.to_string()))?;
+    print_summary(&outcome.result, &outcome.dir);
+    Ok(match outcome.result.status {
+        RunStatus::Complete => ExitCode::SUCCESS,
+        RunStatus::Interrupted => ExitCode::from(crate::exit::INTERRUPTED),
+    })
+}
+
+fn toml_string(text: &str) -> String {
+    toml::Value::String(text.to_owned()).to_string()
+}
+
+fn print_summary(result: &RunResult, dir: &std::path::Path) {
+    let status = match result.status {
+        RunStatus::Complete => String::new(),
+        RunStatus::Interrupted => "  (INTERRUPTED: partial)".to_owned(),
+    };
+    println!(
+        "{} · {:.1} s · {} device(s){status}",
+        result.experiment.name,
+        result.duration_s,
+        result.energy.devices.len()
+    );
+    let width = result
+        .energy
+        .devices
+        .iter()
+        .map(|d| d.source.len() + d.device.len() + 1)
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    println!(
+        "  {:<width$}  {:>12}  {:>10}  method",
+        "device", "energy", "avg power"
+    );
+    for d in &result.energy.devices {
+        let energy = d.energy_j.map_or("n/a".to_owned(), |j| format!("{j:.3} J"));
+        let power = d
+            .average_power_w
+            .map_or("n/a".to_owned(), |w| format!("{w:.2} W"));
+        let method = serde_json::to_value(d.method)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let estimated = if d.estimated { " (estimated)" } else { "" };
+        println!(
+            "  {:<width$}  {energy:>12}  {power:>10}  {method}{estimated}",
+            format!("{}/{}", d.source, d.device)
+        );
+    }
+    match result.energy.total_j {
+        Some(total) => println!(
+            "  {:<width$}  {:>12}{}",
+            "total",
+            format!("{total:.3} J"),
+            if result.energy.includes_estimates {
+                "  (includes estimates)"
+            } else {
+                ""
+            }
+        ),
+        None => println!("  no device produced an energy figure (see warnings in result.json)"),
+    }
+    if result.sampling.missed_ticks > 0 {
+        println!(
+            "  {} of {} sampling ticks missed",
+            result.sampling.missed_ticks,
+            result.sampling.ticks + result.sampling.missed_ticks
+        );
+    }
+    println!(
+        "results: {}/  (result.json, timeseries.csv, manifest.resolved.toml)",
+        dir.display()
+    );
+}

@@ -1,0 +1,48 @@
+//! How the CLI talks to people: errors and notes on stderr, results on stdout.
+
+use std::io::IsTerminal;
+
+/// A command's failure: what to print and the exit code.
+#[derive(Debug)]
+pub struct Failure {
+    pub message: String,
+    pub code: u8,
+}
+
+impl Failure {
+    pub fn bad_input(message: impl Into<String>) -> Self {
+        Failure {
+            message: message.into(),
+            code: crate::exit::BAD_INPUT,
+        }
+    }
+
+    pub fn failed(message: impl Into<String>) -> Self {
+        Failure {
+            message: message.into(),
+            code: crate::exit::FAILURE,
+        }
+    }
+}
+
+pub type CmdResult = Result<std::process::ExitCode, Failure>;
+
+fn styled(code: &str, text: &str) -> String {
+    if std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none() {
+        format!("\x1b[{code}m{text}\x1b[0m")
+    } else {
+        text.to_owned()
+    }
+}
+
+pub fn error(message: &str) {
+    eprintln!("{} {message}", styled("1;31", "error:"));
+}
+
+pub fn warn(message: &str) {
+    eprintln!("{} {message}", styled("1;33", "warning:"));
+}
+
+pub fn ok(message: &str) {
+    eprintln!("{} {message}", styled("32", "✔"));
+}

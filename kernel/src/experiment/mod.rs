@@ -1,0 +1,386 @@
+//! `llem::Experiment`: a resolved manifest, run. Opens every plugin with its
+//! sandbox, measures, and writes one run directory — including when the run
+//! is interrupted or a device fails midway (the result says so).
+
+mod result;
+mod run_dir;
+mod sampling;
+mod timestamp;
+
+pub use result::*;
+pub use sampling::SourceState;
+
+use crate::catalog::Catalog;
+use crate::plugin::{PluginFailure, Sandbox};
+use llem_manifest::{Plan, PluginPlan};
+use llem_sdk::{LoadRequest, PlanRequest, PluginKind, ResultDocument, Sample, SampleBatch};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, SystemTime};
+
+/// What happened, for a progress display.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// A plugin instance was opened; `detail` describes what it found.
+    Opened {
+        instance: &'a str,
+        kind: PluginKind,
+        detail: String,
+    },
+    /// A problem that does not stop the run.
+    Warning(&'a str),
+    /// Sampling progress.
+    Tick {
+        elapsed: Duration,
+        total: Duration,
+        power_w: Option<f64>,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Plugin(#[from] PluginFailure),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> RunError {
+    let context = context.into();
+    move |source| RunError::Io { context, source }
+}
+
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub dir: PathBuf,
+    pub result: RunResult,
+}
+
+/// A resolved manifest, ready to run.
+pub struct Experiment<'c> {
+    plan: Plan,
+    catalog: &'c Catalog,
+}
+
+impl std::fmt::Debug for Experiment<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Experiment")
+            .field("plan", &self.plan)
+            .finish()
+    }
+}
+
+/// The kernel's sandbox for one plugin, from its manifest grants.
+pub fn sandbox_for(plugin: &PluginPlan, run_dir: Option<&Path>) -> Sandbox {
+    let grants = &plugin.sandbox;
+    Sandbox {
+        read_dirs: grants.read_dirs.clone(),
+        // Sinks write into the run directory unless the manifest names another.
+        write_dir: grants.write_dir.clone().or_else(|| {
+            (plugin.kind == PluginKind::Sink)
+                .then(|| run_dir.map(Path::to_owned))
+                .flatten()
+        }),
+        env: grants.env.clone(),
+        memory_bytes: (grants.memory_mib as usize) << 20,
+        call_timeout: Duration::from_millis(u64::from(grants.call_timeout_ms)),
+    }
+}
+
+impl<'c> Experiment<'c> {
+    pub fn new(plan: Plan, catalog: &'c Catalog) -> Self {
+        Experiment { plan, catalog }
+    }
+
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    fn instances(&self, kind: PluginKind) -> impl Iterator<Item = &PluginPlan> {
+        self.plan.plugins.iter().filter(move |p| p.kind == kind)
+    }
+
+    /// Run to completion or until `stop` is set; the run directory is written either way.
+    pub fn run(
+        &self,
+        stop: &Arc<AtomicBool>,
+        mut on_event: impl FnMut(Event<'_>),
+    ) -> Result<RunOutcome, RunError> {
+        let experiment = &self.plan.experiment;
+        if self.instances(PluginKind::Energy).next().is_none() {
+            return Err(RunError::Invalid(
+                "the experiment has no energy source, so there is nothing to measure; add one with `--plugins <name>` or a [plugins.<name>] table (see `llem plugins list`)".into(),
+            ));
+        }
+        let started = SystemTime::now();
+        let dir = run_dir::create(&experiment.output_dir, &experiment.name, started).map_err(
+            io(format!(
+                "cannot create a run directory under {}",
+                experiment.output_dir.display()
+            )),
+        )?;
+        let outcome = self.run_in(&dir, started, stop, &mut on_event);
+        if outcome.is_err() && !dir.join("result.json").exists() {
+            // Failed before measuring anything: leave no half-empty run behind.
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        outcome
+    }
+
+    fn run_in(
+        &self,
+        dir: &Path,
+        started: SystemTime,
+        stop: &Arc<AtomicBool>,
+        mut on_event: impl FnMut(Event<'_>),
+    ) -> Result<RunOutcome, RunError> {
+        let experiment = &self.plan.experiment;
+        let dir = dir.to_owned();
+        let resolved = self
+            .plan
+            .to_toml_string()
+            .map_err(|e| RunError::Invalid(format!("cannot render the resolved manifest: {e}")))?;
+        std::fs::write(dir.join("manifest.resolved.toml"), resolved)
+            .map_err(io("writing manifest.resolved.toml"))?;
+
+        let mut warnings = Vec::new();
+        let mut sources = Vec::new();
+        for plugin in self.instances(PluginKind::Energy) {
+            let code = self.catalog.load_path(&plugin.location)?;
+            let source = code.open_energy(&plugin.config, &sandbox_for(plugin, Some(&dir)))?;
+            let detail = describe_devices(source.devices());
+            on_event(Event::Opened {
+                instance: &plugin.instance,
+                kind: PluginKind::Energy,
+                detail,
+            });
+            sources.push(SourceState::new(plugin.instance.clone(), source));
+        }
+
+        let dataset = match self.instances(PluginKind::Dataset).next() {
+            Some(plugin) => {
+                let code = self.catalog.load_path(&plugin.location)?;
+                let mut dataset =
+                    code.open_dataset(&plugin.config, &sandbox_for(plugin, Some(&dir)))?;
+                let prompts = dataset.load(&LoadRequest {
+                    model: experiment.model.clone().unwrap_or_default(),
+                    tokenizer_path: None,
+                    seed: experiment.seed,
+                    limit: None,
+                })?;
+                on_event(Event::Opened {
+                    instance: &plugin.instance,
+                    kind: PluginKind::Dataset,
+                    detail: format!("{} prompts", prompts.len()),
+                });
+                Some(DatasetSummary {
+                    instance: plugin.instance.clone(),
+                    prompts: prompts.len(),
+                })
+            }
+            None => None,
+        };
+
+        let backend = match self.instances(PluginKind::Backend).next() {
+            Some(plugin) => {
+                let code = self.catalog.load_path(&plugin.location)?;
+                let mut backend =
+                    code.open_backend(&plugin.config, &sandbox_for(plugin, Some(&dir)))?;
+                let plan = backend.plan(&PlanRequest {
+                    model: experiment.model.clone().unwrap_or_default(),
+                    host: "127.0.0.1".into(),
+                    port: 0,
+                    run_dir: dir.display().to_string(),
+                })?;
+                let note = format!(
+                    "`{}`: engine plan validated and recorded ({} {}), not executed: this llem does not run engines yet",
+                    plugin.instance,
+                    plan.program,
+                    plan.args.join(" ")
+                );
+                on_event(Event::Warning(&note));
+                warnings.push(note);
+                Some(BackendSummary {
+                    instance: plugin.instance.clone(),
+                    plan,
+                    executed: false,
+                })
+            }
+            None => None,
+        };
+
+        let total = Duration::from_secs_f64(experiment.duration_s);
+        let interval = Duration::from_millis(u64::from(experiment.sample_interval_ms));
+        let outcome = sampling::sample(&mut sources, interval, total, stop, |elapsed, sources| {
+            let power_w = sources
+                .iter()
+                .filter_map(SourceState::latest_power_w)
+                .fold(None, |sum: Option<f64>, w| Some(sum.unwrap_or(0.0) + w));
+            on_event(Event::Tick {
+                elapsed,
+                total,
+                power_w,
+            });
+        });
+        for warning in &outcome.warnings {
+            on_event(Event::Warning(warning));
+        }
+        warnings.extend(outcome.warnings.iter().cloned());
+
+        write_timeseries(&dir, &sources).map_err(io("writing timeseries.csv"))?;
+        let result = RunResult {
+            schema_version: SCHEMA_VERSION.into(),
+            run_id: dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            llem_version: env!("CARGO_PKG_VERSION").into(),
+            status: if outcome.interrupted {
+                RunStatus::Interrupted
+            } else {
+                RunStatus::Complete
+            },
+            experiment: ExperimentSummary {
+                name: experiment.name.clone(),
+                model: experiment.model.clone(),
+                seed: experiment.seed,
+            },
+            started_at: timestamp::rfc3339(started),
+            duration_s: outcome.elapsed_ns as f64 / 1e9,
+            energy: energy_summary(&sources),
+            sampling: SamplingSummary {
+                interval_ms: experiment.sample_interval_ms,
+                ticks: outcome.ticks,
+                missed_ticks: outcome.missed_ticks,
+            },
+            dataset,
+            backend,
+            warnings,
+        };
+        let json = serde_json::to_string_pretty(&result)
+            .map_err(|e| RunError::Invalid(format!("cannot encode result.json: {e}")))?;
+        std::fs::write(dir.join("result.json"), &json).map_err(io("writing result.json"))?;
+        self.deliver_to_sinks(&dir, &sources, &result, &json, &mut on_event);
+        Ok(RunOutcome { dir, result })
+    }
+
+    /// Sinks get the samples and the result. A failing sink is a warning: the
+    /// run directory already holds everything.
+    fn deliver_to_sinks(
+        &self,
+        dir: &Path,
+        sources: &[SourceState],
+        result: &RunResult,
+        json: &str,
+        on_event: &mut impl FnMut(Event<'_>),
+    ) {
+        for plugin in self.instances(PluginKind::Sink) {
+            let delivered = (|| -> Result<(), PluginFailure> {
+                let code = self.catalog.load_path(&plugin.location)?;
+                let mut sink = code.open_sink(&plugin.config, &sandbox_for(plugin, Some(dir)))?;
+                for state in sources {
+                    sink.write_samples(&SampleBatch {
+                        source: state.instance_name.clone(),
+                        devices: state
+                            .source
+                            .devices()
+                            .iter()
+                            .map(|d| d.id.clone())
+                            .collect(),
+                        samples: state
+                            .timeseries
+                            .iter()
+                            .map(|(t_ns, r)| Sample {
+                                device: r.device,
+                                t_ns: *t_ns,
+                                energy_uj: r.energy_uj,
+                                power_mw: r.power_mw,
+                            })
+                            .collect(),
+                    })?;
+                }
+                sink.write_result(&ResultDocument {
+                    schema_version: SCHEMA_VERSION.into(),
+                    run_id: result.run_id.clone(),
+                    json: json.to_owned(),
+                })?;
+                sink.finish()
+            })();
+            if let Err(error) = delivered {
+                let text = error.to_string();
+                on_event(Event::Warning(&text));
+            }
+        }
+    }
+}
+
+fn describe_devices(devices: &[llem_sdk::Device]) -> String {
+    let names: Vec<String> = devices
+        .iter()
+        .map(|d| {
+            let how = if d.has_energy_counter {
+                "energy counter"
+            } else if d.has_power {
+                "power"
+            } else {
+                "no reading"
+            };
+            let estimated = if d.estimated { ", estimated" } else { "" };
+            format!("{} ({how}{estimated})", d.name)
+        })
+        .collect();
+    format!("{} device(s): {}", devices.len(), names.join(", "))
+}
+
+fn energy_summary(sources: &[SourceState]) -> EnergySummary {
+    let mut devices = Vec::new();
+    for state in sources {
+        for (device, acc) in state.source.devices().iter().zip(&state.accumulators) {
+            devices.push(DeviceEnergy {
+                source: state.instance_name.clone(),
+                device: device.id.clone(),
+                name: device.name.clone(),
+                kind: device.kind,
+                method: acc.method(),
+                estimated: device.estimated,
+                energy_j: acc.energy_j(),
+                average_power_w: acc.average_power_w(),
+                samples: acc.samples(),
+                counter_wraps: acc.wraps,
+                counter_resets: acc.resets,
+            });
+        }
+    }
+    let figures: Vec<f64> = devices.iter().filter_map(|d| d.energy_j).collect();
+    EnergySummary {
+        total_j: (!figures.is_empty()).then(|| figures.iter().sum()),
+        includes_estimates: devices.iter().any(|d| d.estimated && d.energy_j.is_some()),
+        devices,
+    }
+}
+
+/// Raw readings, one row per device per read: the audit trail behind every figure.
+fn write_timeseries(dir: &Path, sources: &[SourceState]) -> std::io::Result<()> {
+    let file = std::fs::File::create(dir.join("timeseries.csv"))?;
+    let mut out = std::io::BufWriter::new(file);
+    writeln!(out, "t_ns,source,device,energy_uj,power_mw")?;
+    for state in sources {
+        let devices = state.source.devices();
+        for (t_ns, r) in &state.timeseries {
+            let id = devices
+                .get(r.device as usize)
+                .map_or("?", |d| d.id.as_str());
+            let energy = r.energy_uj.map(|v| v.to_string()).unwrap_or_default();
+            let power = r.power_mw.map(|v| v.to_string()).unwrap_or_default();
+            writeln!(out, "{t_ns},{},{id},{energy},{power}", state.instance_name)?;
+        }
+    }
+    out.flush()
+}

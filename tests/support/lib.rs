@@ -81,3 +81,43 @@ pub fn fresh_loader(cache: &Path) -> llem::PluginLoader {
 pub fn loader() -> llem::PluginLoader {
     llem::PluginLoader::new(Some(target_dir().join("llem-test-cache")))
 }
+
+/// The `llem` binary built by `cargo xtask build` (debug).
+pub fn llem_bin() -> PathBuf {
+    must_exist(
+        target_dir()
+            .join("debug")
+            .join(format!("llem{}", std::env::consts::EXE_SUFFIX)),
+    )
+}
+
+/// `llem` with a plugin path, a shared compiled-component cache and no colour.
+pub fn llem(plugin_dir: &Path) -> Command {
+    let mut command = Command::new(llem_bin());
+    command
+        .env("LLEM_PLUGIN_PATH", plugin_dir)
+        .env("LLEM_CACHE_DIR", target_dir().join("llem-test-cache"))
+        .env("NO_COLOR", "1")
+        .env_remove("LLEM_LOG");
+    command
+}
+
+/// A directory holding copies of the given plugin files.
+pub fn plugin_dir(files: &[PathBuf]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for file in files {
+        let name = file.file_name().expect("plugin file name");
+        std::fs::copy(file, dir.path().join(name)).expect("copy plugin");
+    }
+    dir
+}
+
+/// Run to completion; (exit code, stdout, stderr).
+pub fn output(command: &mut Command) -> (i32, String, String) {
+    let out = command.output().expect("llem runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -1,0 +1,307 @@
+//! The `llem` binary as a user meets it: discovery, inspection, manifest
+//! errors, a measured run, Ctrl-C.
+
+#![allow(clippy::unwrap_used)] // test helpers unwrap: a panic is a test failure
+
+use llem_integration_tests::{
+    llem, native_artifact, output, plugin_dir, wasm_artifact, wasm_command,
+};
+use serde_json::Value;
+use std::time::Duration;
+
+fn fixtures() -> tempfile::TempDir {
+    plugin_dir(&[
+        wasm_artifact("energy-fixture"),
+        native_artifact("dataset-jsonl").with_file_name("libdataset_jsonl.so"),
+        wasm_command("not-a-plugin"),
+    ])
+}
+
+#[test]
+fn version_and_help() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, stdout, _) = output(llem(dir.path()).arg("--version"));
+    assert_eq!(code, 0);
+    assert_eq!(stdout.trim(), format!("llem {}", env!("CARGO_PKG_VERSION")));
+    let (code, stdout, _) = output(llem(dir.path()).arg("--help"));
+    assert_eq!(code, 0);
+    for command in ["run", "plugins", "config", "completions"] {
+        assert!(stdout.contains(command), "help lists {command}: {stdout}");
+    }
+}
+
+#[test]
+fn plugins_list_shows_each_plugin_its_kind_format_and_failures() {
+    let dir = fixtures();
+    let (code, stdout, stderr) = output(llem(dir.path()).args(["plugins", "list"]));
+    assert_eq!(code, 0, "{stderr}");
+    let line = |name: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} in {stdout}"))
+            .to_owned()
+    };
+    let fixture = line("energy-fixture");
+    assert!(
+        fixture.contains("energy")
+            && fixture.contains("wasm")
+            && fixture.contains("LLEM_PLUGIN_PATH"),
+        "{fixture}"
+    );
+    let jsonl = line("dataset-jsonl");
+    assert!(
+        jsonl.contains("dataset") && jsonl.contains("native"),
+        "LLEM_PLUGIN_PATH shadows the built-in copy: {jsonl}"
+    );
+    assert!(line("not-a-plugin").contains("cannot load"), "{stdout}");
+    assert!(stderr.contains("1 plugin(s) failed to load"), "{stderr}");
+
+    let (code, stdout, _) = output(llem(dir.path()).args(["plugins", "list", "--json"]));
+    assert_eq!(code, 0);
+    let entries: Vec<Value> = serde_json::from_str(&stdout).unwrap();
+    let fixture = entries
+        .iter()
+        .find(|e| e["name"] == "energy-fixture")
+        .unwrap();
+    assert_eq!(fixture["short_name"], "fixture");
+    assert_eq!(fixture["info"]["kind"], "energy");
+}
+
+#[test]
+fn plugins_inspect_by_short_name_and_did_you_mean() {
+    let dir = fixtures();
+    let (code, stdout, _) = output(llem(dir.path()).args(["plugins", "inspect", "fixture"]));
+    assert_eq!(code, 0);
+    assert!(
+        stdout.starts_with("energy-fixture 0.1.0 (energy plugin, WASM component, sandboxed)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("step_uj"), "{stdout}");
+    let (code, _, stderr) = output(llem(dir.path()).args(["plugins", "inspect", "fixtur"]));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("unknown plugin `fixtur`"), "{stderr}");
+    assert!(stderr.contains("did you mean `fixture`?"), "{stderr}");
+}
+
+fn validate(manifest: &str) -> (i32, String) {
+    let plugins = fixtures();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("experiment.toml");
+    std::fs::write(&path, manifest).unwrap();
+    let (code, _, stderr) = output(
+        llem(plugins.path())
+            .arg("config")
+            .arg("validate")
+            .arg(&path),
+    );
+    (
+        code,
+        stderr.replace(&path.display().to_string(), "experiment.toml"),
+    )
+}
+
+#[test]
+fn manifest_errors_name_file_line_column_and_key() {
+    let (code, stderr) = validate("[experiment]\nname = \"x\"\n\n[plugins.fixture]\nstep_u = 5\n");
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("experiment.toml:5:1: unknown key `step_u` in [plugins.fixture]"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("did you mean `step_uj`?"), "{stderr}");
+
+    let (code, stderr) = validate("[experiment]\ncycles = \"three\"\n");
+    assert_eq!(code, 2);
+    assert!(stderr.contains("experiment.toml:2:10:"), "{stderr}");
+    assert!(
+        stderr.contains("`experiment.cycles` must be an integer"),
+        "{stderr}"
+    );
+
+    let (code, stderr) = validate("[plugins.fixtur]\n");
+    assert_eq!(code, 2);
+    assert!(stderr.contains("experiment.toml:1:"), "{stderr}");
+    assert!(stderr.contains("unknown plugin `fixtur`"), "{stderr}");
+    assert!(stderr.contains("did you mean `fixture`?"), "{stderr}");
+
+    let (code, stderr) = validate("[plugins.fixture]\ndevices = 2\n");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("is valid: 1 plugin(s): fixture (energy-fixture)"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn config_default_documents_every_plugin_and_validates() {
+    let plugins = fixtures();
+    let (code, stdout, _) = output(llem(plugins.path()).args(["config", "default"]));
+    assert_eq!(code, 0);
+    assert!(stdout.contains("[experiment]"), "{stdout}");
+    assert!(stdout.contains("# [plugins.fixture]"), "{stdout}");
+    assert!(stdout.contains("step_uj"), "{stdout}");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("default.toml");
+    std::fs::write(&path, &stdout).unwrap();
+    let (code, _, stderr) = output(
+        llem(plugins.path())
+            .arg("config")
+            .arg("validate")
+            .arg(&path),
+    );
+    assert_eq!(
+        code, 0,
+        "the default manifest is valid as printed: {stderr}"
+    );
+
+    let (code, stdout, _) = output(llem(plugins.path()).args(["config", "schema"]));
+    assert_eq!(code, 0);
+    let schema: Value = serde_json::from_str(&stdout).unwrap();
+    assert!(schema.to_string().contains("step_uj"));
+}
+
+#[test]
+fn completions_are_generated() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, stdout, _) = output(llem(dir.path()).args(["completions", "bash"]));
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("_llem()"),
+        "{}",
+        &stdout[..200.min(stdout.len())]
+    );
+}
+
+#[test]
+fn a_run_writes_a_run_directory_with_exact_counter_energy() {
+    let plugins = fixtures();
+    let out = tempfile::tempdir().unwrap();
+    let data = out.path().join("prompts.jsonl");
+    std::fs::write(
+        &data,
+        "{\"prompt\": \"a\"}\n{\"prompt\": \"b\"}\n{\"prompt\": \"c\"}\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = output(
+        llem(plugins.path())
+            .args([
+                "run",
+                "--plugins",
+                "fixture,jsonl",
+                "--duration",
+                "0.5",
+                "--name",
+                "smoke",
+            ])
+            .arg("--set")
+            .arg(format!("jsonl.file=\"{}\"", data.display()))
+            .args([
+                "--set",
+                "fixture.step_uj=2500",
+                "--set",
+                "experiment.sample_interval_ms=50",
+            ])
+            .arg("--output")
+            .arg(out.path()),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("fixture (energy): 1 device(s)"), "{stderr}");
+    assert!(stderr.contains("jsonl (dataset): 3 prompts"), "{stderr}");
+    assert!(stdout.contains("results: "), "{stdout}");
+    let runs: Vec<_> = std::fs::read_dir(out.path().join("smoke"))
+        .unwrap()
+        .collect();
+    assert_eq!(runs.len(), 1);
+    let run = runs[0].as_ref().unwrap().path();
+    for file in ["result.json", "timeseries.csv", "manifest.resolved.toml"] {
+        assert!(run.join(file).exists(), "{file}");
+    }
+    let result: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("result.json")).unwrap()).unwrap();
+    assert_eq!(result["status"], "complete");
+    assert_eq!(result["dataset"]["prompts"], 3);
+    let device = &result["energy"]["devices"][0];
+    assert_eq!(device["method"], "counter");
+    let samples = device["samples"].as_u64().unwrap();
+    assert!(samples >= 5, "about 0.5 s / 50 ms of ticks: {samples}");
+    // The fixture's counter steps 2500 µJ per read: (samples − 1) steps between first and last.
+    let expected = (samples - 1) as f64 * 2500.0 / 1e6;
+    assert!(
+        (device["energy_j"].as_f64().unwrap() - expected).abs() < 1e-12,
+        "{device}"
+    );
+    assert_eq!(result["energy"]["total_j"], device["energy_j"]);
+    let rows = std::fs::read_to_string(run.join("timeseries.csv")).unwrap();
+    assert_eq!(
+        rows.lines().count() as u64,
+        samples + 1,
+        "header + one row per read"
+    );
+    assert!(rows.starts_with("t_ns,source,device,energy_uj,power_mw\n"));
+    let resolved = std::fs::read_to_string(run.join("manifest.resolved.toml")).unwrap();
+    assert!(resolved.contains("step_uj = 2500"), "{resolved}");
+}
+
+#[test]
+fn a_run_without_an_energy_source_says_what_to_add() {
+    let plugins = fixtures();
+    let out = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = output(
+        llem(plugins.path())
+            .args(["run", "--output"])
+            .arg(out.path()),
+    );
+    assert_eq!(code, 1);
+    assert!(stderr.contains("no energy source"), "{stderr}");
+    assert!(stderr.contains("--plugins"), "{stderr}");
+    assert_eq!(
+        std::fs::read_dir(out.path()).unwrap().count(),
+        0,
+        "no empty run directory left behind"
+    );
+}
+
+#[test]
+fn ctrl_c_keeps_what_was_measured() {
+    let plugins = fixtures();
+    let out = tempfile::tempdir().unwrap();
+    let mut child = llem(plugins.path())
+        .args([
+            "run",
+            "--plugins",
+            "fixture",
+            "--duration",
+            "60",
+            "--name",
+            "stopped",
+            "--output",
+        ])
+        .arg(out.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    // SAFETY: plain kill(2) on our own child.
+    unsafe { libc_kill(child.id() as i32, 2) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    let run = std::fs::read_dir(out.path().join("stopped"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let result: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("result.json")).unwrap()).unwrap();
+    assert_eq!(result["status"], "interrupted");
+    let duration = result["duration_s"].as_f64().unwrap();
+    assert!(duration > 0.5 && duration < 30.0, "{duration}");
+    assert!(result["energy"]["devices"][0]["samples"].as_u64().unwrap() > 3);
+}
+
+unsafe extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, signal: i32) -> i32;
+}

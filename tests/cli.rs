@@ -244,22 +244,66 @@ fn a_run_writes_a_run_directory_with_exact_counter_energy() {
 }
 
 #[test]
-fn a_run_without_an_energy_source_says_what_to_add() {
+fn a_manifest_without_an_energy_source_says_what_to_add() {
     let plugins = fixtures();
     let out = tempfile::tempdir().unwrap();
+    let manifest = out.path().join("idle.toml");
+    std::fs::write(&manifest, "[experiment]\nname = \"idle\"\n").unwrap();
     let (code, _, stderr) = output(
         llem(plugins.path())
-            .args(["run", "--output"])
+            .arg("run")
+            .arg(&manifest)
+            .arg("--output")
             .arg(out.path()),
     );
     assert_eq!(code, 1);
     assert!(stderr.contains("no energy source"), "{stderr}");
     assert!(stderr.contains("--plugins"), "{stderr}");
+    let left: Vec<_> = std::fs::read_dir(out.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .collect();
     assert_eq!(
-        std::fs::read_dir(out.path()).unwrap().count(),
-        0,
+        left,
+        [std::ffi::OsString::from("idle.toml")],
         "no empty run directory left behind"
     );
+}
+
+#[test]
+fn the_embedded_default_measures_with_what_works_here_and_labels_estimates() {
+    // No energy plugin on the plugin path: only the built-in ones next to the
+    // binary remain, and on a machine without counters that is the estimate.
+    let empty = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let (code, stdout, stderr) = output(
+        llem(empty.path())
+            .args(["run", "--duration", "0.5", "--output"])
+            .arg(out.path()),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("energy sources that work on this machine:"),
+        "{stderr}"
+    );
+    let run = std::fs::read_dir(out.path().join("default"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let result: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("result.json")).unwrap()).unwrap();
+    let devices = result["energy"]["devices"].as_array().unwrap();
+    assert!(!devices.is_empty());
+    if devices.iter().all(|d| d["estimated"] == true) {
+        assert_eq!(result["energy"]["includes_estimates"], true);
+        assert!(stdout.contains("(estimated)"), "{stdout}");
+        assert!(stdout.contains("includes estimates"), "{stdout}");
+        assert_eq!(devices[0]["method"], "power-integration");
+    }
+    assert!(result["energy"]["total_j"].as_f64().unwrap() >= 0.0);
 }
 
 #[test]

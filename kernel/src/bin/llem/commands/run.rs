@@ -3,8 +3,9 @@
 use crate::input::{self, Input};
 use crate::output::{CmdResult, Failure, ok, warn};
 use indicatif::{ProgressBar, ProgressStyle};
-use llem::experiment::{Event, RunStatus};
+use llem::experiment::{Event, RunStatus, sandbox_for};
 use llem::{Catalog, Experiment, RunResult};
+use llem_sdk::PluginKind;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -47,14 +48,34 @@ pub fn run(args: Args) -> CmdResult {
         sets.push(format!("experiment.name={}", toml_string(name)));
     }
     let catalog = Catalog::from_env();
-    let plan = input::resolve(
+    let mut plugins = args.plugins.clone();
+    let mut plan = input::resolve(
         &Input {
             manifest: args.manifest.as_deref(),
-            plugins: &args.plugins,
+            plugins: &plugins,
             sets: &sets,
         },
         &catalog,
     )?;
+    // The embedded default names no energy source: measure with whatever works here.
+    if args.manifest.is_none() && !plan.plugins.iter().any(|p| p.kind == PluginKind::Energy) {
+        let chosen = auto_energy_sources(&catalog);
+        if !chosen.is_empty() {
+            ok(&format!(
+                "energy sources that work on this machine: {}",
+                chosen.join(", ")
+            ));
+            plugins.extend(chosen);
+            plan = input::resolve(
+                &Input {
+                    manifest: None,
+                    plugins: &plugins,
+                    sets: &sets,
+                },
+                &catalog,
+            )?;
+        }
+    }
 
     let stop = Arc::new(AtomicBool::new(false));
     let handler_stop = stop.clone();
@@ -106,6 +127,44 @@ pub fn run(args: Args) -> CmdResult {
         RunStatus::Complete => ExitCode::SUCCESS,
         RunStatus::Interrupted => ExitCode::from(crate::exit::INTERRUPTED),
     })
+}
+
+/// Every discovered energy plugin that opens here with its defaults; measured
+/// sources win, the estimate is used only when nothing measures.
+fn auto_energy_sources(catalog: &Catalog) -> Vec<String> {
+    let mut measured = Vec::new();
+    let mut estimated = Vec::new();
+    for found in catalog.discovered() {
+        let Ok(plugin) = catalog.load_path(&found.path) else {
+            continue;
+        };
+        if plugin.kind() != PluginKind::Energy {
+            continue;
+        }
+        let name = found.short_name().to_owned();
+        let single = [name.clone()];
+        let input = Input {
+            manifest: None,
+            plugins: &single,
+            sets: &[],
+        };
+        let Ok(plan) = input::resolve(&input, catalog) else {
+            continue;
+        };
+        let Some(entry) = plan.plugins.iter().find(|p| p.kind == PluginKind::Energy) else {
+            continue;
+        };
+        match plugin.open_energy(&entry.config, &sandbox_for(entry, None)) {
+            Ok(source) if source.devices().iter().all(|d| d.estimated) => estimated.push(name),
+            Ok(_) => measured.push(name),
+            Err(e) => tracing::info!("energy source `{name}` does not work here: {e}"),
+        }
+    }
+    if measured.is_empty() {
+        estimated
+    } else {
+        measured
+    }
 }
 
 fn toml_string(text: &str) -> String {

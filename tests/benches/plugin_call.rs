@@ -3,16 +3,26 @@
 //! The same fixture plugin is called three ways: directly as a Rust trait
 //! object (the baseline: the plugin's own work), through the native C ABI,
 //! and through the WASM host. Overhead = host time − baseline, hyperfine
-//! style. Run: `cargo xtask fixtures && cargo bench -p llem-integration-tests`.
+//! style. Run (release-built fixtures, like the baseline):
+//!   cargo build --release -p energy-fixture
+//!   cargo build --release -p energy-fixture --target wasm32-wasip2
+//!   cargo bench -p llem-integration-tests --bench plugin_call
 
 use llem::Sandbox;
-use llem_integration_tests::{loader, native_artifact, wasm_artifact};
+use llem_integration_tests::{loader, workspace_root};
+use std::path::PathBuf;
 use llem_sdk::{Config, EnergySource, Plugin, Reading};
 use serde_json::{Map, Value, json};
 use std::hint::black_box;
 use std::time::Instant;
 
 const BATCHES: usize = 21;
+
+fn release_artifact(relative: &str) -> PathBuf {
+    let path = workspace_root().join("target").join(relative);
+    assert!(path.exists(), "{} is missing: see the build commands at the top of this file", path.display());
+    path
+}
 
 /// Median ns per call over `BATCHES` batches of `calls`.
 fn measure(calls: usize, mut call: impl FnMut(&mut Vec<Reading>)) -> f64 {
@@ -49,13 +59,13 @@ fn main() {
         let _ = direct.read(out);
     });
 
-    let native_plugin = loader().load(&native_artifact("energy-fixture")).expect("native fixture loads");
+    let native_plugin = loader().load(&release_artifact("release/libenergy_fixture.so")).expect("native fixture loads");
     let mut native = native_plugin.open_energy(&config, &Sandbox::default()).expect("opens");
     let native_ns = measure(2_000_000, |out| {
         let _ = native.read(out);
     });
 
-    let wasm_plugin = loader().load(&wasm_artifact("energy-fixture")).expect("wasm fixture loads");
+    let wasm_plugin = loader().load(&release_artifact("wasm32-wasip2/release/energy_fixture.wasm")).expect("wasm fixture loads");
     let mut wasm = wasm_plugin.open_energy(&config, &Sandbox::default()).expect("opens");
     let wasm_ns = measure(200_000, |out| {
         let _ = wasm.read(out);

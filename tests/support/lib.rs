@@ -121,3 +121,20 @@ pub fn output(command: &mut Command) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Compile `tests/fixtures/c/<source>` into a plain shared library (a fake
+/// vendor library such as libnvidia-ml.so) named `file_name` in `out_dir`.
+pub fn build_c_library(source: &str, file_name: &str, out_dir: &Path) -> PathBuf {
+    let root = workspace_root();
+    let out = out_dir.join(file_name);
+    let status = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
+        .args(["-shared", "-fPIC", "-Wall", "-Wextra", "-Werror", "-I"])
+        .arg(root.join("tests/fixtures/c"))
+        .arg(root.join("tests/fixtures/c").join(source))
+        .arg("-o")
+        .arg(&out)
+        .status()
+        .expect("a C compiler (`cc`) is needed for the fake vendor libraries");
+    assert!(status.success(), "compiling {source} failed");
+    out
+}

@@ -1,0 +1,1 @@
+//! Placeholder: filled in by the energy_nvml work (issue #3).

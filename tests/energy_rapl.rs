@@ -1,0 +1,1 @@
+//! Placeholder: filled in by the energy_rapl work (issue #3).

@@ -10,6 +10,7 @@ pub mod discovery;
 pub mod energy;
 pub mod experiment;
 pub mod plugin;
+pub mod sampler;
 
 pub use catalog::Catalog;
 pub use experiment::{Experiment, RunOutcome, RunResult};

@@ -144,10 +144,25 @@ pub fn plugins() -> Result<Vec<Crate>> {
         .collect()
 }
 
-/// Every `tests/fixtures/plugins/*/Cargo.toml`; built both ways unless
-/// `[package.metadata.llem-fixture] targets` says otherwise.
+fn fixture_targets(doc: &toml::Table) -> Option<&toml::Value> {
+    doc.get("package")
+        .and_then(|p| p.get("metadata"))
+        .and_then(|m| m.get("llem-fixture"))
+        .and_then(|l| l.get("targets"))
+}
+
+/// Every `tests/fixtures/plugins/*/Cargo.toml`, built both ways unless
+/// `[package.metadata.llem-fixture] targets` says otherwise; plus the
+/// first-party plugins that opt in with that same table (e.g. the SDK's worked
+/// example, which the tests build both ways).
 pub fn fixtures() -> Result<Vec<Crate>> {
-    discover("tests/fixtures/plugins")?
+    let mut found = discover("tests/fixtures/plugins")?;
+    found.extend(
+        discover("plugins")?
+            .into_iter()
+            .filter(|(_, doc)| fixture_targets(doc).is_some()),
+    );
+    found
         .into_iter()
         .map(|(manifest, doc)| {
             let package = package_name(&manifest, &doc)?;
@@ -160,12 +175,7 @@ pub fn fixtures() -> Result<Vec<Crate>> {
                     manifest.display()
                 );
             }
-            let targets = doc
-                .get("package")
-                .and_then(|p| p.get("metadata"))
-                .and_then(|m| m.get("llem-fixture"))
-                .and_then(|l| l.get("targets"));
-            let kinds = match targets {
+            let kinds = match fixture_targets(&doc) {
                 None => vec![Kind::Wasm, Kind::Native],
                 Some(value) => {
                     let kinds: Option<Vec<Kind>> = value.as_array().and_then(|items| {

@@ -1,6 +1,11 @@
 //! Per-device energy from a stream of timestamped raw readings.
 
 use llem_sdk::{Device, Reading};
+use std::collections::VecDeque;
+
+/// Live power is averaged over about this long: energy counters refresh only
+/// every 20–100 ms (NVML), so shorter spans flap between 0 and spikes.
+const RECENT_SPAN_NS: u64 = 1_000_000_000;
 
 /// How a device's energy was obtained; reported with every figure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -31,6 +36,8 @@ pub struct DeviceAccumulator {
     pub resets: u32,
     /// Counter decreases explained by the wrap range.
     pub wraps: u32,
+    /// (t_ns, cumulative µJ by counter) over the last second, for live power.
+    recent: VecDeque<(u64, u128)>,
 }
 
 impl DeviceAccumulator {
@@ -48,6 +55,7 @@ impl DeviceAccumulator {
             power_samples: 0,
             resets: 0,
             wraps: 0,
+            recent: VecDeque::new(),
         }
     }
 
@@ -61,6 +69,15 @@ impl DeviceAccumulator {
             }
             self.last_counter = Some(value);
             self.counter_samples += 1;
+            self.recent.push_back((t_ns, self.counter_uj));
+            while self.recent.len() > 2
+                && self
+                    .recent
+                    .front()
+                    .is_some_and(|(t, _)| t_ns.saturating_sub(*t) > RECENT_SPAN_NS)
+            {
+                self.recent.pop_front();
+            }
         }
         if let Some(power_mw) = reading.power_mw {
             if let Some((t0, p0)) = self.last_power {
@@ -125,6 +142,26 @@ impl DeviceAccumulator {
     pub fn average_power_w(&self) -> Option<f64> {
         let span = self.span_s();
         self.energy_j().filter(|_| span > 0.0).map(|e| e / span)
+    }
+
+    /// Energy accrued since `earlier`, a snapshot of this same accumulator.
+    pub fn energy_since(&self, earlier: &DeviceAccumulator) -> Option<f64> {
+        match self.method() {
+            EnergyMethod::Counter => {
+                Some(self.counter_uj.saturating_sub(earlier.counter_uj) as f64 / 1e6)
+            }
+            EnergyMethod::PowerIntegration => {
+                Some((self.integrated_uj - earlier.integrated_uj) / 1e6)
+            }
+            EnergyMethod::None => None,
+        }
+    }
+
+    /// Power over about the last second from the counter, watts.
+    pub fn recent_power_w(&self) -> Option<f64> {
+        let (t0, e0) = *self.recent.front()?;
+        let (t1, e1) = *self.recent.back()?;
+        (t1 > t0).then(|| (e1 - e0) as f64 / 1e6 / ((t1 - t0) as f64 / 1e9))
     }
 
     pub fn samples(&self) -> u64 {

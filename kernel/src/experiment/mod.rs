@@ -4,21 +4,29 @@
 
 mod result;
 mod run_dir;
-mod sampling;
 mod timestamp;
 
 pub use result::*;
-pub use sampling::SourceState;
 
 use crate::catalog::Catalog;
+use crate::clock::monotonic_ns;
 use crate::plugin::{PluginFailure, Sandbox};
+use crate::sampler::{Sampler, SourceConfig, SourceSeries, WindowMeasurement};
 use llem_manifest::{Plan, PluginPlan};
 use llem_sdk::{LoadRequest, PlanRequest, PluginKind, ResultDocument, Sample, SampleBatch};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
+
+/// The window covering the whole measured run.
+const RUN_WINDOW: &str = "run";
+/// How often progress is reported while measuring.
+const PROGRESS_PERIOD: Duration = Duration::from_millis(100);
+
+/// One source's name, devices and everything sampled from it.
+type Collected = (SourceConfig, Vec<llem_sdk::Device>, SourceSeries);
 
 /// What happened, for a progress display.
 #[derive(Debug)]
@@ -161,7 +169,14 @@ impl<'c> Experiment<'c> {
                 kind: PluginKind::Energy,
                 detail,
             });
-            sources.push(SourceState::new(plugin.instance.clone(), source));
+            sources.push((
+                SourceConfig {
+                    name: plugin.instance.clone(),
+                    interval: Duration::from_millis(u64::from(experiment.sample_interval_ms)),
+                    telemetry_interval: Duration::from_secs(1),
+                },
+                source,
+            ));
         }
 
         let dataset = match self.instances(PluginKind::Dataset).next() {
@@ -217,24 +232,43 @@ impl<'c> Experiment<'c> {
         };
 
         let total = Duration::from_secs_f64(experiment.duration_s);
-        let interval = Duration::from_millis(u64::from(experiment.sample_interval_ms));
-        let outcome = sampling::sample(&mut sources, interval, total, stop, |elapsed, sources| {
-            let power_w = sources
+        let sampler = Sampler::start(sources).map_err(io("starting the sampler threads"))?;
+        sampler.begin_window(RUN_WINDOW);
+        let mut interrupted = false;
+        loop {
+            let elapsed = Duration::from_nanos(monotonic_ns().saturating_sub(sampler.started_ns()));
+            let power_w = sampler
+                .live()
                 .iter()
-                .filter_map(SourceState::latest_power_w)
+                .filter_map(|d| d.power_w)
                 .fold(None, |sum: Option<f64>, w| Some(sum.unwrap_or(0.0) + w));
             on_event(Event::Tick {
                 elapsed,
                 total,
                 power_w,
             });
-        });
-        for warning in &outcome.warnings {
-            on_event(Event::Warning(warning));
+            if elapsed >= total {
+                break;
+            }
+            if stop.load(Ordering::Relaxed) {
+                interrupted = true;
+                break;
+            }
+            std::thread::sleep((total - elapsed).min(PROGRESS_PERIOD));
         }
-        warnings.extend(outcome.warnings.iter().cloned());
+        let window = sampler.end_window(RUN_WINDOW);
+        let collected = sampler.stop();
+        for (config, _, series) in &collected {
+            for error in &series.errors {
+                let text = format!("`{}`: {error}", config.name);
+                on_event(Event::Warning(&text));
+                warnings.push(text);
+            }
+        }
+        let window =
+            window.ok_or_else(|| RunError::Invalid("the run window was not open".into()))?;
 
-        write_timeseries(&dir, &sources).map_err(io("writing timeseries.csv"))?;
+        write_timeseries(&dir, &collected).map_err(io("writing timeseries.csv"))?;
         let result = RunResult {
             schema_version: SCHEMA_VERSION.into(),
             run_id: dir
@@ -242,7 +276,7 @@ impl<'c> Experiment<'c> {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
             llem_version: env!("CARGO_PKG_VERSION").into(),
-            status: if outcome.interrupted {
+            status: if interrupted {
                 RunStatus::Interrupted
             } else {
                 RunStatus::Complete
@@ -253,12 +287,17 @@ impl<'c> Experiment<'c> {
                 seed: experiment.seed,
             },
             started_at: timestamp::rfc3339(started),
-            duration_s: outcome.elapsed_ns as f64 / 1e9,
-            energy: energy_summary(&sources),
+            duration_s: window.duration_s(),
+            energy: energy_summary(&window, &collected),
             sampling: SamplingSummary {
                 interval_ms: experiment.sample_interval_ms,
-                ticks: outcome.ticks,
-                missed_ticks: outcome.missed_ticks,
+                ticks: collected.iter().map(|(_, _, s)| s.ticks).sum(),
+                missed_ticks: collected.iter().map(|(_, _, s)| s.missed_ticks).sum(),
+                sampler_cpu_s: collected
+                    .iter()
+                    .map(|(_, _, s)| s.thread_cpu_ns)
+                    .sum::<u64>() as f64
+                    / 1e9,
             },
             dataset,
             backend,
@@ -267,7 +306,7 @@ impl<'c> Experiment<'c> {
         let json = serde_json::to_string_pretty(&result)
             .map_err(|e| RunError::Invalid(format!("cannot encode result.json: {e}")))?;
         std::fs::write(dir.join("result.json"), &json).map_err(io("writing result.json"))?;
-        self.deliver_to_sinks(&dir, &sources, &result, &json, &mut on_event);
+        self.deliver_to_sinks(&dir, &collected, &result, &json, &mut on_event);
         Ok(RunOutcome { dir, result })
     }
 
@@ -276,7 +315,7 @@ impl<'c> Experiment<'c> {
     fn deliver_to_sinks(
         &self,
         dir: &Path,
-        sources: &[SourceState],
+        sources: &[Collected],
         result: &RunResult,
         json: &str,
         on_event: &mut impl FnMut(Event<'_>),
@@ -285,17 +324,12 @@ impl<'c> Experiment<'c> {
             let delivered = (|| -> Result<(), PluginFailure> {
                 let code = self.catalog.load_path(&plugin.location)?;
                 let mut sink = code.open_sink(&plugin.config, &sandbox_for(plugin, Some(dir)))?;
-                for state in sources {
+                for (config, devices, series) in sources {
                     sink.write_samples(&SampleBatch {
-                        source: state.instance_name.clone(),
-                        devices: state
-                            .source
-                            .devices()
-                            .iter()
-                            .map(|d| d.id.clone())
-                            .collect(),
-                        samples: state
-                            .timeseries
+                        source: config.name.clone(),
+                        devices: devices.iter().map(|d| d.id.clone()).collect(),
+                        samples: series
+                            .readings
                             .iter()
                             .map(|(t_ns, r)| Sample {
                                 device: r.device,
@@ -339,20 +373,24 @@ fn describe_devices(devices: &[llem_sdk::Device]) -> String {
     format!("{} device(s): {}", devices.len(), names.join(", "))
 }
 
-fn energy_summary(sources: &[SourceState]) -> EnergySummary {
+fn energy_summary(window: &WindowMeasurement, sources: &[Collected]) -> EnergySummary {
     let mut devices = Vec::new();
-    for state in sources {
-        for (device, acc) in state.source.devices().iter().zip(&state.accumulators) {
+    let mut measured = window.devices.iter();
+    let duration = window.duration_s();
+    for (config, source_devices, series) in sources {
+        for (device, acc) in source_devices.iter().zip(&series.accumulators) {
+            let in_window = measured.next();
+            let energy_j = in_window.and_then(|w| w.energy_j);
             devices.push(DeviceEnergy {
-                source: state.instance_name.clone(),
+                source: config.name.clone(),
                 device: device.id.clone(),
                 name: device.name.clone(),
                 kind: device.kind,
                 method: acc.method(),
                 estimated: device.estimated,
-                energy_j: acc.energy_j(),
-                average_power_w: acc.average_power_w(),
-                samples: acc.samples(),
+                energy_j,
+                average_power_w: energy_j.filter(|_| duration > 0.0).map(|e| e / duration),
+                samples: in_window.map_or(0, |w| w.samples),
                 counter_wraps: acc.wraps,
                 counter_resets: acc.resets,
             });
@@ -367,19 +405,18 @@ fn energy_summary(sources: &[SourceState]) -> EnergySummary {
 }
 
 /// Raw readings, one row per device per read: the audit trail behind every figure.
-fn write_timeseries(dir: &Path, sources: &[SourceState]) -> std::io::Result<()> {
+fn write_timeseries(dir: &Path, sources: &[Collected]) -> std::io::Result<()> {
     let file = std::fs::File::create(dir.join("timeseries.csv"))?;
     let mut out = std::io::BufWriter::new(file);
     writeln!(out, "t_ns,source,device,energy_uj,power_mw")?;
-    for state in sources {
-        let devices = state.source.devices();
-        for (t_ns, r) in &state.timeseries {
+    for (config, devices, series) in sources {
+        for (t_ns, r) in &series.readings {
             let id = devices
                 .get(r.device as usize)
                 .map_or("?", |d| d.id.as_str());
             let energy = r.energy_uj.map(|v| v.to_string()).unwrap_or_default();
             let power = r.power_mw.map(|v| v.to_string()).unwrap_or_default();
-            writeln!(out, "{t_ns},{},{id},{energy},{power}", state.instance_name)?;
+            writeln!(out, "{t_ns},{},{id},{energy},{power}", config.name)?;
         }
     }
     out.flush()

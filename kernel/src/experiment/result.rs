@@ -65,6 +65,7 @@ pub struct DeviceEnergy {
     pub estimated: bool,
     pub energy_j: Option<f64>,
     pub average_power_w: Option<f64>,
+    /// Readings inside the measured window (the figure rests on these).
     pub samples: u64,
     pub counter_wraps: u32,
     pub counter_resets: u32,
@@ -76,6 +77,8 @@ pub struct SamplingSummary {
     pub ticks: u64,
     /// Ticks skipped because the previous one overran its slot.
     pub missed_ticks: u64,
+    /// CPU time all sampling threads used, seconds.
+    pub sampler_cpu_s: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

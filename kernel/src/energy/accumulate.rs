@@ -258,4 +258,76 @@ mod tests {
         assert_eq!(acc.method(), EnergyMethod::None);
         assert_eq!(acc.energy_j(), None);
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Whatever the start value and however often the counter wraps, the
+            /// energy is the sum of the true increments, to the microjoule.
+            #[test]
+            fn wrapped_counters_sum_exactly(
+                modulus in 1_000u64..=u64::MAX / 4,
+                start_fraction in 0.0f64..1.0,
+                steps in prop::collection::vec(0.0f64..1.0, 1..200),
+            ) {
+                let mut acc = DeviceAccumulator::new(&device(true, Some(modulus)));
+                let mut value = ((modulus - 1) as f64 * start_fraction) as u64;
+                acc.push(0, &counter(value));
+                let mut truth: u128 = 0;
+                for (i, fraction) in steps.iter().enumerate() {
+                    // Each step is shorter than one full wrap, as sampling guarantees.
+                    let step = ((modulus - 1) as f64 * fraction) as u64;
+                    truth += u128::from(step);
+                    value = ((u128::from(value) + u128::from(step)) % u128::from(modulus)) as u64;
+                    acc.push(i as u64 + 1, &counter(value));
+                }
+                prop_assert_eq!(acc.resets, 0);
+                prop_assert_eq!(acc.counter_uj, truth);
+            }
+
+            /// Trapezoidal integration equals the hand sum, and never goes negative.
+            #[test]
+            fn power_integration_matches_the_trapezoid_sum(
+                points in prop::collection::vec((1u64..5_000_000_000, 0u64..2_000_000), 2..100),
+            ) {
+                let mut acc = DeviceAccumulator::new(&device(false, None));
+                let mut t = 0u64;
+                let mut expected_uj = 0.0f64;
+                let mut previous: Option<(u64, u64)> = None;
+                for (dt, mw) in &points {
+                    t += dt;
+                    if let Some((t0, p0)) = previous {
+                        expected_uj += (p0 + mw) as f64 / 2.0 * ((t - t0) as f64 / 1e9) * 1000.0;
+                    }
+                    previous = Some((t, *mw));
+                    acc.push(t, &Reading { device: 0, energy_uj: None, power_mw: Some(*mw) });
+                }
+                let got = acc.energy_j().unwrap() * 1e6;
+                prop_assert!((got - expected_uj).abs() <= expected_uj.abs() * 1e-9 + 1e-6, "{} vs {}", got, expected_uj);
+                prop_assert!(got >= 0.0);
+            }
+
+            /// A counter that only ever goes forward or resets never yields negative
+            /// energy, and a window never exceeds the whole.
+            #[test]
+            fn resets_never_make_energy_negative(values in prop::collection::vec(0u64..1_000_000_000, 2..100)) {
+                let mut acc = DeviceAccumulator::new(&device(true, None));
+                let mut half = None;
+                for (i, v) in values.iter().enumerate() {
+                    acc.push(i as u64, &counter(*v));
+                    if i == values.len() / 2 {
+                        half = Some(acc.clone());
+                    }
+                }
+                let total = acc.energy_j().unwrap();
+                prop_assert!(total >= 0.0);
+                if let Some(half) = half {
+                    let since = acc.energy_since(&half).unwrap();
+                    prop_assert!(since >= 0.0 && since <= total);
+                }
+            }
+        }
+    }
 }

@@ -247,3 +247,6 @@ pub struct LiveDevice {
     pub energy_j: Option<f64>,
     pub power_w: Option<f64>,
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,180 @@
+//! The sampler against in-process sources whose readings are scripted.
+
+use super::*;
+use crate::plugin::{CallResult, FailureKind, PluginFailure};
+use llem_sdk::DeviceKind;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A counter that advances `step_uj` per read; fails from read `fail_from` on.
+struct Scripted {
+    devices: Vec<Device>,
+    step_uj: u64,
+    reads: Arc<AtomicU64>,
+    fail_from: u64,
+    read_cost: Duration,
+}
+
+impl EnergyInstance for Scripted {
+    fn devices(&self) -> &[Device] {
+        &self.devices
+    }
+
+    fn read(&mut self, out: &mut Vec<Reading>) -> CallResult<()> {
+        let n = self.reads.fetch_add(1, Ordering::SeqCst) + 1;
+        if !self.read_cost.is_zero() {
+            std::thread::sleep(self.read_cost);
+        }
+        if n >= self.fail_from {
+            return Err(PluginFailure::new(
+                "scripted",
+                "read",
+                FailureKind::Unavailable,
+                "device lost",
+            ));
+        }
+        out.push(Reading {
+            device: 0,
+            energy_uj: Some(n * self.step_uj),
+            power_mw: None,
+        });
+        Ok(())
+    }
+
+    fn telemetry(&mut self) -> CallResult<Vec<DeviceTelemetry>> {
+        Ok(Vec::new())
+    }
+}
+
+fn source(
+    name: &str,
+    interval_ms: u64,
+    step_uj: u64,
+    fail_from: u64,
+) -> ((SourceConfig, Box<dyn EnergyInstance>), Arc<AtomicU64>) {
+    let reads = Arc::new(AtomicU64::new(0));
+    let instance = Scripted {
+        devices: vec![Device {
+            id: format!("{name}0"),
+            name: name.into(),
+            kind: DeviceKind::Other,
+            has_energy_counter: true,
+            counter_wrap_uj: None,
+            has_power: false,
+            power_average_window_ms: 0,
+            estimated: false,
+        }],
+        step_uj,
+        reads: reads.clone(),
+        fail_from,
+        read_cost: Duration::ZERO,
+    };
+    (
+        (
+            SourceConfig {
+                name: name.into(),
+                interval: Duration::from_millis(interval_ms),
+                telemetry_interval: Duration::ZERO,
+            },
+            Box::new(instance),
+        ),
+        reads,
+    )
+}
+
+#[test]
+fn each_source_runs_at_its_own_interval() {
+    let (fast, _) = source("fast", 10, 1, u64::MAX);
+    let (slow, _) = source("slow", 100, 1, u64::MAX);
+    let sampler = Sampler::start(vec![fast, slow]).unwrap();
+    std::thread::sleep(Duration::from_millis(550));
+    let collected = sampler.stop();
+    // Ticks that ran plus ticks skipped cover the time, whatever the machine's load.
+    let fast_slots = collected[0].2.ticks + collected[0].2.missed_ticks;
+    let slow_slots = collected[1].2.ticks + collected[1].2.missed_ticks;
+    assert!((50..=60).contains(&fast_slots), "fast: {fast_slots}");
+    assert!((5..=7).contains(&slow_slots), "slow: {slow_slots}");
+    assert!(collected[0].2.thread_cpu_ns > 0, "thread CPU time recorded");
+    // Timestamps strictly increase per source.
+    let times: Vec<u64> = collected[0].2.readings.iter().map(|(t, _)| *t).collect();
+    assert!(times.windows(2).all(|w| w[0] < w[1]));
+}
+
+#[test]
+fn windows_nest_overlap_and_are_exact_on_counters() {
+    let (counter, _) = source("c", 20, 1000, u64::MAX);
+    let sampler = Sampler::start(vec![counter]).unwrap();
+    sampler.begin_window("outer");
+    std::thread::sleep(Duration::from_millis(100));
+    sampler.begin_window("inner");
+    std::thread::sleep(Duration::from_millis(100));
+    let inner = sampler.end_window("inner").unwrap();
+    std::thread::sleep(Duration::from_millis(60));
+    let outer = sampler.end_window("outer").unwrap();
+    assert!(sampler.end_window("never-opened").is_none());
+    drop(sampler);
+    // The counter gives 1000 µJ per read, so a window's energy is exactly one
+    // millijoule per reading after the one it opened on.
+    for window in [&inner, &outer] {
+        let device = &window.devices[0];
+        assert!(device.samples >= 3, "{window:?}");
+        assert_eq!(
+            window.total_j(),
+            Some((device.samples - 1) as f64 * 0.001),
+            "{window:?}"
+        );
+    }
+    assert!(outer.devices[0].samples > inner.devices[0].samples);
+    assert!(outer.duration_s() > inner.duration_s());
+    assert!(outer.start_ns < inner.start_ns && inner.end_ns < outer.end_ns);
+}
+
+#[test]
+fn a_failing_source_is_recorded_and_the_others_go_on() {
+    let (bad, _) = source("bad", 10, 1, 5);
+    let (good, _) = source("good", 10, 1, u64::MAX);
+    let sampler = Sampler::start(vec![bad, good]).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let collected = sampler.stop();
+    let bad = &collected[0].2;
+    assert!(bad.gave_up);
+    assert_eq!(
+        bad.readings.len(),
+        4,
+        "readings before the failure are kept"
+    );
+    assert_eq!(
+        bad.errors.len(),
+        4,
+        "three failures and the stop note: {:?}",
+        bad.errors
+    );
+    assert!(bad.errors[3].contains("stopped reading `bad` after 3 failures"));
+    assert!(collected[1].2.ticks > 10, "the good source kept going");
+}
+
+#[test]
+fn overrunning_reads_count_missed_ticks_instead_of_drifting() {
+    let reads = Arc::new(AtomicU64::new(0));
+    let slow = Scripted {
+        devices: source("x", 10, 1, u64::MAX).0.1.devices().to_vec(),
+        step_uj: 1,
+        reads: reads.clone(),
+        fail_from: u64::MAX,
+        read_cost: Duration::from_millis(25),
+    };
+    let config = SourceConfig {
+        name: "slow".into(),
+        interval: Duration::from_millis(10),
+        telemetry_interval: Duration::ZERO,
+    };
+    let sampler =
+        Sampler::start(vec![(config, Box::new(slow) as Box<dyn EnergyInstance>)]).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let series = sampler.stop().remove(0).2;
+    assert!(
+        series.missed_ticks >= series.ticks,
+        "{} ticks, {} missed",
+        series.ticks,
+        series.missed_ticks
+    );
+}

@@ -1,1 +1,544 @@
-//! Placeholder: filled in by the energy_rapl work (issue #3).
+//! `energy-rapl` built as a WASM component, loaded by the kernel and reading
+//! fake powercap trees shaped exactly like sysfs: real zone directories under
+//! `devices/virtual/powercap`, and `class/powercap` entries that are relative
+//! symbolic links into them (with `subsystem` links pointing back out, as the
+//! kernel makes them). The sandbox is granted only the devices tree.
+
+#![allow(clippy::unwrap_used)] // test helpers unwrap: a panic is a test failure
+
+use llem::energy::DeviceAccumulator;
+use llem::plugin::{EnergyInstance, FailureKind};
+use llem::{PluginFormat, Sandbox};
+use llem_integration_tests::{fresh_loader, loader, native_artifact, wasm_artifact};
+use llem_sdk::{Device, DeviceKind, PluginKind, Reading};
+use serde_json::{Map, Value, json};
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+
+const INTEL_MAX: u64 = 262_143_328_850;
+const INTEL_DRAM_MAX: u64 = 65_712_999_613;
+const AMD_MAX: u64 = 65_712_999_613;
+
+const CVE_TEXT: &str = "energy_uj is root-only since Linux 5.10 (CVE-2020-8694)";
+const CHMOD_HINT: &str = "sudo chmod o+r /sys/class/powercap/intel-rapl:*/energy_uj /sys/class/powercap/intel-rapl:*:*/energy_uj";
+
+/// A fake `/sys` under /tmp, traversable by every user (the permission test
+/// reads it as `nobody`).
+struct FakeSys {
+    dir: tempfile::TempDir,
+}
+
+impl FakeSys {
+    fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("llem-rapl-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let sys = FakeSys { dir };
+        std::fs::create_dir_all(sys.devices()).unwrap();
+        std::fs::create_dir_all(sys.class()).unwrap();
+        sys
+    }
+
+    /// `/sys/devices/virtual/powercap`: what the plugin's `root` names.
+    fn devices(&self) -> PathBuf {
+        self.dir.path().join("sys/devices/virtual/powercap")
+    }
+
+    /// `/sys/class/powercap`: links only.
+    fn class(&self) -> PathBuf {
+        self.dir.path().join("sys/class/powercap")
+    }
+
+    /// The control type directory (`intel-rapl`, `intel-rapl-mmio`), its
+    /// `enabled` file, its class link and its `subsystem` link back out.
+    fn control(&self, control: &str) -> PathBuf {
+        let dir = self.devices().join(control);
+        if !dir.exists() {
+            std::fs::create_dir_all(dir.join("power")).unwrap();
+            std::fs::write(dir.join("enabled"), "1\n").unwrap();
+            symlink("../../../../class/powercap", dir.join("subsystem")).unwrap();
+            symlink(
+                format!("../../devices/virtual/powercap/{control}"),
+                self.class().join(control),
+            )
+            .unwrap();
+        }
+        dir
+    }
+
+    /// One zone, `intel-rapl:0` or `intel-rapl:0:2`, nested under its parent
+    /// like sysfs, with its class link. Returns the zone directory.
+    fn zone(&self, control: &str, indices: &[u32], name: &str, energy: u64, max: u64) -> PathBuf {
+        let mut dir = self.control(control);
+        let mut relative = format!("../../devices/virtual/powercap/{control}");
+        for depth in 1..=indices.len() {
+            let part = format!(
+                "{control}:{}",
+                indices[..depth]
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(":")
+            );
+            dir = dir.join(&part);
+            relative = format!("{relative}/{part}");
+        }
+        std::fs::create_dir_all(dir.join("power")).unwrap();
+        std::fs::write(dir.join("name"), format!("{name}\n")).unwrap();
+        std::fs::write(dir.join("energy_uj"), format!("{energy}\n")).unwrap();
+        std::fs::write(dir.join("max_energy_range_uj"), format!("{max}\n")).unwrap();
+        std::fs::write(dir.join("enabled"), "1\n").unwrap();
+        std::fs::write(dir.join("constraint_0_name"), "long_term\n").unwrap();
+        // Depth from the zone directory up to sys/: devices/virtual/powercap/<control>/<zones...>.
+        let up = "../".repeat(4 + indices.len());
+        symlink(format!("{up}class/powercap"), dir.join("subsystem")).unwrap();
+        let link = self.class().join(dir.file_name().unwrap());
+        symlink(relative, link).unwrap();
+        dir
+    }
+
+    /// Rewrite a zone's counter in place (the plugin keeps the file open).
+    fn set(&self, zone: &Path, energy: u64) {
+        std::fs::write(zone.join("energy_uj"), format!("{energy}\n")).unwrap();
+    }
+
+    /// Two Intel sockets, each with core, uncore and dram, plus psys.
+    fn intel_two_sockets() -> (Self, Vec<PathBuf>) {
+        let sys = FakeSys::new();
+        let mut zones = Vec::new();
+        for socket in 0..2u32 {
+            let base = 1_000_000 * (u64::from(socket) + 1);
+            zones.push(sys.zone(
+                "intel-rapl",
+                &[socket],
+                &format!("package-{socket}"),
+                base,
+                INTEL_MAX,
+            ));
+            for (i, (name, max)) in [
+                ("core", INTEL_MAX),
+                ("uncore", INTEL_MAX),
+                ("dram", INTEL_DRAM_MAX),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                zones.push(sys.zone(
+                    "intel-rapl",
+                    &[socket, i as u32],
+                    name,
+                    base + 1 + i as u64,
+                    max,
+                ));
+            }
+        }
+        zones.push(sys.zone("intel-rapl", &[2], "psys", 42, INTEL_MAX));
+        (sys, zones)
+    }
+
+    /// AMD Zen: two packages, each with a core subzone, no dram.
+    fn amd_zen() -> (Self, Vec<PathBuf>) {
+        let sys = FakeSys::new();
+        let mut zones = Vec::new();
+        for socket in 0..2u32 {
+            zones.push(sys.zone(
+                "intel-rapl",
+                &[socket],
+                &format!("package-{socket}"),
+                10 + u64::from(socket),
+                AMD_MAX,
+            ));
+            zones.push(sys.zone(
+                "intel-rapl",
+                &[socket, 0],
+                "core",
+                20 + u64::from(socket),
+                AMD_MAX,
+            ));
+        }
+        (sys, zones)
+    }
+
+    fn sandbox(&self) -> Sandbox {
+        Sandbox {
+            read_dirs: vec![self.devices()],
+            ..Sandbox::default()
+        }
+    }
+}
+
+fn config(root: &Path, domains: &[&str]) -> Map<String, Value> {
+    match json!({"root": root.to_str().unwrap(), "domains": domains}) {
+        Value::Object(map) => map,
+        _ => unreachable!(),
+    }
+}
+
+fn open_wasm(root: &Path, domains: &[&str], sandbox: &Sandbox) -> Box<dyn EnergyInstance> {
+    let plugin = loader().load(&wasm_artifact("energy-rapl")).unwrap();
+    assert_eq!(plugin.format(), PluginFormat::Wasm);
+    assert_eq!(plugin.kind(), PluginKind::Energy);
+    plugin
+        .open_energy(&config(root, domains), sandbox)
+        .unwrap_or_else(|e| panic!("open: {e}"))
+}
+
+fn read(source: &mut Box<dyn EnergyInstance>) -> Vec<Reading> {
+    let mut out = Vec::new();
+    source.read(&mut out).unwrap();
+    out
+}
+
+fn counters(readings: &[Reading]) -> Vec<u64> {
+    readings.iter().map(|r| r.energy_uj.unwrap()).collect()
+}
+
+fn ids(devices: &[Device]) -> Vec<&str> {
+    devices.iter().map(|d| d.id.as_str()).collect()
+}
+
+#[test]
+fn intel_two_sockets_with_subzones_and_psys() {
+    let (sys, _) = FakeSys::intel_two_sockets();
+    let mut source = open_wasm(&sys.devices(), &[], &sys.sandbox());
+    let devices = source.devices().to_vec();
+    assert_eq!(
+        ids(&devices),
+        [
+            "package-0",
+            "package-0-core",
+            "package-0-uncore",
+            "package-0-dram",
+            "package-1",
+            "package-1-core",
+            "package-1-uncore",
+            "package-1-dram",
+            "psys",
+        ]
+    );
+    use DeviceKind::*;
+    assert_eq!(
+        devices.iter().map(|d| d.kind).collect::<Vec<_>>(),
+        [
+            CpuPackage, CpuCore, CpuUncore, Dram, CpuPackage, CpuCore, CpuUncore, Dram, Psys
+        ]
+    );
+    for device in &devices {
+        assert!(device.has_energy_counter, "{}", device.id);
+        assert!(!device.has_power, "{}", device.id);
+        assert!(!device.estimated, "{}", device.id);
+        let max = if device.kind == Dram {
+            INTEL_DRAM_MAX
+        } else {
+            INTEL_MAX
+        };
+        assert_eq!(device.counter_wrap_uj, Some(max + 1), "{}", device.id);
+    }
+    let readings = read(&mut source);
+    assert!(
+        readings
+            .iter()
+            .enumerate()
+            .all(|(i, r)| r.device == i as u32 && r.power_mw.is_none())
+    );
+    assert_eq!(
+        counters(&readings),
+        [
+            1_000_000, 1_000_001, 1_000_002, 1_000_003, 2_000_000, 2_000_001, 2_000_002, 2_000_003,
+            42
+        ]
+    );
+
+    // `domains` filters by domain type.
+    let mut dram = open_wasm(&sys.devices(), &["dram", "psys"], &sys.sandbox());
+    assert_eq!(
+        ids(dram.devices()),
+        ["package-0-dram", "package-1-dram", "psys"]
+    );
+    assert_eq!(counters(&read(&mut dram)), [1_000_003, 2_000_003, 42]);
+}
+
+#[test]
+fn amd_zen_packages_with_core_subzones_and_no_dram() {
+    let (sys, _) = FakeSys::amd_zen();
+    let mut source = open_wasm(&sys.devices(), &[], &sys.sandbox());
+    assert_eq!(
+        ids(source.devices()),
+        ["package-0", "package-0-core", "package-1", "package-1-core"]
+    );
+    assert!(
+        source
+            .devices()
+            .iter()
+            .all(|d| d.counter_wrap_uj == Some(AMD_MAX + 1))
+    );
+    assert_eq!(counters(&read(&mut source)), [10, 20, 11, 21]);
+
+    let plugin = loader().load(&wasm_artifact("energy-rapl")).unwrap();
+    let err = plugin
+        .open_energy(&config(&sys.devices(), &["dram"]), &sys.sandbox())
+        .err()
+        .unwrap();
+    assert_eq!(err.kind, FailureKind::Unavailable, "{err}");
+    assert!(err.message.contains("no `dram` zone"), "{err}");
+}
+
+#[test]
+fn a_wrap_mid_window_gives_exact_joules() {
+    let sys = FakeSys::new();
+    let pkg = sys.zone("intel-rapl", &[0], "package-0", 262_142_000_000, INTEL_MAX);
+    let dram = sys.zone("intel-rapl", &[0, 0], "dram", 5_000_000, INTEL_DRAM_MAX);
+    let mut source = open_wasm(&sys.devices(), &[], &sys.sandbox());
+    let devices = source.devices().to_vec();
+    assert_eq!(ids(&devices), ["package-0", "package-0-dram"]);
+    let mut acc: Vec<DeviceAccumulator> = devices.iter().map(DeviceAccumulator::new).collect();
+
+    // package-0 climbs to just below its top, wraps, and goes on; dram does not wrap.
+    let steps: [(u64, u64); 5] = [
+        (262_142_000_000, 5_000_000),
+        (262_143_000_000, 6_000_000),
+        (262_143_328_850, 7_000_000), // the top value itself is a valid reading
+        (1_500_000, 8_500_000),       // wrapped: 1 µJ to reach 0, then 1.5 J
+        (4_000_000, 9_000_000),
+    ];
+    for (t, (p, d)) in steps.into_iter().enumerate() {
+        sys.set(&pkg, p);
+        sys.set(&dram, d);
+        let readings = read(&mut source);
+        assert_eq!(counters(&readings), [p, d], "raw counters at step {t}");
+        for r in &readings {
+            acc[r.device as usize].push(t as u64 * 1_000_000_000, r);
+        }
+    }
+    // package: 1_000_000 + 328_850 + (1 + 1_500_000) + 2_500_000 µJ; dropping
+    // the wrapped interval (Scaphandre) would give 3.82885 J, treating the
+    // modulus as max_energy_range_uj would give 5.32885 J.
+    assert_eq!(acc[0].wraps, 1);
+    assert_eq!(acc[0].resets, 0);
+    assert_eq!(acc[0].energy_j(), Some(5.328851));
+    assert_eq!(acc[1].wraps, 0);
+    assert_eq!(acc[1].energy_j(), Some(4.0));
+    assert_eq!(acc[1].average_power_w(), Some(1.0));
+}
+
+#[test]
+fn the_class_tree_alone_is_refused_with_a_pointer_to_the_devices_tree() {
+    // Granting only /sys/class/powercap gives links that escape the grant.
+    let (sys, _) = FakeSys::intel_two_sockets();
+    let plugin = loader().load(&wasm_artifact("energy-rapl")).unwrap();
+    let sandbox = Sandbox {
+        read_dirs: vec![sys.class()],
+        ..Sandbox::default()
+    };
+    let err = plugin
+        .open_energy(&config(&sys.class(), &[]), &sandbox)
+        .err()
+        .unwrap();
+    assert_eq!(err.kind, FailureKind::Unavailable, "{err}");
+    assert!(err.message.contains("symbolic link"), "{err}");
+    assert!(
+        err.hint
+            .as_deref()
+            .unwrap()
+            .contains("/sys/devices/virtual/powercap"),
+        "{err}"
+    );
+    // The same links work for a sandbox granted the whole fake /sys.
+    let whole = Sandbox {
+        read_dirs: vec![sys.dir.path().join("sys")],
+        ..Sandbox::default()
+    };
+    let mut source = open_wasm(&sys.class(), &["package"], &whole);
+    assert_eq!(ids(source.devices()), ["package-0", "package-1"]);
+    assert_eq!(counters(&read(&mut source)), [1_000_000, 2_000_000]);
+}
+
+#[test]
+fn no_powercap_tree_is_unavailable_with_a_hint() {
+    let sys = FakeSys::new();
+    let plugin = loader().load(&wasm_artifact("energy-rapl")).unwrap();
+    let err = plugin
+        .open_energy(&config(&sys.devices(), &[]), &sys.sandbox())
+        .err()
+        .unwrap();
+    assert_eq!(err.kind, FailureKind::Unavailable, "{err}");
+    assert!(
+        err.message
+            .starts_with(&format!("no RAPL zones under {}", sys.devices().display())),
+        "{err}"
+    );
+    assert!(err.message.contains("Intel CPUs and AMD Zen"), "{err}");
+    assert!(err.message.contains("virtual machines"), "{err}");
+    assert!(err.hint.is_some(), "{err}");
+}
+
+#[test]
+fn wasm_and_native_builds_read_identically() {
+    let (sys, zones) = FakeSys::intel_two_sockets();
+    let mmio = sys.zone("intel-rapl-mmio", &[0], "package-0", 999, INTEL_MAX);
+    let cache = tempfile::tempdir().unwrap();
+    let loader = fresh_loader(cache.path());
+    let wasm = loader.load(&wasm_artifact("energy-rapl")).unwrap();
+    let native = loader.load(&native_artifact("energy-rapl")).unwrap();
+    assert_eq!(native.format(), PluginFormat::Native);
+    assert_eq!(wasm.info(), native.info(), "describe() must agree");
+    let cfg = config(&sys.devices(), &[]);
+    let mut from_wasm = wasm.open_energy(&cfg, &sys.sandbox()).unwrap();
+    let mut from_native = native.open_energy(&cfg, &Sandbox::default()).unwrap();
+    assert_eq!(from_wasm.devices(), from_native.devices());
+    // The MMIO package-0 duplicates the MSR one: read once, from MSR.
+    assert_eq!(from_wasm.devices().len(), 9);
+    for round in 0..3u64 {
+        for (i, zone) in zones.iter().enumerate() {
+            sys.set(zone, round * 1_000 + i as u64);
+        }
+        sys.set(&mmio, 5);
+        let a = read(&mut from_wasm);
+        assert_eq!(a, read(&mut from_native));
+        assert_eq!(a[0].energy_uj, Some(round * 1_000));
+    }
+}
+
+/// Environment the permission test hands its unprivileged child.
+const CHILD_ROOT: &str = "LLEM_RAPL_TEST_ROOT";
+const CHILD_CACHE: &str = "LLEM_RAPL_TEST_CACHE";
+const CHILD_WASM: &str = "LLEM_RAPL_TEST_WASM";
+
+#[test]
+fn a_root_only_energy_uj_is_permission_denied_with_the_cve() {
+    let (sys, zones) = FakeSys::intel_two_sockets();
+    let dram = zones[3].join("energy_uj");
+    let running_as_root = {
+        let probe = sys.dir.path().join("uid-probe");
+        std::fs::write(&probe, "").unwrap();
+        std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&probe).unwrap()) == 0
+    };
+    if !running_as_root {
+        std::fs::set_permissions(&dram, std::fs::Permissions::from_mode(0o000)).unwrap();
+        check_permission_denied(&sys.devices(), &loader());
+        return;
+    }
+    // Root reads a 0400 file anyway: make every counter root-only, as Linux
+    // does, and run the check as `nobody` in a child process.
+    for zone in &zones {
+        std::fs::set_permissions(
+            zone.join("energy_uj"),
+            std::fs::Permissions::from_mode(0o400),
+        )
+        .unwrap();
+    }
+    let cache = sys.dir.path().join("cache");
+    std::fs::create_dir(&cache).unwrap();
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let setpriv = ["/usr/bin/setpriv", "/bin/setpriv", "/usr/sbin/setpriv"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .unwrap_or_else(|| {
+            panic!(
+                "`setpriv` is needed to drop root privileges for this test: \
+                 apt-get install util-linux"
+            )
+        });
+    let out = std::process::Command::new(setpriv)
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "permission_denied_as_an_unprivileged_user",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ROOT, sys.devices())
+        .env(CHILD_CACHE, &cache)
+        .env(CHILD_WASM, wasm_artifact("energy-rapl"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the unprivileged check failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    assert!(
+        stdout.contains("1 passed"),
+        "the child ran no test:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("checked as an unprivileged user"),
+        "{stdout}\n{stderr}"
+    );
+}
+
+/// Run by `a_root_only_energy_uj_is_permission_denied_with_the_cve` as uid
+/// 65534; does nothing when run any other way.
+#[test]
+#[ignore = "helper: run as an unprivileged child by a_root_only_energy_uj_is_permission_denied_with_the_cve"]
+fn permission_denied_as_an_unprivileged_user() {
+    let (Some(root), Some(cache), Some(wasm)) = (
+        std::env::var_os(CHILD_ROOT),
+        std::env::var_os(CHILD_CACHE),
+        std::env::var_os(CHILD_WASM),
+    ) else {
+        return;
+    };
+    let root = PathBuf::from(root);
+    let probe = root.join("intel-rapl/intel-rapl:0/energy_uj");
+    assert_eq!(
+        std::fs::File::open(&probe).map_err(|e| e.kind()).err(),
+        Some(std::io::ErrorKind::PermissionDenied),
+        "the child must not be able to read {}",
+        probe.display()
+    );
+    let loader = fresh_loader(Path::new(&cache));
+    let plugin = loader.load(Path::new(&wasm)).unwrap();
+    assert_eq!(plugin.name(), "energy-rapl");
+    check_permission_denied(&root, &loader);
+    println!("checked as an unprivileged user");
+}
+
+/// Opening the WASM plugin on `root` fails at `open` with PermissionDenied,
+/// naming an `energy_uj`, the CVE and the chmod that fixes it.
+fn check_permission_denied(root: &Path, loader: &llem::PluginLoader) {
+    let plugin = loader.load(&child_wasm()).unwrap();
+    let sandbox = Sandbox {
+        read_dirs: vec![root.to_owned()],
+        ..Sandbox::default()
+    };
+    let err = plugin
+        .open_energy(&config(root, &[]), &sandbox)
+        .err()
+        .expect("open must fail on an unreadable energy_uj");
+    assert_eq!(err.kind, FailureKind::PermissionDenied, "{err}");
+    assert_eq!(err.call, "open", "{err}");
+    assert!(err.message.starts_with("cannot read "), "{err}");
+    assert!(
+        err.message
+            .contains("/energy_uj: permission denied. energy_uj is root-only"),
+        "{err}"
+    );
+    assert!(
+        err.message
+            .starts_with(&format!("cannot read {}", root.display())),
+        "{err}"
+    );
+    assert!(err.message.ends_with(CVE_TEXT), "{err}");
+    let hint = err.hint.as_deref().unwrap();
+    assert!(
+        hint.starts_with("run as root, or grant read access"),
+        "{hint}"
+    );
+    assert!(hint.ends_with(CHMOD_HINT), "{hint}");
+    assert!(err.to_string().contains("CVE-2020-8694"), "{err}");
+}
+
+/// The WASM artifact: from the parent's environment in the child, else the
+/// usual place.
+fn child_wasm() -> PathBuf {
+    std::env::var_os(CHILD_WASM)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| wasm_artifact("energy-rapl"))
+}

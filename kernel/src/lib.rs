@@ -10,6 +10,7 @@ pub mod discovery;
 pub mod energy;
 pub mod experiment;
 pub mod plugin;
+pub mod probe;
 pub mod sampler;
 
 pub use catalog::Catalog;

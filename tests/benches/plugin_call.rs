@@ -10,17 +10,21 @@
 
 use llem::Sandbox;
 use llem_integration_tests::{loader, workspace_root};
-use std::path::PathBuf;
 use llem_sdk::{Config, EnergySource, Plugin, Reading};
 use serde_json::{Map, Value, json};
 use std::hint::black_box;
+use std::path::PathBuf;
 use std::time::Instant;
 
 const BATCHES: usize = 21;
 
 fn release_artifact(relative: &str) -> PathBuf {
     let path = workspace_root().join("target").join(relative);
-    assert!(path.exists(), "{} is missing: see the build commands at the top of this file", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: see the build commands at the top of this file",
+        path.display()
+    );
     path
 }
 
@@ -59,20 +63,36 @@ fn main() {
         let _ = direct.read(out);
     });
 
-    let native_plugin = loader().load(&release_artifact("release/libenergy_fixture.so")).expect("native fixture loads");
-    let mut native = native_plugin.open_energy(&config, &Sandbox::default()).expect("opens");
+    let native_plugin = loader()
+        .load(&release_artifact("release/libenergy_fixture.so"))
+        .expect("native fixture loads");
+    let mut native = native_plugin
+        .open_energy(&config, &Sandbox::default())
+        .expect("opens");
     let native_ns = measure(2_000_000, |out| {
         let _ = native.read(out);
     });
 
-    let wasm_plugin = loader().load(&release_artifact("wasm32-wasip2/release/energy_fixture.wasm")).expect("wasm fixture loads");
-    let mut wasm = wasm_plugin.open_energy(&config, &Sandbox::default()).expect("opens");
+    let wasm_plugin = loader()
+        .load(&release_artifact(
+            "wasm32-wasip2/release/energy_fixture.wasm",
+        ))
+        .expect("wasm fixture loads");
+    let mut wasm = wasm_plugin
+        .open_energy(&config, &Sandbox::default())
+        .expect("opens");
     let wasm_ns = measure(200_000, |out| {
         let _ = wasm.read(out);
     });
 
     println!("trivial energy read, median of {BATCHES} batches (ns per call)");
     println!("  direct Rust call (baseline)   {baseline:8.1}");
-    println!("  native C ABI                  {native_ns:8.1}   overhead {:8.1}", native_ns - baseline);
-    println!("  WASM component                {wasm_ns:8.1}   overhead {:8.1}", wasm_ns - baseline);
+    println!(
+        "  native C ABI                  {native_ns:8.1}   overhead {:8.1}",
+        native_ns - baseline
+    );
+    println!(
+        "  WASM component                {wasm_ns:8.1}   overhead {:8.1}",
+        wasm_ns - baseline
+    );
 }

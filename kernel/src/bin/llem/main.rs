@@ -27,6 +27,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Run(commands::run::Args),
+    Monitor(commands::monitor::Args),
+    Env(commands::env::Args),
     #[command(subcommand)]
     Plugins(commands::plugins::Command),
     #[command(subcommand)]
@@ -47,6 +49,8 @@ fn main() -> ExitCode {
     logging::init(cli.verbose, cli.quiet);
     let outcome = match cli.command {
         Command::Run(args) => commands::run::run(args),
+        Command::Monitor(args) => commands::monitor::run(args),
+        Command::Env(args) => commands::env::run(args),
         Command::Plugins(command) => commands::plugins::run(command),
         Command::Config(command) => commands::config::run(command),
         Command::Completions(args) => commands::completions::run(args),

@@ -82,7 +82,15 @@ impl WasmHost {
             fail(FailureKind::NotAPlugin, format!("is not a valid WebAssembly component: {e:#}"))
                 .with_hint("build plugins with `cargo build --target wasm32-wasip2` and llem-sdk's export macros")
         })?;
-        let kind = classify::plugin_kind(&self.engine, &component).map_err(|e| fail(e.0, e.1))?;
+        let kind = classify::plugin_kind(&self.engine, &component).map_err(|e| {
+            let hint = match e.0 {
+                FailureKind::Incompatible => {
+                    "rebuild it against the llem-sdk that ships with this llem"
+                }
+                _ => "remove it from the plugin path, or build it with llem-sdk's export macros",
+            };
+            fail(e.0, e.1).with_hint(hint)
+        })?;
         let pre = self.linker.instantiate_pre(&component).map_err(|e| {
             fail(
                 FailureKind::Incompatible,

@@ -1,4 +1,6 @@
 pub mod completions;
 pub mod config;
+pub mod env;
+pub mod monitor;
 pub mod plugins;
 pub mod run;

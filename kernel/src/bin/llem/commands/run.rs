@@ -3,7 +3,7 @@
 use crate::input::{self, Input};
 use crate::output::{CmdResult, Failure, ok, warn};
 use indicatif::{ProgressBar, ProgressStyle};
-use llem::experiment::{Event, RunStatus, sandbox_for};
+use llem::experiment::{Event, RunStatus};
 use llem::{Catalog, Experiment, RunResult};
 use llem_sdk::PluginKind;
 use std::path::PathBuf;
@@ -59,7 +59,7 @@ pub fn run(args: Args) -> CmdResult {
     )?;
     // The embedded default names no energy source: measure with whatever works here.
     if args.manifest.is_none() && !plan.plugins.iter().any(|p| p.kind == PluginKind::Energy) {
-        let chosen = auto_energy_sources(&catalog);
+        let chosen = llem::probe::auto_energy_sources(&llem::probe::probe_energy(&catalog));
         if !chosen.is_empty() {
             ok(&format!(
                 "energy sources that work on this machine: {}",
@@ -129,45 +129,7 @@ pub fn run(args: Args) -> CmdResult {
     })
 }
 
-/// Every discovered energy plugin that opens here with its defaults; measured
-/// sources win, the estimate is used only when nothing measures.
-fn auto_energy_sources(catalog: &Catalog) -> Vec<String> {
-    let mut measured = Vec::new();
-    let mut estimated = Vec::new();
-    for found in catalog.discovered() {
-        let Ok(plugin) = catalog.load_path(&found.path) else {
-            continue;
-        };
-        if plugin.kind() != PluginKind::Energy {
-            continue;
-        }
-        let name = found.short_name().to_owned();
-        let single = [name.clone()];
-        let input = Input {
-            manifest: None,
-            plugins: &single,
-            sets: &[],
-        };
-        let Ok(plan) = input::resolve(&input, catalog) else {
-            continue;
-        };
-        let Some(entry) = plan.plugins.iter().find(|p| p.kind == PluginKind::Energy) else {
-            continue;
-        };
-        match plugin.open_energy(&entry.config, &sandbox_for(entry, None)) {
-            Ok(source) if source.devices().iter().all(|d| d.estimated) => estimated.push(name),
-            Ok(_) => measured.push(name),
-            Err(e) => tracing::info!("energy source `{name}` does not work here: {e}"),
-        }
-    }
-    if measured.is_empty() {
-        estimated
-    } else {
-        measured
-    }
-}
-
-fn toml_string(text: &str) -> String {
+pub fn toml_string(text: &str) -> String {
     toml::Value::String(text.to_owned()).to_string()
 }
 

@@ -1,0 +1,253 @@
+//! `llem monitor`: live per-device power and cumulative energy.
+
+use crate::input::{self, Input};
+use crate::output::{CmdResult, Failure, ok};
+use llem::experiment::sandbox_for;
+use llem::sampler::{LiveDevice, Sampler, SourceConfig};
+use llem::{Catalog, clock::monotonic_ns};
+use llem_sdk::PluginKind;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Format {
+    /// A table refreshed in place (a plain table per refresh when not a terminal).
+    Table,
+    Csv,
+    Jsonl,
+}
+
+/// Watch power and energy live. Ctrl-C prints the totals.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// A manifest whose energy sources to use (other plugins are ignored).
+    manifest: Option<PathBuf>,
+    /// Energy sources: `--plugins nvml,rapl` (default: every one that works here).
+    #[arg(long, value_delimiter = ',')]
+    plugins: Vec<String>,
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// Sampling interval: `100ms`, `1s`, `0.5s` (a bare number is milliseconds).
+    #[arg(long, default_value = "100ms", value_parser = parse_interval)]
+    interval: Duration,
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+    /// Stop after this many seconds (default: until Ctrl-C).
+    #[arg(long)]
+    duration: Option<f64>,
+}
+
+pub fn parse_interval(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, scale) = if let Some(ms) = text.strip_suffix("ms") {
+        (ms, 1e-3)
+    } else if let Some(us) = text.strip_suffix("us") {
+        (us, 1e-6)
+    } else if let Some(s) = text.strip_suffix('s') {
+        (s, 1.0)
+    } else {
+        (text, 1e-3)
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not an interval like 100ms or 1s"))?;
+    let seconds = value * scale;
+    if !(0.001..=3600.0).contains(&seconds) {
+        return Err(format!("interval {text} is outside 1ms..1h"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+pub fn run(args: Args) -> CmdResult {
+    let catalog = Catalog::from_env();
+    let mut plugins = args.plugins.clone();
+    if args.manifest.is_none() && plugins.is_empty() {
+        plugins = llem::probe::auto_energy_sources(&llem::probe::probe_energy(&catalog));
+        if plugins.is_empty() {
+            return Err(Failure::failed(
+                "no energy source works on this machine; `llem env` says why",
+            ));
+        }
+        ok(&format!(
+            "energy sources that work on this machine: {}",
+            plugins.join(", ")
+        ));
+    }
+    let plan = input::resolve(
+        &Input {
+            manifest: args.manifest.as_deref(),
+            plugins: &plugins,
+            sets: &args.sets,
+        },
+        &catalog,
+    )?;
+    let mut sources = Vec::new();
+    for entry in plan.plugins.iter().filter(|p| p.kind == PluginKind::Energy) {
+        let plugin = catalog
+            .load_path(&entry.location)
+            .map_err(|e| Failure::failed(e.to_string()))?;
+        let source = plugin
+            .open_energy(&entry.config, &sandbox_for(entry, None))
+            .map_err(|e| Failure::failed(e.to_string()))?;
+        let config = SourceConfig {
+            name: entry.instance.clone(),
+            interval: args.interval,
+            telemetry_interval: Duration::ZERO,
+        };
+        sources.push((config, source));
+    }
+    if sources.is_empty() {
+        return Err(Failure::bad_input(
+            "no energy source given: name one with `--plugins`",
+        ));
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let handler = stop.clone();
+    let _ = ctrlc::set_handler(move || handler.store(true, Ordering::SeqCst));
+    let sampler = Sampler::start(sources)
+        .map_err(|e| Failure::failed(format!("cannot start sampling: {e}")))?;
+    let started = sampler.started_ns();
+    // Tables refresh at a readable pace; CSV/JSONL emit every interval.
+    let period = match args.format {
+        Format::Table => args.interval.max(Duration::from_millis(500)),
+        Format::Csv | Format::Jsonl => args.interval,
+    };
+    let live_table = matches!(args.format, Format::Table) && std::io::stdout().is_terminal();
+    let mut stdout = std::io::stdout().lock();
+    if matches!(args.format, Format::Csv) {
+        let _ = writeln!(
+            stdout,
+            "t_s,source,device,power_w,energy_j,method,estimated"
+        );
+    }
+    let mut printed_lines = 0;
+    let mut next = monotonic_ns();
+    loop {
+        next += period.as_nanos() as u64;
+        while monotonic_ns() < next && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(
+                Duration::from_nanos(next.saturating_sub(monotonic_ns()))
+                    .min(Duration::from_millis(50)),
+            );
+        }
+        let t_s = monotonic_ns().saturating_sub(started) as f64 / 1e9;
+        let live = sampler.live();
+        let written = match args.format {
+            Format::Table => {
+                if live_table && printed_lines > 0 {
+                    // Move up over the previous table and redraw it in place.
+                    let _ = write!(stdout, "\x1b[{printed_lines}A\x1b[J");
+                }
+                printed_lines = write_table(&mut stdout, t_s, &live);
+                Ok(())
+            }
+            Format::Csv => live.iter().try_for_each(|d| {
+                writeln!(
+                    stdout,
+                    "{t_s:.3},{},{},{},{},{},{}",
+                    d.source,
+                    d.device,
+                    opt(d.power_w, 3),
+                    opt(d.energy_j, 6),
+                    method(d),
+                    d.estimated
+                )
+            }),
+            Format::Jsonl => live.iter().try_for_each(|d| {
+                let line = serde_json::json!({
+                    "t_ns": monotonic_ns(), "t_s": t_s, "source": d.source, "device": d.device,
+                    "power_w": d.power_w, "energy_j": d.energy_j, "method": method(d), "estimated": d.estimated,
+                });
+                writeln!(stdout, "{line}")
+            }),
+        };
+        let _ = stdout.flush();
+        // A closed pipe (`llem monitor | head`) ends the monitor quietly.
+        if written.is_err() {
+            stop.store(true, Ordering::SeqCst);
+        }
+        let done = args.duration.is_some_and(|limit| t_s >= limit);
+        if done || stop.load(Ordering::Relaxed) {
+            break;
+        }
+    }
+    drop(stdout);
+    let elapsed = monotonic_ns().saturating_sub(started) as f64 / 1e9;
+    let totals = sampler.live();
+    let collected = sampler.stop();
+    eprintln!("totals over {elapsed:.1} s:");
+    for device in &totals {
+        let estimated = if device.estimated { " (estimated)" } else { "" };
+        eprintln!(
+            "  {}/{}: {} J{estimated}",
+            device.source,
+            device.device,
+            opt(device.energy_j, 3)
+        );
+    }
+    for (config, _, series) in &collected {
+        for error in &series.errors {
+            eprintln!("  {}: {error}", config.name);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn opt(value: Option<f64>, digits: usize) -> String {
+    value.map(|v| format!("{v:.digits$}")).unwrap_or_default()
+}
+
+fn method(device: &LiveDevice) -> String {
+    serde_json::to_value(device.method)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// Returns how many lines it wrote.
+fn write_table(out: &mut impl Write, t_s: f64, live: &[LiveDevice]) -> usize {
+    let width = live
+        .iter()
+        .map(|d| d.source.len() + d.device.len() + 1)
+        .max()
+        .unwrap_or(6)
+        .max(6);
+    let _ = writeln!(
+        out,
+        "{t_s:8.1} s  {:<width$}  {:>10}  {:>12}",
+        "device", "power", "energy"
+    );
+    for d in live {
+        let estimated = if d.estimated { "  estimated" } else { "" };
+        let _ = writeln!(
+            out,
+            "            {:<width$}  {:>8} W  {:>10} J{estimated}",
+            format!("{}/{}", d.source, d.device),
+            opt(d.power_w, 1),
+            opt(d.energy_j, 3)
+        );
+    }
+    live.len() + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_interval;
+    use std::time::Duration;
+
+    #[test]
+    fn intervals_parse_with_units() {
+        assert_eq!(parse_interval("100ms"), Ok(Duration::from_millis(100)));
+        assert_eq!(parse_interval("1s"), Ok(Duration::from_secs(1)));
+        assert_eq!(parse_interval("0.5s"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_interval("250"), Ok(Duration::from_millis(250)));
+        assert!(parse_interval("fast").is_err());
+        assert!(parse_interval("0ms").is_err());
+    }
+}

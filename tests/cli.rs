@@ -357,26 +357,45 @@ fn env_says_what_works_and_how_to_fix_what_does_not() {
     let (code, stdout, stderr) = output(llem(plugins.path()).arg("env"));
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("✔ energy-fixture: 1 device(s)"), "{stdout}");
-    assert!(stdout.contains("fixture0: Fixture device 0 (energy counter)"), "{stdout}");
+    assert!(
+        stdout.contains("fixture0: Fixture device 0 (energy counter)"),
+        "{stdout}"
+    );
     // Every source that fails here says why and how to fix it.
     let lines: Vec<&str> = stdout.lines().collect();
     for (i, line) in lines.iter().enumerate() {
         if line.trim_start().starts_with('✘') {
             assert!(
-                lines.get(i + 1).is_some_and(|next| next.trim_start().starts_with("fix:")),
+                lines
+                    .get(i + 1)
+                    .is_some_and(|next| next.trim_start().starts_with("fix:")),
                 "no fix after: {line}\n{stdout}"
             );
         }
     }
-    assert!(stdout.contains("`llem run` with no manifest measures with: fixture"), "{stdout}");
+    assert!(
+        stdout.contains("`llem run` with no manifest measures with: fixture"),
+        "{stdout}"
+    );
     let (code, stdout, _) = output(llem(plugins.path()).args(["env", "--json"]));
     assert_eq!(code, 0);
     let doc: Value = serde_json::from_str(&stdout).unwrap();
     let sources = doc["energy_sources"].as_array().unwrap();
-    let fixture = sources.iter().find(|s| s["name"] == "energy-fixture").unwrap();
+    let fixture = sources
+        .iter()
+        .find(|s| s["name"] == "energy-fixture")
+        .unwrap();
     assert_eq!(fixture["status"], "works");
-    for name in ["energy-nvml", "energy-rapl", "energy-amdsmi", "energy-cpu-estimate"] {
-        assert!(sources.iter().any(|s| s["name"] == name), "{name} is listed");
+    for name in [
+        "energy-nvml",
+        "energy-rapl",
+        "energy-amdsmi",
+        "energy-cpu-estimate",
+    ] {
+        assert!(
+            sources.iter().any(|s| s["name"] == name),
+            "{name} is listed"
+        );
     }
 }
 
@@ -384,22 +403,57 @@ fn env_says_what_works_and_how_to_fix_what_does_not() {
 fn monitor_streams_jsonl_with_monotonic_energy() {
     let plugins = fixtures();
     let (code, stdout, stderr) = output(llem(plugins.path()).args([
-        "monitor", "--plugins", "fixture", "--set", "fixture.step_uj=1000", "--format", "jsonl", "--interval", "50ms",
-        "--duration", "0.5",
+        "monitor",
+        "--plugins",
+        "fixture",
+        "--set",
+        "fixture.step_uj=1000",
+        "--format",
+        "jsonl",
+        "--interval",
+        "50ms",
+        "--duration",
+        "0.5",
     ]));
     assert_eq!(code, 0, "{stderr}");
-    let rows: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert!((8..=11).contains(&rows.len()), "{} rows:\n{stdout}", rows.len());
+    let rows: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        (8..=11).contains(&rows.len()),
+        "{} rows:\n{stdout}",
+        rows.len()
+    );
     let energies: Vec<f64> = rows.iter().filter_map(|r| r["energy_j"].as_f64()).collect();
     assert!(energies.len() >= rows.len() - 1);
     assert!(energies.windows(2).all(|w| w[0] <= w[1]), "{energies:?}");
     // Whole millijoules: the fixture's counter steps 1000 µJ per read.
-    assert!(energies.iter().all(|e| ((e * 1000.0).round() - e * 1000.0).abs() < 1e-9), "{energies:?}");
-    assert!(rows.iter().all(|r| r["source"] == "fixture" && r["device"] == "fixture0"));
+    assert!(
+        energies
+            .iter()
+            .all(|e| ((e * 1000.0).round() - e * 1000.0).abs() < 1e-9),
+        "{energies:?}"
+    );
+    assert!(
+        rows.iter()
+            .all(|r| r["source"] == "fixture" && r["device"] == "fixture0")
+    );
     assert!(stderr.contains("totals over"), "{stderr}");
     let (code, stdout, _) = output(llem(plugins.path()).args([
-        "monitor", "--plugins", "fixture", "--format", "csv", "--interval", "100ms", "--duration", "0.3",
+        "monitor",
+        "--plugins",
+        "fixture",
+        "--format",
+        "csv",
+        "--interval",
+        "100ms",
+        "--duration",
+        "0.3",
     ]));
     assert_eq!(code, 0);
-    assert!(stdout.starts_with("t_s,source,device,power_w,energy_j,method,estimated\n"), "{stdout}");
+    assert!(
+        stdout.starts_with("t_s,source,device,power_w,energy_j,method,estimated\n"),
+        "{stdout}"
+    );
 }

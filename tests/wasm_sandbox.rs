@@ -326,3 +326,22 @@ fn compiled_components_are_cached_and_a_corrupt_entry_is_replaced() {
         .load(&native_artifact("energy-fixture"))
         .unwrap();
 }
+
+#[test]
+fn deadlines_hold_after_the_loader_is_gone() {
+    let plugin = loader().load(&wasm_artifact("energy-hostile")).unwrap();
+    // The loader (and its WASM host) is dropped here; the plugin lives on.
+    let cfg = match json!({"attack": "loop", "target": "", "during": "read"}) {
+        Value::Object(map) => map,
+        _ => unreachable!(),
+    };
+    let sandbox = Sandbox {
+        call_timeout: Duration::from_millis(200),
+        ..Sandbox::default()
+    };
+    let mut source = plugin.open_energy(&cfg, &sandbox).unwrap();
+    let started = Instant::now();
+    let err = source.read(&mut Vec::new()).unwrap_err();
+    assert_eq!(err.kind, FailureKind::Deadline, "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}

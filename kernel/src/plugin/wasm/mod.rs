@@ -26,21 +26,46 @@ use wasmtime::component::{Component, HasSelf, InstancePre, Linker};
 use wasmtime::{Config, Engine};
 
 /// How often the engine's epoch advances; deadlines are whole ticks, so a
-/// call may overrun its deadline by up to one tick.
-pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// call may overrun its deadline by up to one tick. Every tick wakes a thread,
+/// and on a VM one wake-up costs tens of µs of CPU, so the tick is as coarse
+/// as deadline precision allows: 50 ms against deadlines of seconds.
+pub const EPOCH_TICK: Duration = Duration::from_millis(50);
+
+/// Advances the engine's epoch while anything can still call into it: held by
+/// the host and by every loaded plugin, so plugins keep their deadlines even
+/// after the loader that made them is gone.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine) -> anyhow::Result<Arc<EpochTicker>> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        std::thread::Builder::new()
+            .name("llem-wasm-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })?;
+        Ok(Arc::new(EpochTicker { stop }))
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
 
 /// One wasmtime engine and linker shared by every WASM plugin in the process.
 pub struct WasmHost {
     engine: Engine,
     linker: Linker<StoreState>,
     cache: Option<cache::ComponentCache>,
-    ticker_stop: Arc<AtomicBool>,
-}
-
-impl Drop for WasmHost {
-    fn drop(&mut self) {
-        self.ticker_stop.store(true, Ordering::Relaxed);
-    }
+    ticker: Arc<EpochTicker>,
 }
 
 impl WasmHost {
@@ -53,14 +78,13 @@ impl WasmHost {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         bindings::wit_host::add_to_linker::<StoreState, HasSelf<StoreState>>(&mut linker, |s| s)?;
         bindings::wit_types::add_to_linker::<StoreState, HasSelf<StoreState>>(&mut linker, |s| s)?;
-        let ticker_stop = Arc::new(AtomicBool::new(false));
-        spawn_epoch_ticker(engine.clone(), ticker_stop.clone())?;
+        let ticker = EpochTicker::start(engine.clone())?;
         let cache = cache_dir.map(|dir| cache::ComponentCache::new(dir, &engine));
         Ok(WasmHost {
             engine,
             linker,
             cache,
-            ticker_stop,
+            ticker,
         })
     }
 
@@ -103,6 +127,7 @@ impl WasmHost {
             pre,
             kind,
             name: name.clone(),
+            _ticker: self.ticker.clone(),
         });
         let info = instance::describe(&code)?;
         if info.kind != kind {
@@ -120,22 +145,11 @@ impl WasmHost {
                 engine: code.engine.clone(),
                 pre: code.pre.clone(),
                 kind,
+                _ticker: self.ticker.clone(),
             }),
             info,
         })
     }
-}
-
-fn spawn_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
-    std::thread::Builder::new()
-        .name("llem-wasm-epoch".into())
-        .spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(EPOCH_TICK);
-                engine.increment_epoch();
-            }
-        })?;
-    Ok(())
 }
 
 /// What every instance of one component shares.
@@ -145,6 +159,7 @@ pub(crate) struct Code {
     engine: Engine,
     pre: InstancePre<StoreState>,
     kind: PluginKind,
+    _ticker: Arc<EpochTicker>,
 }
 
 /// A loaded WASM plugin.

@@ -9,165 +9,15 @@
 use llem::energy::DeviceAccumulator;
 use llem::plugin::{EnergyInstance, FailureKind};
 use llem::{PluginFormat, Sandbox};
+use llem_integration_tests::powercap::{AMD_MAX, FakeSys, INTEL_DRAM_MAX, INTEL_MAX};
 use llem_integration_tests::{fresh_loader, loader, native_artifact, wasm_artifact};
 use llem_sdk::{Device, DeviceKind, PluginKind, Reading};
 use serde_json::{Map, Value, json};
-use std::os::unix::fs::{PermissionsExt, symlink};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-
-const INTEL_MAX: u64 = 262_143_328_850;
-const INTEL_DRAM_MAX: u64 = 65_712_999_613;
-const AMD_MAX: u64 = 65_712_999_613;
 
 const CVE_TEXT: &str = "energy_uj is root-only since Linux 5.10 (CVE-2020-8694)";
 const CHMOD_HINT: &str = "sudo chmod o+r /sys/class/powercap/intel-rapl:*/energy_uj /sys/class/powercap/intel-rapl:*:*/energy_uj";
-
-/// A fake `/sys` under /tmp, traversable by every user (the permission test
-/// reads it as `nobody`).
-struct FakeSys {
-    dir: tempfile::TempDir,
-}
-
-impl FakeSys {
-    fn new() -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("llem-rapl-")
-            .tempdir_in("/tmp")
-            .unwrap();
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let sys = FakeSys { dir };
-        std::fs::create_dir_all(sys.devices()).unwrap();
-        std::fs::create_dir_all(sys.class()).unwrap();
-        sys
-    }
-
-    /// `/sys/devices/virtual/powercap`: what the plugin's `root` names.
-    fn devices(&self) -> PathBuf {
-        self.dir.path().join("sys/devices/virtual/powercap")
-    }
-
-    /// `/sys/class/powercap`: links only.
-    fn class(&self) -> PathBuf {
-        self.dir.path().join("sys/class/powercap")
-    }
-
-    /// The control type directory (`intel-rapl`, `intel-rapl-mmio`), its
-    /// `enabled` file, its class link and its `subsystem` link back out.
-    fn control(&self, control: &str) -> PathBuf {
-        let dir = self.devices().join(control);
-        if !dir.exists() {
-            std::fs::create_dir_all(dir.join("power")).unwrap();
-            std::fs::write(dir.join("enabled"), "1\n").unwrap();
-            symlink("../../../../class/powercap", dir.join("subsystem")).unwrap();
-            symlink(
-                format!("../../devices/virtual/powercap/{control}"),
-                self.class().join(control),
-            )
-            .unwrap();
-        }
-        dir
-    }
-
-    /// One zone, `intel-rapl:0` or `intel-rapl:0:2`, nested under its parent
-    /// like sysfs, with its class link. Returns the zone directory.
-    fn zone(&self, control: &str, indices: &[u32], name: &str, energy: u64, max: u64) -> PathBuf {
-        let mut dir = self.control(control);
-        let mut relative = format!("../../devices/virtual/powercap/{control}");
-        for depth in 1..=indices.len() {
-            let part = format!(
-                "{control}:{}",
-                indices[..depth]
-                    .iter()
-                    .map(u32::to_string)
-                    .collect::<Vec<_>>()
-                    .join(":")
-            );
-            dir = dir.join(&part);
-            relative = format!("{relative}/{part}");
-        }
-        std::fs::create_dir_all(dir.join("power")).unwrap();
-        std::fs::write(dir.join("name"), format!("{name}\n")).unwrap();
-        std::fs::write(dir.join("energy_uj"), format!("{energy}\n")).unwrap();
-        std::fs::write(dir.join("max_energy_range_uj"), format!("{max}\n")).unwrap();
-        std::fs::write(dir.join("enabled"), "1\n").unwrap();
-        std::fs::write(dir.join("constraint_0_name"), "long_term\n").unwrap();
-        // Depth from the zone directory up to sys/: devices/virtual/powercap/<control>/<zones...>.
-        let up = "../".repeat(4 + indices.len());
-        symlink(format!("{up}class/powercap"), dir.join("subsystem")).unwrap();
-        let link = self.class().join(dir.file_name().unwrap());
-        symlink(relative, link).unwrap();
-        dir
-    }
-
-    /// Rewrite a zone's counter in place (the plugin keeps the file open).
-    fn set(&self, zone: &Path, energy: u64) {
-        std::fs::write(zone.join("energy_uj"), format!("{energy}\n")).unwrap();
-    }
-
-    /// Two Intel sockets, each with core, uncore and dram, plus psys.
-    fn intel_two_sockets() -> (Self, Vec<PathBuf>) {
-        let sys = FakeSys::new();
-        let mut zones = Vec::new();
-        for socket in 0..2u32 {
-            let base = 1_000_000 * (u64::from(socket) + 1);
-            zones.push(sys.zone(
-                "intel-rapl",
-                &[socket],
-                &format!("package-{socket}"),
-                base,
-                INTEL_MAX,
-            ));
-            for (i, (name, max)) in [
-                ("core", INTEL_MAX),
-                ("uncore", INTEL_MAX),
-                ("dram", INTEL_DRAM_MAX),
-            ]
-            .into_iter()
-            .enumerate()
-            {
-                zones.push(sys.zone(
-                    "intel-rapl",
-                    &[socket, i as u32],
-                    name,
-                    base + 1 + i as u64,
-                    max,
-                ));
-            }
-        }
-        zones.push(sys.zone("intel-rapl", &[2], "psys", 42, INTEL_MAX));
-        (sys, zones)
-    }
-
-    /// AMD Zen: two packages, each with a core subzone, no dram.
-    fn amd_zen() -> (Self, Vec<PathBuf>) {
-        let sys = FakeSys::new();
-        let mut zones = Vec::new();
-        for socket in 0..2u32 {
-            zones.push(sys.zone(
-                "intel-rapl",
-                &[socket],
-                &format!("package-{socket}"),
-                10 + u64::from(socket),
-                AMD_MAX,
-            ));
-            zones.push(sys.zone(
-                "intel-rapl",
-                &[socket, 0],
-                "core",
-                20 + u64::from(socket),
-                AMD_MAX,
-            ));
-        }
-        (sys, zones)
-    }
-
-    fn sandbox(&self) -> Sandbox {
-        Sandbox {
-            read_dirs: vec![self.devices()],
-            ..Sandbox::default()
-        }
-    }
-}
 
 fn config(root: &Path, domains: &[&str]) -> Map<String, Value> {
     match json!({"root": root.to_str().unwrap(), "domains": domains}) {
@@ -347,7 +197,7 @@ fn the_class_tree_alone_is_refused_with_a_pointer_to_the_devices_tree() {
     );
     // The same links work for a sandbox granted the whole fake /sys.
     let whole = Sandbox {
-        read_dirs: vec![sys.dir.path().join("sys")],
+        read_dirs: vec![sys.path().join("sys")],
         ..Sandbox::default()
     };
     let mut source = open_wasm(&sys.class(), &["package"], &whole);
@@ -411,7 +261,7 @@ fn a_root_only_energy_uj_is_permission_denied_with_the_cve() {
     let (sys, zones) = FakeSys::intel_two_sockets();
     let dram = zones[3].join("energy_uj");
     let running_as_root = {
-        let probe = sys.dir.path().join("uid-probe");
+        let probe = sys.path().join("uid-probe");
         std::fs::write(&probe, "").unwrap();
         std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&probe).unwrap()) == 0
     };
@@ -429,7 +279,7 @@ fn a_root_only_energy_uj_is_permission_denied_with_the_cve() {
         )
         .unwrap();
     }
-    let cache = sys.dir.path().join("cache");
+    let cache = sys.path().join("cache");
     std::fs::create_dir(&cache).unwrap();
     std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
     let setpriv = ["/usr/bin/setpriv", "/bin/setpriv", "/usr/sbin/setpriv"]

@@ -54,11 +54,20 @@ impl Probe {
 
 /// The plan entry a plugin gets from an otherwise empty manifest: its defaults
 /// and automatic grants, exactly what `--plugins NAME` would give it.
-pub fn default_entry(catalog: &Catalog, name: &str) -> Result<PluginPlan, String> {
+/// `sets` are `--set` overrides (`rapl.root=/tmp/fake`); those naming other plugins are ignored.
+pub fn default_entry(catalog: &Catalog, name: &str, sets: &[String]) -> Result<PluginPlan, String> {
     let dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    let mut raw =
-        llem_manifest::parse(&ManifestSource::empty("<probe>", dir)).map_err(|e| e.to_string())?;
+    let mut raw = llem_manifest::parse(&ManifestSource::empty("<probe>", dir.clone()))
+        .map_err(|e| e.to_string())?
+        .with_command_line_dir(dir);
     raw.add_plugin(name).map_err(|e| e.to_string())?;
+    let short = crate::discovery::short_name(name);
+    for set in sets {
+        let target = set.split(['.', '=']).next().unwrap_or_default();
+        if target == short || target == name {
+            raw.apply_set(set).map_err(|e| e.to_string())?;
+        }
+    }
     let plan = llem_manifest::resolve(&raw, catalog).map_err(|errors| {
         errors
             .iter()
@@ -74,7 +83,7 @@ pub fn default_entry(catalog: &Catalog, name: &str) -> Result<PluginPlan, String
 
 /// Open every discovered energy plugin with its defaults, plus a line for each
 /// known source that is not installed.
-pub fn probe_energy(catalog: &Catalog) -> Vec<Probe> {
+pub fn probe_energy(catalog: &Catalog, sets: &[String]) -> Vec<Probe> {
     let mut probes = Vec::new();
     for found in catalog.discovered() {
         let plugin = match catalog.load_path(&found.path) {
@@ -96,7 +105,7 @@ pub fn probe_energy(catalog: &Catalog) -> Vec<Probe> {
                 continue;
             }
         };
-        let outcome = match default_entry(catalog, &found.name) {
+        let outcome = match default_entry(catalog, &found.name, sets) {
             Err(why) => ProbeOutcome::NeedsConfig(why),
             Ok(entry) => match plugin.open_energy(&entry.config, &sandbox_for(&entry, None)) {
                 Ok(source) => ProbeOutcome::Works(source.devices().to_vec()),

@@ -45,13 +45,19 @@ unsafe extern "C" {
 
 fn measure(label: &str, relative: &str) {
     let path = workspace_root().join("target").join(relative);
-    assert!(path.exists(), "{} missing: see the build commands at the top", path.display());
+    assert!(
+        path.exists(),
+        "{} missing: see the build commands at the top",
+        path.display()
+    );
     let plugin = loader().load(&path).expect("fixture loads");
     let config = match json!({"devices": 8, "step_uj": 1000, "wrap_uj": 1u64 << 40}) {
         Value::Object(map) => map,
         _ => unreachable!(),
     };
-    let source = plugin.open_energy(&config, &Sandbox::default()).expect("opens");
+    let source = plugin
+        .open_energy(&config, &Sandbox::default())
+        .expect("opens");
     let sampler_config = SourceConfig {
         name: label.into(),
         interval: Duration::from_millis(10),
@@ -88,13 +94,19 @@ fn baseline() -> f64 {
                 std::thread::sleep(wait);
             }
         }
-        let mut ts = libc_timespec { tv_sec: 0, tv_nsec: 0 };
+        let mut ts = libc_timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
         // SAFETY: valid timespec; CLOCK_THREAD_CPUTIME_ID = 3 on Linux.
         unsafe { clock_gettime(3, &mut ts) };
         (ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9) / start.elapsed().as_secs_f64()
     });
     let share = handle.join().expect("baseline thread");
-    println!("floor   a thread waking at 100 Hz and doing nothing: {:.4} % of a core", share * 100.0);
+    println!(
+        "floor   a thread waking at 100 Hz and doing nothing: {:.4} % of a core",
+        share * 100.0
+    );
     share
 }
 

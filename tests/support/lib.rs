@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: where the built fixtures are, and
 //! how to compile the C fixtures against the SDK header.
 
+pub mod powercap;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

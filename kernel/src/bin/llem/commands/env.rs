@@ -11,6 +11,9 @@ pub struct Args {
     /// Machine-readable output.
     #[arg(long)]
     json: bool,
+    /// Options to try sources with: `--set nvml.library=/opt/…/libnvidia-ml.so.1`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
 }
 
 fn cpu_model() -> String {
@@ -33,7 +36,7 @@ fn kernel_release() -> String {
 
 pub fn run(args: Args) -> CmdResult {
     let catalog = Catalog::from_env();
-    let probes = probe_energy(&catalog);
+    let probes = probe_energy(&catalog, &args.sets);
     if args.json {
         let entries: Vec<serde_json::Value> = probes
             .iter()

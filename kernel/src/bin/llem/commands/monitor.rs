@@ -67,7 +67,8 @@ pub fn run(args: Args) -> CmdResult {
     let catalog = Catalog::from_env();
     let mut plugins = args.plugins.clone();
     if args.manifest.is_none() && plugins.is_empty() {
-        plugins = llem::probe::auto_energy_sources(&llem::probe::probe_energy(&catalog));
+        plugins =
+            llem::probe::auto_energy_sources(&llem::probe::probe_energy(&catalog, &args.sets));
         if plugins.is_empty() {
             return Err(Failure::failed(
                 "no energy source works on this machine; `llem env` says why",

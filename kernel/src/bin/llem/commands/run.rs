@@ -59,7 +59,7 @@ pub fn run(args: Args) -> CmdResult {
     )?;
     // The embedded default names no energy source: measure with whatever works here.
     if args.manifest.is_none() && !plan.plugins.iter().any(|p| p.kind == PluginKind::Energy) {
-        let chosen = llem::probe::auto_energy_sources(&llem::probe::probe_energy(&catalog));
+        let chosen = llem::probe::auto_energy_sources(&llem::probe::probe_energy(&catalog, &sets));
         if !chosen.is_empty() {
             ok(&format!(
                 "energy sources that work on this machine: {}",

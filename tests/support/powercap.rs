@@ -22,6 +22,12 @@ pub struct FakeSys {
     dir: tempfile::TempDir,
 }
 
+impl Default for FakeSys {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl FakeSys {
     pub fn new() -> Self {
         let dir = tempfile::Builder::new()

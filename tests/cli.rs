@@ -240,6 +240,16 @@ fn a_run_writes_a_run_directory_with_exact_counter_energy() {
         "{reads} rows for {samples} samples in the window"
     );
     assert!(rows.starts_with("t_ns,source,device,energy_uj,power_mw\n"));
+    // The fixture reports a `reads` counter as telemetry once a second.
+    let telemetry = std::fs::read_to_string(run.join("telemetry.csv")).unwrap();
+    assert!(
+        telemetry.starts_with("t_ns,source,device,metric,value,unit\n"),
+        "{telemetry}"
+    );
+    assert!(
+        telemetry.contains(",fixture,fixture0,reads,"),
+        "{telemetry}"
+    );
     let resolved = std::fs::read_to_string(run.join("manifest.resolved.toml")).unwrap();
     assert!(resolved.contains("step_uj = 2500"), "{resolved}");
 }

@@ -269,6 +269,7 @@ impl<'c> Experiment<'c> {
             window.ok_or_else(|| RunError::Invalid("the run window was not open".into()))?;
 
         write_timeseries(&dir, &collected).map_err(io("writing timeseries.csv"))?;
+        write_telemetry(&dir, &collected).map_err(io("writing telemetry.csv"))?;
         let result = RunResult {
             schema_version: SCHEMA_VERSION.into(),
             run_id: dir
@@ -402,6 +403,35 @@ fn energy_summary(window: &WindowMeasurement, sources: &[Collected]) -> EnergySu
         includes_estimates: devices.iter().any(|d| d.estimated && d.energy_j.is_some()),
         devices,
     }
+}
+
+/// Device telemetry (utilisation, temperature, clocks, throttling…), one row
+/// per metric per read; only written when a source offers any.
+fn write_telemetry(dir: &Path, sources: &[Collected]) -> std::io::Result<()> {
+    if sources
+        .iter()
+        .all(|(_, _, series)| series.telemetry.is_empty())
+    {
+        return Ok(());
+    }
+    let file = std::fs::File::create(dir.join("telemetry.csv"))?;
+    let mut out = std::io::BufWriter::new(file);
+    writeln!(out, "t_ns,source,device,metric,value,unit")?;
+    for (config, devices, series) in sources {
+        for (t_ns, item) in &series.telemetry {
+            let id = devices
+                .get(item.device as usize)
+                .map_or("?", |d| d.id.as_str());
+            for metric in &item.metrics {
+                writeln!(
+                    out,
+                    "{t_ns},{},{id},{},{},{}",
+                    config.name, metric.name, metric.value, metric.unit
+                )?;
+            }
+        }
+    }
+    out.flush()
 }
 
 /// Raw readings, one row per device per read: the audit trail behind every figure.

@@ -172,11 +172,12 @@ def estimate_lag(llem_series, counter_series, max_ms=300.0, step_ms=2.0):
     same NVML counter, so llem's energy at t should equal counter(t - lag) minus a constant
     (the counter at llem's first read). Grid search for the lag that minimises the spread
     of llem(t) - counter(t - lag). Returns (lag_ms, rms_j) or (None, None) when the series
-    do not overlap enough.
+    do not overlap enough, and (None, rms) when the power was too steady for the lag to
+    show (then every lag fits about as well: a lag only shows where power changes).
     """
     if len(llem_series) < 10 or len(counter_series) < 10:
         return None, None
-    best = (None, None)
+    best, worst = (None, None), 0.0
     steps = int(max_ms / step_ms)
     for k in range(-steps // 6, steps + 1):  # a little negative lag too, as a sanity margin
         lag_ns = int(k * step_ms * 1e6)
@@ -193,6 +194,9 @@ def estimate_lag(llem_series, counter_series, max_ms=300.0, step_ms=2.0):
         rms = math.sqrt(sum((r - mean) ** 2 for r in residuals) / len(residuals))
         if best[1] is None or rms < best[1]:
             best = (k * step_ms, rms)
+        worst = max(worst, rms)
+    if best[1] is not None and worst <= 2 * best[1] + 1e-9:
+        return None, best[1]
     return best
 
 
@@ -258,7 +262,8 @@ def format_markdown(meta, windows, exit_status, message):
         f"- llem: `{meta.get('llem_command', '?')}`; {meta.get('llem_version', '?')}; "
         f"bundle {meta.get('bundle_commit', '?')}",
         f"- llem output lag vs the raw counter (diagnostic, not corrected for): "
-        f"{fmt(meta.get('llem_lag_ms'), 0, ' ms')} (rms {fmt(meta.get('llem_lag_rms_j'), 3, ' J')}); "
+        f"{fmt(meta.get('llem_lag_ms'), 0, ' ms') if meta.get('llem_lag_ms') is not None else 'not identifiable'} "
+        f"(rms {fmt(meta.get('llem_lag_rms_j'), 3, ' J')}); "
         f"loaded window with that lag removed: llem − NVML "
         f"{fmt_pct(meta.get('loaded_lag_corrected_vs_nvml_pct'))}",
         f"- Power read by the trace: {meta.get('trace_power_source', '?')}; "
@@ -331,6 +336,10 @@ def self_test():
     llem = [(int(x * 1e9), energy(x - 0.1) - energy(0.3)) for x in [0.4 + 0.1 * i for i in range(250)]]
     lag, rms = estimate_lag(llem, counter)
     check("lag estimate ≈ 100 ms", lag is not None and abs(lag - 100) <= 4, f"{lag} ms, rms {rms}")
+    steady = [(t, 300.0 * t / 1e9) for t, _ in counter]
+    steady_llem = [(t, 300.0 * (t - 1e8) / 1e9 - 5.0) for t, _ in llem]
+    lag, rms = estimate_lag(steady_llem, steady)
+    check("lag not identifiable at constant power", lag is None, f"{lag}, rms {rms}")
 
     # 4. JSON line parsing.
     line = '{"t_ns": 123, "energy_j": 4.5, "power_w": 70.1, "device": "gpu0", "source": "nvml"}'
@@ -745,9 +754,10 @@ def measure(args):
     finally:
         if tracer is not None:
             tracer.stop()
+            # Written even when the run fails: the trace is what explains a failure.
+            tracer.write_csv(os.path.join(args.out, "traces.csv"))
         llem_status = llem.stop()
     meta["llem_exit_status"] = llem_status
-    tracer.write_csv(os.path.join(args.out, "traces.csv"))
 
     # 6. Figures per window.
     windows = []

@@ -145,13 +145,17 @@ impl Sampler {
             for (index, (device, acc)) in
                 source.devices.iter().zip(&series.accumulators).enumerate()
             {
-                let latest_power_mw = series
-                    .readings
-                    .iter()
-                    .rev()
-                    .find(|(_, r)| r.device as usize == index && r.power_mw.is_some())
-                    .and_then(|(_, r)| r.power_mw);
+                let mine = || {
+                    series
+                        .readings
+                        .iter()
+                        .rev()
+                        .filter(|(_, r)| r.device as usize == index)
+                };
+                let latest_power_mw = mine().find_map(|(_, r)| r.power_mw);
+                let t_ns = mine().next().map(|(t, _)| *t);
                 out.push(LiveDevice {
+                    t_ns,
                     source: source.config.name.clone(),
                     device: device.id.clone(),
                     estimated: device.estimated,
@@ -240,6 +244,9 @@ impl Drop for Sampler {
 /// One device's state for a live display.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LiveDevice {
+    /// When the reading behind `energy_j` was taken (CLOCK_MONOTONIC, ns);
+    /// `None` before the first one.
+    pub t_ns: Option<u64>,
     pub source: String,
     pub device: String,
     pub estimated: bool,

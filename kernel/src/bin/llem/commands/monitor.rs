@@ -149,6 +149,7 @@ pub fn run(args: Args) -> CmdResult {
                 Ok(())
             }
             Format::Csv => live.iter().try_for_each(|d| {
+                let t_s = d.t_ns.unwrap_or(started).saturating_sub(started) as f64 / 1e9;
                 writeln!(
                     stdout,
                     "{t_s:.3},{},{},{},{},{},{}",
@@ -161,8 +162,11 @@ pub fn run(args: Args) -> CmdResult {
                 )
             }),
             Format::Jsonl => live.iter().try_for_each(|d| {
+                // t_ns is when the reading behind energy_j was taken, not when the
+                // line is printed: a line may trail its reading by up to an interval.
+                let t_ns = d.t_ns.unwrap_or(started);
                 let line = serde_json::json!({
-                    "t_ns": monotonic_ns(), "t_s": t_s, "source": d.source, "device": d.device,
+                    "t_ns": t_ns, "t_s": t_ns.saturating_sub(started) as f64 / 1e9, "source": d.source, "device": d.device,
                     "power_w": d.power_w, "energy_j": d.energy_j, "method": method(d), "estimated": d.estimated,
                 });
                 writeln!(stdout, "{line}")

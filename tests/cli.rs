@@ -449,6 +449,16 @@ fn monitor_streams_jsonl_with_monotonic_energy() {
         rows.iter()
             .all(|r| r["source"] == "fixture" && r["device"] == "fixture0")
     );
+    // `t_ns` is the time of the reading behind `energy_j`: the same reading shown
+    // twice has the same time and energy, a newer one a later time.
+    for pair in rows.windows(2) {
+        let (a, b) = (&pair[0], &pair[1]);
+        let (ta, tb) = (a["t_ns"].as_u64().unwrap(), b["t_ns"].as_u64().unwrap());
+        assert!(ta <= tb, "{a} then {b}");
+        if ta == tb {
+            assert_eq!(a["energy_j"], b["energy_j"], "{a} then {b}");
+        }
+    }
     assert!(stderr.contains("totals over"), "{stderr}");
     let (code, stdout, _) = output(llem(plugins.path()).args([
         "monitor",

@@ -477,3 +477,74 @@ fn monitor_streams_jsonl_with_monotonic_energy() {
         "{stdout}"
     );
 }
+
+#[test]
+fn each_energy_source_can_have_its_own_sampling_interval() {
+    let plugins = fixtures();
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("two.toml");
+    std::fs::write(
+        &manifest,
+        "[experiment]\nname = \"two\"\nduration_s = 1.0\nsample_interval_ms = 100\n\n\
+         [plugins.fast]\nplugin = \"fixture\"\nsample_interval_ms = 20\n\n\
+         [plugins.slow]\nplugin = \"fixture\"\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = output(
+        llem(plugins.path())
+            .arg("run")
+            .arg(&manifest)
+            .arg("--output")
+            .arg(dir.path()),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let run = std::fs::read_dir(dir.path().join("two"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let result: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("result.json")).unwrap()).unwrap();
+    let samples = |source: &str| {
+        result["energy"]["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["source"] == source)
+            .unwrap()["samples"]
+            .as_u64()
+            .unwrap()
+    };
+    assert!(
+        (35..=55).contains(&samples("fast")),
+        "fast: {}",
+        samples("fast")
+    );
+    assert!(
+        (8..=13).contains(&samples("slow")),
+        "slow: {}",
+        samples("slow")
+    );
+    let resolved = std::fs::read_to_string(run.join("manifest.resolved.toml")).unwrap();
+    assert!(resolved.contains("sample_interval_ms = 20"), "{resolved}");
+
+    std::fs::write(
+        &manifest,
+        "[plugins.fast]\nplugin = \"fixture\"\nsample_interval_ms = 0\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = output(
+        llem(plugins.path())
+            .arg("config")
+            .arg("validate")
+            .arg(&manifest),
+    );
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains(
+            ":3:22: `plugins.fast.sample_interval_ms` must be an integer number of milliseconds"
+        ),
+        "{stderr}"
+    );
+}

@@ -172,7 +172,11 @@ impl<'c> Experiment<'c> {
             sources.push((
                 SourceConfig {
                     name: plugin.instance.clone(),
-                    interval: Duration::from_millis(u64::from(experiment.sample_interval_ms)),
+                    interval: Duration::from_millis(u64::from(
+                        plugin
+                            .sample_interval_ms
+                            .unwrap_or(experiment.sample_interval_ms),
+                    )),
                     telemetry_interval: Duration::from_secs(1),
                 },
                 source,

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 /// Keys every `[plugins.<name>]` table reserves for the kernel; no plugin may
 /// declare an option with one of these names.
-pub const RESERVED_PLUGIN_KEYS: [&str; 3] = ["plugin", "path", "sandbox"];
+pub const RESERVED_PLUGIN_KEYS: [&str; 4] = ["plugin", "path", "sandbox", "sample_interval_ms"];
 
 /// The top-level table holding one sub-table per plugin instance.
 pub const PLUGINS_TABLE: &str = "plugins";

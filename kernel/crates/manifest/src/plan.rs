@@ -47,6 +47,10 @@ pub struct PluginPlan {
     /// Every option the plugin declares, defaults filled, as the plugin receives it.
     pub config: Map<String, Value>,
     pub sandbox: SandboxGrants,
+    /// Energy sources: this source's own sampling interval, overriding
+    /// `experiment.sample_interval_ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample_interval_ms: Option<u32>,
 }
 
 /// `[plugins.<instance>.sandbox]`: what a WASM plugin may touch. Native plugins
@@ -91,6 +95,9 @@ impl Plan {
                 if let Some(value) = p.config.get(key).and_then(strip_nulls) {
                     table.insert(key.to_owned(), toml::Value::try_from(value)?);
                 }
+            }
+            if let Some(ms) = p.sample_interval_ms {
+                table.insert("sample_interval_ms".into(), i64::from(ms).into());
             }
             table.insert("sandbox".into(), toml::Value::try_from(&p.sandbox)?);
             plugins.insert(p.instance.clone(), toml::Value::Table(table));

@@ -183,6 +183,7 @@ fn resolve_plugin(
         None => None,
     };
     let sandbox = resolve_sandbox(raw, table, &path, anchor, errors);
+    let sample_interval_ms = sample_interval(raw, table, &path, errors);
 
     let found = match catalog.lookup(&plugin_name, explicit_path.as_deref()) {
         Ok(found) => found,
@@ -262,7 +263,39 @@ fn resolve_plugin(
         info: found.info,
         config,
         sandbox,
+        sample_interval_ms: sample_interval_ms?,
     })
+}
+
+/// `sample_interval_ms` in a plugin table: `Some(None)` when absent, `None` after an error.
+fn sample_interval(
+    raw: &RawManifest,
+    table: &RawTable,
+    table_path: &str,
+    errors: &mut Vec<ManifestError>,
+) -> Option<Option<u32>> {
+    let Some(entry) = table.get("sample_interval_ms") else {
+        return Some(None);
+    };
+    let key_path = join_path(table_path, &entry.key);
+    match entry.item.value {
+        RawValue::Integer(ms) if (1..=60_000).contains(&ms) => Some(Some(ms as u32)),
+        ref other => {
+            errors.push(
+                ManifestError::at(
+                    &raw.source_name,
+                    &entry.item.loc,
+                    &key_path,
+                    format!(
+                        "`{key_path}` must be an integer number of milliseconds from 1 to 60000, found {}",
+                        other.describe()
+                    ),
+                )
+                .with_help("e.g. `sample_interval_ms = 50` samples this source at 20 Hz"),
+            );
+            None
+        }
+    }
 }
 
 /// A plugin can use what its `path` options name without a separate grant: a

@@ -9,6 +9,7 @@ pub mod clock;
 pub mod discovery;
 pub mod energy;
 pub mod experiment;
+pub mod loadgen;
 pub mod plugin;
 pub mod probe;
 pub mod sampler;

@@ -1,0 +1,1 @@
+//! The load generator (issue #4): being written.

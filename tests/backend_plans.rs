@@ -1,0 +1,1 @@
+//! Placeholder: filled in by the backend_plans work (issue #4).

@@ -1,0 +1,1 @@
+//! Placeholder: filled in by the datasets work (issue #4).

@@ -1,0 +1,1 @@
+//! Placeholder: filled in by the loadgen work (issue #4).

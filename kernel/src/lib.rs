@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod clock;
 pub mod discovery;
 pub mod energy;
+pub mod engine;
 pub mod experiment;
 pub mod loadgen;
 pub mod plugin;

@@ -1,0 +1,394 @@
+//! One engine process: its own process group, output into `engine.log`,
+//! terminated as a group (SIGTERM, then SIGKILL) when dropped.
+
+use super::http;
+use llem_sdk::EnginePlan;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long an engine gets to exit after SIGTERM before SIGKILL.
+const TERMINATE_GRACE: Duration = Duration::from_secs(10);
+/// Lines of `engine.log` quoted when an engine fails to start.
+const LOG_TAIL_LINES: usize = 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot start `{program}`: {error}")]
+    Spawn {
+        program: String,
+        error: std::io::Error,
+    },
+    #[error("the engine exited during start-up ({status}); last lines of {log}:\n{tail}")]
+    Exited {
+        status: String,
+        log: String,
+        tail: String,
+    },
+    #[error(
+        "the engine was not ready after {seconds} s (health check {url}: {last}); last lines of {log}:\n{tail}"
+    )]
+    Timeout {
+        seconds: u64,
+        url: String,
+        last: String,
+        log: String,
+        tail: String,
+    },
+    #[error("{0}")]
+    Plan(String),
+    #[error("{context}: {error}")]
+    Io {
+        context: String,
+        error: std::io::Error,
+    },
+}
+
+pub struct EngineProcess {
+    child: Child,
+    pgid: i32,
+    log_path: PathBuf,
+    done: bool,
+}
+
+impl std::fmt::Debug for EngineProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineProcess")
+            .field("pid", &self.child.id())
+            .field("log", &self.log_path)
+            .finish()
+    }
+}
+
+/// Where a plan's worker script goes: the first argument that is a `.py` file
+/// inside the run directory (the backend names it; the kernel writes it).
+fn worker_path(plan: &EnginePlan, run_dir: &Path) -> Option<PathBuf> {
+    plan.args
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.starts_with(run_dir) && p.extension().is_some_and(|e| e == "py"))
+}
+
+impl EngineProcess {
+    /// Start `plan` in `run_dir`. With `protocol_pipes`, stdin and stdout are
+    /// pipes for the worker protocol (stderr still goes to the log).
+    pub fn spawn(
+        plan: &EnginePlan,
+        run_dir: &Path,
+        protocol_pipes: bool,
+    ) -> Result<EngineProcess, StartError> {
+        if let Some(script) = &plan.worker_script {
+            let path = worker_path(plan, run_dir).ok_or_else(|| {
+                StartError::Plan(format!(
+                    "the `{}` plan carries a worker script but no argument names a .py file in the run directory {} to write it to",
+                    plan.engine,
+                    run_dir.display()
+                ))
+            })?;
+            std::fs::write(&path, script).map_err(|error| StartError::Io {
+                context: format!("writing the worker script {}", path.display()),
+                error,
+            })?;
+        }
+        let log_path = run_dir.join("engine.log");
+        let log = File::create(&log_path).map_err(|error| StartError::Io {
+            context: format!("creating {}", log_path.display()),
+            error,
+        })?;
+        let log_err = log.try_clone().map_err(|error| StartError::Io {
+            context: "duplicating the log handle".into(),
+            error,
+        })?;
+        let mut command = Command::new(&plan.program);
+        command
+            .args(&plan.args)
+            .envs(plan.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(run_dir)
+            .stderr(Stdio::from(log_err))
+            // Its own process group, so teardown reaches every process it starts.
+            .process_group(0);
+        if protocol_pipes {
+            command.stdin(Stdio::piped()).stdout(Stdio::piped());
+        } else {
+            command.stdin(Stdio::null()).stdout(Stdio::from(log));
+        }
+        // SAFETY: prctl is async-signal-safe; it only asks the kernel to send the
+        // engine SIGTERM if llem dies without tearing it down (e.g. SIGKILL).
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        let child = command.spawn().map_err(|error| StartError::Spawn {
+            program: plan.program.clone(),
+            error,
+        })?;
+        let pgid = child.id() as i32;
+        tracing::info!(pid = pgid, program = %plan.program, "engine started");
+        Ok(EngineProcess {
+            child,
+            pgid,
+            log_path,
+            done: false,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    pub fn take_stdin(&mut self) -> Option<ChildStdin> {
+        self.child.stdin.take()
+    }
+
+    pub fn take_stdout(&mut self) -> Option<ChildStdout> {
+        self.child.stdout.take()
+    }
+
+    /// `Some(status)` once the engine has exited.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    pub fn log_tail(&self) -> String {
+        log_tail(&self.log_path, LOG_TAIL_LINES)
+    }
+
+    /// Poll `base_url` + `health_path` until it answers 200, the engine exits,
+    /// or `timeout` passes.
+    pub fn wait_healthy(
+        &mut self,
+        base_url: &str,
+        health_path: &str,
+        timeout: Duration,
+    ) -> Result<(), StartError> {
+        let (authority, _) = http::split_url(base_url).map_err(StartError::Plan)?;
+        let url = format!("http://{authority}{health_path}");
+        let started = Instant::now();
+        let mut last = "not tried yet".to_owned();
+        loop {
+            if let Some(status) = self.exited() {
+                return Err(StartError::Exited {
+                    status: status.to_string(),
+                    log: self.log_path.display().to_string(),
+                    tail: self.log_tail(),
+                });
+            }
+            match http::get(&authority, health_path, Duration::from_secs(2)) {
+                Ok(response) if response.status == 200 => return Ok(()),
+                Ok(response) => last = format!("HTTP {}", response.status),
+                Err(e) => last = e.to_string(),
+            }
+            if started.elapsed() >= timeout {
+                return Err(StartError::Timeout {
+                    seconds: timeout.as_secs(),
+                    url,
+                    last,
+                    log: self.log_path.display().to_string(),
+                    tail: self.log_tail(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Stop the whole process group: SIGTERM, a grace period, then SIGKILL.
+    /// Idempotent; also called on drop.
+    pub fn terminate(&mut self) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        // SAFETY: signalling our own child's process group.
+        unsafe { libc::kill(-self.pgid, libc::SIGTERM) };
+        let deadline = Instant::now() + TERMINATE_GRACE;
+        while Instant::now() < deadline {
+            if self.exited().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Whatever is left in the group — the leader or processes it started — goes now.
+        // SAFETY: as above; ESRCH (nothing left) is fine.
+        unsafe { libc::kill(-self.pgid, libc::SIGKILL) };
+        let _ = self.child.wait();
+        tracing::info!(pid = self.pgid, "engine stopped");
+    }
+}
+
+impl Drop for EngineProcess {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}
+
+pub fn log_tail(path: &Path, lines: usize) -> String {
+    let Ok(file) = File::open(path) else {
+        return String::new();
+    };
+    let all: Vec<String> = BufReader::new(file).lines().map_while(Result::ok).collect();
+    all[all.len().saturating_sub(lines)..]
+        .iter()
+        .map(|l| format!("  | {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use llem_sdk::EngineMode;
+
+    fn plan(program: &str, args: &[&str]) -> EnginePlan {
+        EnginePlan {
+            mode: EngineMode::Server,
+            engine: "test".into(),
+            program: program.into(),
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            env: vec![("LLEM_TEST_ENGINE".into(), "yes".into())],
+            api_base_path: None,
+            health_path: None,
+            metrics_path: None,
+            worker_script: None,
+            ready_timeout_s: 5,
+        }
+    }
+
+    /// Running (not gone, not a zombie waiting for a reaper that is not us).
+    fn alive(pid: i32) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            // The state follows the parenthesised command name.
+            Ok(stat) => stat
+                .rsplit_once(") ")
+                .is_some_and(|(_, rest)| !rest.starts_with('Z')),
+            Err(_) => false,
+        }
+    }
+
+    #[test]
+    fn output_goes_to_the_log_and_env_reaches_the_engine() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut engine = EngineProcess::spawn(
+            &plan("sh", &["-c", "echo out $LLEM_TEST_ENGINE; echo err >&2"]),
+            dir.path(),
+            false,
+        )
+        .unwrap();
+        while engine.exited().is_none() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let log = std::fs::read_to_string(dir.path().join("engine.log")).unwrap();
+        assert!(log.contains("out yes") && log.contains("err"), "{log}");
+    }
+
+    #[test]
+    fn teardown_kills_the_whole_group_even_children_ignoring_sigterm() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("grandchild.pid");
+        let script = format!(
+            "sh -c 'trap \"\" TERM; echo $$ > {}; while true; do sleep 1; done' & wait",
+            pid_file.display()
+        );
+        let mut engine =
+            EngineProcess::spawn(&plan("sh", &["-c", &script]), dir.path(), false).unwrap();
+        let started = Instant::now();
+        while !pid_file.exists() {
+            assert!(started.elapsed() < Duration::from_secs(5));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let grandchild: i32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(alive(grandchild));
+        let leader = engine.pid() as i32;
+        drop(engine);
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!alive(leader), "leader gone");
+        assert!(
+            !alive(grandchild),
+            "a grandchild that ignores SIGTERM is killed too"
+        );
+    }
+
+    #[test]
+    fn an_engine_that_dies_during_start_up_is_reported_with_its_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut engine = EngineProcess::spawn(
+            &plan("sh", &["-c", "echo 'CUDA out of memory' >&2; exit 3"]),
+            dir.path(),
+            false,
+        )
+        .unwrap();
+        let port = super::super::free_port().unwrap();
+        let err = engine
+            .wait_healthy(
+                &format!("http://127.0.0.1:{port}/v1"),
+                "/health",
+                Duration::from_secs(10),
+            )
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("exited during start-up"), "{text}");
+        assert!(text.contains("CUDA out of memory"), "{text}");
+    }
+
+    #[test]
+    fn a_silent_engine_times_out_with_the_url_it_tried() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut engine = EngineProcess::spawn(&plan("sleep", &["30"]), dir.path(), false).unwrap();
+        let port = super::super::free_port().unwrap();
+        let err = engine
+            .wait_healthy(
+                &format!("http://127.0.0.1:{port}"),
+                "/health",
+                Duration::from_millis(600),
+            )
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(&format!("health check http://127.0.0.1:{port}/health")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_missing_program_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let err =
+            EngineProcess::spawn(&plan("no-such-engine-xyz", &[]), dir.path(), false).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("cannot start `no-such-engine-xyz`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn worker_scripts_are_written_where_the_plan_says() {
+        let dir = tempfile::tempdir().unwrap();
+        let script_path = dir.path().join("w.py");
+        let mut p = plan("cat", &[script_path.to_str().unwrap()]);
+        p.worker_script = Some("print('hi')\n".into());
+        let mut engine = EngineProcess::spawn(&p, dir.path(), false).unwrap();
+        while engine.exited().is_none() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(
+            std::fs::read_to_string(&script_path).unwrap(),
+            "print('hi')\n"
+        );
+        let mut bad = plan("true", &["/elsewhere/w.py"]);
+        bad.worker_script = Some(String::new());
+        assert!(EngineProcess::spawn(&bad, dir.path(), false).is_err());
+    }
+}

@@ -112,12 +112,19 @@ pub struct Section {
 
 /// The top-level tables with fixed keys. `[plugins]` is the other top-level table;
 /// its keys are plugin instances, checked against each plugin's own options.
-pub const SECTIONS: &[Section] = &[EXPERIMENT];
+pub const SECTIONS: &[Section] = &[EXPERIMENT, LOAD];
 
 pub const EXPERIMENT: Section = Section {
     name: "experiment",
     doc: "What is measured and how the run is sampled and repeated.",
     keys: experiment_keys,
+};
+
+/// `[load]`: how requests are sent to the engine. Names follow `vllm bench serve`.
+pub const LOAD: Section = Section {
+    name: "load",
+    doc: "How requests are sent to the engine (names follow `vllm bench serve`).",
+    keys: load_keys,
 };
 
 /// `[plugins.<name>.sandbox]`: capabilities granted to a WASM plugin.
@@ -188,6 +195,84 @@ fn experiment_keys() -> Vec<KeySpec> {
         ))
         .min(1.0)
         .max(f64::from(u32::MAX)),
+    ]
+}
+
+fn load_keys() -> Vec<KeySpec> {
+    use OptionType::*;
+    vec![
+        KeySpec::new(
+            OptionSpec::with_default(
+                "api",
+                String,
+                "completions",
+                "OpenAI-compatible endpoint: `completions` (/v1/completions) or `chat` (/v1/chat/completions).",
+            )
+            .choices(&["completions", "chat"]),
+        ),
+        KeySpec::new(OptionSpec::required(
+            "endpoint",
+            String,
+            "Attach to an already running server at this base URL (e.g. http://127.0.0.1:8000/v1) instead of starting the backend's engine.",
+        ))
+        .optional(json!("http://127.0.0.1:8000/v1")),
+        KeySpec::new(OptionSpec::required(
+            "num_prompts",
+            Integer,
+            "How many of the dataset's prompts to send (default: all of them).",
+        ))
+        .optional(json!(1000))
+        .min(1.0)
+        .max(f64::from(u32::MAX)),
+        KeySpec::new(OptionSpec::required(
+            "max_concurrency",
+            Integer,
+            "Most requests in flight at once (closed loop); default: no limit.",
+        ))
+        .optional(json!(64))
+        .min(1.0)
+        .max(1_000_000.0),
+        KeySpec::new(OptionSpec::required(
+            "request_rate",
+            Float,
+            "Requests per second, arrivals drawn from a Poisson (or gamma) process; default: all at once, limited by max_concurrency.",
+        ))
+        .optional(json!(8.0))
+        .above(0.0),
+        KeySpec::new(OptionSpec::with_default(
+            "burstiness",
+            Float,
+            1.0,
+            "Gamma shape of inter-arrival times with request_rate: 1 is Poisson, lower is burstier.",
+        ))
+        .above(0.0),
+        KeySpec::new(OptionSpec::with_default(
+            "warmup_requests",
+            Integer,
+            0,
+            "Requests sent before measuring, excluded from every figure.",
+        ))
+        .min(0.0)
+        .max(f64::from(u32::MAX)),
+        KeySpec::new(OptionSpec::with_default(
+            "ignore_eos",
+            Boolean,
+            false,
+            "Ask the engine to ignore end-of-sequence so every request produces its full output length.",
+        )),
+        KeySpec::new(OptionSpec::with_default(
+            "request_timeout_s",
+            Float,
+            600.0,
+            "A request that takes longer fails.",
+        ))
+        .above(0.0),
+        KeySpec::new(OptionSpec::with_default(
+            "goodput",
+            Table,
+            json!({}),
+            "Service-level objectives in ms, e.g. { ttft_ms = 200, tpot_ms = 50 }: goodput counts requests meeting all of them.",
+        )),
     ]
 }
 

@@ -15,6 +15,8 @@ pub struct Plan {
     /// The manifest it came from, as shown to users.
     pub source_name: String,
     pub experiment: Experiment,
+    #[serde(default)]
+    pub load: Load,
     /// Plugin instances in manifest order.
     pub plugins: Vec<PluginPlan>,
 }
@@ -31,6 +33,44 @@ pub struct Experiment {
     pub sample_interval_ms: u32,
     pub seed: u64,
     pub cycles: u32,
+}
+
+/// `[load]`, typed. Field names are the manifest keys; see `keys::LOAD` for meanings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Load {
+    pub api: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_prompts: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_rate: Option<f64>,
+    pub burstiness: f64,
+    pub warmup_requests: u32,
+    pub ignore_eos: bool,
+    pub request_timeout_s: f64,
+    /// Metric name (`ttft_ms`, `tpot_ms`, `itl_ms`, `e2el_ms`) → objective in ms.
+    #[serde(default)]
+    pub goodput: std::collections::BTreeMap<String, f64>,
+}
+
+impl Default for Load {
+    fn default() -> Self {
+        Load {
+            api: "completions".into(),
+            endpoint: None,
+            num_prompts: None,
+            max_concurrency: None,
+            request_rate: None,
+            burstiness: 1.0,
+            warmup_requests: 0,
+            ignore_eos: false,
+            request_timeout_s: 600.0,
+            goodput: Default::default(),
+        }
+    }
 }
 
 /// One `[plugins.<instance>]` table, resolved.
@@ -107,6 +147,7 @@ impl Plan {
             "experiment".into(),
             toml::Value::try_from(&self.experiment)?,
         );
+        doc.insert("load".into(), toml::Value::try_from(&self.load)?);
         doc.insert("plugins".into(), toml::Value::Table(plugins));
         Ok(format!(
             "# Resolved by llem from {}; every default is written out.\n\n{}",

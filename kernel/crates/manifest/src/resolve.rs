@@ -8,9 +8,10 @@ use crate::catalog::{LookupError, PluginCatalog};
 use crate::check::{TableCheck, absolute};
 use crate::error::ManifestError;
 use crate::keys::{
-    EXPERIMENT, KeySpec, PLUGINS_TABLE, RESERVED_PLUGIN_KEYS, SANDBOX, Section, top_level_names,
+    EXPERIMENT, KeySpec, LOAD, PLUGINS_TABLE, RESERVED_PLUGIN_KEYS, SANDBOX, Section,
+    top_level_names,
 };
-use crate::plan::{Experiment, Plan, PluginPlan, SandboxGrants};
+use crate::plan::{Experiment, Load, Plan, PluginPlan, SandboxGrants};
 use crate::raw::{RawEntry, RawManifest, RawTable, RawValue};
 use crate::spans::{Loc, join_path};
 use crate::suggest::did_you_mean;
@@ -21,6 +22,7 @@ pub fn resolve(raw: &RawManifest, catalog: &dyn PluginCatalog) -> Result<Plan, V
     check_top_level(raw, &mut errors);
 
     let experiment = resolve_section::<Experiment>(raw, &EXPERIMENT, &mut errors);
+    let load = resolve_section::<Load>(raw, &LOAD, &mut errors);
 
     let mut plugins = Vec::new();
     if let Some(table) = table_at_top(raw, PLUGINS_TABLE, &mut errors) {
@@ -31,10 +33,11 @@ pub fn resolve(raw: &RawManifest, catalog: &dyn PluginCatalog) -> Result<Plan, V
         }
     }
 
-    match experiment {
-        Some(experiment) if errors.is_empty() => Ok(Plan {
+    match (experiment, load) {
+        (Some(experiment), Some(load)) if errors.is_empty() => Ok(Plan {
             source_name: raw.source_name.clone(),
             experiment,
+            load,
             plugins,
         }),
         _ => {

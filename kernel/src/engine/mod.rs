@@ -7,6 +7,7 @@
 pub mod http;
 mod port;
 mod process;
+pub mod worker;
 
 pub use port::free_port;
 pub use process::{EngineProcess, StartError};

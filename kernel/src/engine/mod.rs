@@ -5,6 +5,7 @@
 //! nothing behind — on success, error, Ctrl-C or a crashed engine.
 
 pub mod http;
+pub mod metrics;
 mod port;
 mod process;
 pub mod worker;

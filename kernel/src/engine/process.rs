@@ -173,7 +173,7 @@ impl EngineProcess {
         let (authority, _) = http::split_url(base_url).map_err(StartError::Plan)?;
         let url = format!("http://{authority}{health_path}");
         let started = Instant::now();
-        let mut last = "not tried yet".to_owned();
+        let mut last;
         loop {
             if let Some(status) = self.exited() {
                 return Err(StartError::Exited {
@@ -297,7 +297,7 @@ mod tests {
             "sh -c 'trap \"\" TERM; echo $$ > {}; while true; do sleep 1; done' & wait",
             pid_file.display()
         );
-        let mut engine =
+        let engine =
             EngineProcess::spawn(&plan("sh", &["-c", &script]), dir.path(), false).unwrap();
         let started = Instant::now();
         while !pid_file.exists() {

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 pub const PROTOCOL: u32 = 1;
 
 /// What the worker said about itself.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct WorkerInfo {
     pub engine: String,
     pub engine_version: String,
@@ -123,18 +123,33 @@ fn reader(stdout: std::process::ChildStdout) -> mpsc::Receiver<Line> {
     rx
 }
 
-/// Run `prompts` through a started worker. Returns what it said about itself and
+/// What to ask a worker to do.
+#[derive(Debug, Clone, Copy)]
+pub struct Job<'a> {
+    pub model: &'a str,
+    /// The backend's resolved options, passed on in `hello`.
+    pub options: &'a Map<String, Value>,
+    pub prompts: &'a [Prompt],
+    pub ignore_eos: bool,
+    /// How long loading the model may take before `ready`.
+    pub ready_timeout: Duration,
+}
+
+/// Run a job through a started worker. Returns what it said about itself and
 /// one record per request (requests cut short by `stop` carry an error).
 pub fn run(
     engine: &mut EngineProcess,
-    model: &str,
-    options: &Map<String, Value>,
-    prompts: &[Prompt],
-    ignore_eos: bool,
-    ready_timeout: Duration,
+    job: Job<'_>,
     stop: &AtomicBool,
     mut on_done: impl FnMut(usize, usize),
 ) -> Result<(WorkerInfo, Vec<WorkerRecord>), WorkerError> {
+    let Job {
+        model,
+        options,
+        prompts,
+        ignore_eos,
+        ready_timeout,
+    } = job;
     let mut stdin = engine
         .take_stdin()
         .ok_or_else(|| WorkerError::Failed("the worker has no stdin pipe".into()))?;
@@ -359,11 +374,13 @@ done
         let mut progress = Vec::new();
         let (info, records) = run(
             &mut engine,
-            "tiny",
-            &Map::new(),
-            &prompts(4),
-            false,
-            Duration::from_secs(5),
+            Job {
+                model: "tiny",
+                options: &Map::new(),
+                prompts: &prompts(4),
+                ignore_eos: false,
+                ready_timeout: Duration::from_secs(5),
+            },
             &stop,
             |done, total| progress.push((done, total)),
         )
@@ -393,11 +410,13 @@ done
         let stop = AtomicBool::new(false);
         let err = run(
             &mut engine,
-            "m",
-            &Map::new(),
-            &prompts(1),
-            false,
-            Duration::from_secs(5),
+            Job {
+                model: "m",
+                options: &Map::new(),
+                prompts: &prompts(1),
+                ignore_eos: false,
+                ready_timeout: Duration::from_secs(5),
+            },
             &stop,
             |_, _| {},
         )
@@ -414,11 +433,13 @@ done
         let stop = AtomicBool::new(false);
         let err = run(
             &mut engine,
-            "m",
-            &Map::new(),
-            &prompts(1),
-            false,
-            Duration::from_millis(500),
+            Job {
+                model: "m",
+                options: &Map::new(),
+                prompts: &prompts(1),
+                ignore_eos: false,
+                ready_timeout: Duration::from_millis(500),
+            },
             &stop,
             |_, _| {},
         )
@@ -441,11 +462,13 @@ done
         let stop = AtomicBool::new(false);
         let (_, records) = run(
             &mut engine,
-            "m",
-            &Map::new(),
-            &prompts(3),
-            false,
-            Duration::from_secs(5),
+            Job {
+                model: "m",
+                options: &Map::new(),
+                prompts: &prompts(3),
+                ignore_eos: false,
+                ready_timeout: Duration::from_secs(5),
+            },
             &stop,
             |_, _| {},
         )

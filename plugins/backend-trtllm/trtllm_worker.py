@@ -13,7 +13,8 @@ kernel -> worker
     {"type":"hello","protocol":1,"model":"…","options":{…}}
     {"type":"generate","id":"…","prompt":"text","max_tokens":N,"ignore_eos":bool}
     {"type":"generate","id":"…","messages":[{"role":…,"content":…}],"max_tokens":N,"ignore_eos":bool}
-    {"type":"shutdown"}                      (end of input counts as shutdown)
+    {"type":"shutdown"}   no more input: requests in flight finish, then the
+                          worker exits (end of input counts as shutdown)
 worker -> kernel
     {"type":"ready","protocol":1,"engine":"trtllm","engine_version":"…","device":"…"}
     {"type":"first_token","id":"…","t_ns":T}
@@ -300,18 +301,29 @@ class Worker:
             self.tasks.pop(rid, None)
 
     async def serve(self, inbox):
-        """Run until shutdown or end of input. `inbox` (an asyncio.Queue) yields lines, then None."""
+        """Run until shutdown (or end of input) and every request is done.
+
+        `inbox` (an asyncio.Queue) yields lines, then None at end of input.
+        After shutdown no more input is read, and the requests in flight run
+        to completion: the kernel owns the process and kills it if it cannot
+        wait. If serving itself fails, requests in flight are cancelled.
+        """
+        finished = False
         try:
             while True:
                 line = await inbox.get()
                 if line is None or not await self.handle_line(line):
                     break
+            while self.tasks:
+                await asyncio.gather(*list(self.tasks.values()), return_exceptions=True)
+            finished = True
         finally:
-            pending = list(self.tasks.values())
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.gather(*pending, return_exceptions=True)
+            if not finished:
+                pending = list(self.tasks.values())
+                for task in pending:
+                    task.cancel()
+                if pending:
+                    await asyncio.gather(*pending, return_exceptions=True)
             if self.engine is not None:
                 try:
                     self.engine.shutdown()

@@ -11,7 +11,8 @@ kernel -> worker
     {"type":"hello","protocol":1,"model":"…","options":{…}}
     {"type":"generate","id":"…","prompt":"text","max_tokens":N,"ignore_eos":bool}
     {"type":"generate","id":"…","messages":[{"role":…,"content":…}],"max_tokens":N,"ignore_eos":bool}
-    {"type":"shutdown"}                      (end of input counts as shutdown)
+    {"type":"shutdown"}   no more input: requests in flight finish, then the
+                          worker exits (end of input counts as shutdown)
 worker -> kernel
     {"type":"ready","protocol":1,"engine":"vllm","engine_version":"…","device":"…"}
     {"type":"first_token","id":"…","t_ns":T}
@@ -255,7 +256,9 @@ class Worker:
         except ProtocolError as e:
             self.error(e.request_id, str(e))
             return
-        if kind == "hello":
+        if self.shutting_down:
+            log(f"ignored after shutdown: {line.strip()[:80]}")
+        elif kind == "hello":
             self.hello(body)
         elif kind == "generate":
             self.submit(body)
@@ -322,6 +325,10 @@ class Worker:
                         "output_tokens": state[0],
                     }
                 )
+        if self.active and not self.engine.has_unfinished():
+            for rid in list(self.active):
+                self.error(rid, "the engine dropped the request without finishing it")
+            self.active.clear()
 
     def abort_all(self, message):
         ids = list(self.active)
@@ -355,16 +362,21 @@ class Worker:
                     return False
 
     def serve(self, inbox):
-        """Run until shutdown or end of input. `inbox` yields lines, then None."""
+        """Run until shutdown (or end of input) and every request is done.
+
+        `inbox` yields lines, then None at end of input. After shutdown no
+        more input is read, and the requests in flight run to completion: the
+        kernel owns the process and kills it if it cannot wait.
+        """
         eof = False
-        while not (eof or self.shutting_down):
-            busy = self.engine is not None and bool(self.active)
-            eof = self._drain(inbox, block=not busy)
-            if self.shutting_down or eof:
-                break
+        while True:
+            if not (eof or self.shutting_down):
+                busy = self.engine is not None and bool(self.active)
+                eof = self._drain(inbox, block=not busy)
             if self.engine is not None and self.active:
                 self.step()
-        self.abort_all("the worker shut down before the request finished")
+            elif eof or self.shutting_down:
+                return
 
 
 def read_lines(stream, inbox):

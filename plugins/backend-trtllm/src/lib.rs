@@ -388,7 +388,7 @@ fn llm_api_options(config: &Config) -> Result<Map<String, Value>, PluginError> {
             if extra.contains_key(reserved) {
                 return Err(PluginError::invalid_config(
                     &format!("extra_llm_api_options.{reserved}"),
-                    format!("is set by llem (from experiment.model and `backend`), not here"),
+                    "is set by llem (from experiment.model and `backend`), not here",
                 ));
             }
         }

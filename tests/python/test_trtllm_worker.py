@@ -1,0 +1,226 @@
+"""The TensorRT-LLM offline worker (plugins/backend-trtllm/trtllm_worker.py)
+without TensorRT-LLM: protocol parsing, concurrent submission, and streamed
+engine chunks turned into protocol events, with a fake engine in place of
+`TrtllmEngine`.
+
+Run: python3 -m pytest tests/python -q   (needs pytest; TensorRT-LLM is not needed)
+"""
+
+import asyncio
+import importlib.util
+import io
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+WORKER = ROOT / "plugins/backend-trtllm/trtllm_worker.py"
+
+
+def load():
+    spec = importlib.util.spec_from_file_location("trtllm_worker", WORKER)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+w = load()
+
+
+class FakeEngine:
+    """Stands in for TrtllmEngine: streams `per_chunk` tokens per chunk, cumulatively.
+
+    All requests advance in lock step, one chunk per `tick`, like in-flight
+    batching: `in_flight` records how many streams were open at each chunk.
+    """
+
+    version = "1.0.0+fake"
+
+    def __init__(self, model, llm_args, per_chunk=1, input_tokens=11, fail=(), short=()):
+        self.model = model
+        self.llm_args = llm_args
+        self.per_chunk = per_chunk
+        self.input_tokens = input_tokens
+        self.fail = set(fail)
+        self.short = set(short)
+        self.started = []
+        self.open = 0
+        self.in_flight = []
+        self.shut_down = False
+
+    def device(self):
+        return "Fake GPU"
+
+    async def stream(self, request):
+        self.started.append(request)
+        self.open += 1
+        try:
+            if request.id in self.fail:
+                raise RuntimeError("executor error")
+            n = 0
+            while n < request.max_tokens:
+                await asyncio.sleep(0)
+                self.in_flight.append(self.open)
+                n = min(n + self.per_chunk, request.max_tokens)
+                if request.id in self.short and n >= 2:
+                    return
+                yield w.Chunk(n, self.input_tokens, n >= request.max_tokens)
+        finally:
+            self.open -= 1
+
+    def shutdown(self):
+        self.shut_down = True
+
+
+class Clock:
+    def __init__(self):
+        self.t = 5_000_000_000
+
+    def __call__(self):
+        self.t += 1_000
+        return self.t
+
+
+def hello(model="tiny-model", **options):
+    return json.dumps({"type": "hello", "protocol": 1, "model": model, "options": options})
+
+
+def generate(rid, max_tokens=3, prompt="Hello", **extra):
+    msg = {"type": "generate", "id": rid, "max_tokens": max_tokens, "ignore_eos": False}
+    if "messages" in extra:
+        msg["messages"] = extra.pop("messages")
+    else:
+        msg["prompt"] = prompt
+    return json.dumps(msg)
+
+
+SHUTDOWN = json.dumps({"type": "shutdown"})
+
+
+def run(lines, llm_args=None, **engine_kwargs):
+    engines = []
+
+    def make_engine(model, args):
+        engines.append(FakeEngine(model, args, **engine_kwargs))
+        return engines[-1]
+
+    out = io.StringIO()
+    worker = w.Worker(make_engine, out, llm_args, clock=Clock())
+
+    async def main():
+        inbox = asyncio.Queue()
+        for line in lines:
+            inbox.put_nowait(line + "\n")
+        inbox.put_nowait(None)
+        await worker.serve(inbox)
+
+    asyncio.run(main())
+    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    return events, (engines[0] if engines else None)
+
+
+def by_id(events, rid):
+    return [e for e in events if e.get("id") == rid]
+
+
+def test_parse_messages():
+    assert w.parse_message(hello("m"))[1] == {"model": "m", "options": {}}
+    _, req = w.parse_message(generate("a", messages=[{"role": "user", "content": "Hi"}]))
+    assert req.messages == [{"role": "user", "content": "Hi"}] and req.prompt is None
+    with pytest.raises(w.ProtocolError) as err:
+        w.parse_message('{"type": "generate", "id": "x", "prompt": "p", "max_tokens": -1}')
+    assert err.value.request_id == "x"
+    assert w.parse_message(SHUTDOWN) == ("shutdown", None)
+
+
+def test_a_session_streams_timed_events_and_shuts_the_engine_down():
+    events, engine = run(
+        [hello(), generate("a", max_tokens=3), generate("b", max_tokens=2), SHUTDOWN],
+        llm_args={"backend": "pytorch", "tensor_parallel_size": 1},
+    )
+    assert events[0] == {
+        "type": "ready",
+        "protocol": 1,
+        "engine": "trtllm",
+        "engine_version": "1.0.0+fake",
+        "device": "Fake GPU",
+    }
+    assert engine.llm_args == {"backend": "pytorch", "tensor_parallel_size": 1}
+    a = by_id(events, "a")
+    assert [e["type"] for e in a] == ["first_token", "token", "token", "token", "done"]
+    assert a[0]["t_ns"] == a[1]["t_ns"]
+    assert a[-1] == {"type": "done", "id": "a", "t_ns": a[-2]["t_ns"], "input_tokens": 11, "output_tokens": 3}
+    assert by_id(events, "b")[-1]["output_tokens"] == 2
+    times = [e["t_ns"] for e in events[1:]]
+    assert times == sorted(times)
+    assert engine.shut_down
+
+
+def test_requests_are_in_flight_together():
+    ids = [f"r{i}" for i in range(6)]
+    events, engine = run([hello()] + [generate(i, max_tokens=4) for i in ids])
+    assert [r.id for r in engine.started] == ids
+    assert max(engine.in_flight) == len(ids), "all requests stream concurrently"
+    assert sorted(e["id"] for e in events if e["type"] == "done") == ids
+
+
+def test_chunks_of_several_tokens_add_up():
+    events, _ = run([hello(), generate("a", max_tokens=7)], per_chunk=3)
+    tokens = [e["n"] for e in by_id(events, "a") if e["type"] == "token"]
+    assert tokens == [3, 3, 1]
+    assert by_id(events, "a")[-1]["output_tokens"] == 7
+
+
+def test_engine_failures_are_per_request():
+    events, _ = run(
+        [hello(), generate("boom"), generate("cut", max_tokens=5), generate("fine", max_tokens=1)],
+        fail={"boom"},
+        short={"cut"},
+    )
+    assert by_id(events, "boom") == [{"type": "error", "id": "boom", "message": "RuntimeError: executor error"}]
+    cut = by_id(events, "cut")
+    assert cut[-1]["type"] == "error" and "before the request finished" in cut[-1]["message"]
+    assert by_id(events, "fine")[-1]["type"] == "done"
+
+
+def test_protocol_errors_and_duplicates():
+    events, _ = run([generate("early"), "{", hello(), generate("a", max_tokens=2), generate("a")])
+    errors = [e for e in events if e["type"] == "error"]
+    assert errors[0] == {"type": "error", "id": "early", "message": "generate before hello"}
+    assert errors[1]["id"] is None and "not JSON" in errors[1]["message"]
+    assert errors[2]["id"] == "a" and "already running" in errors[2]["message"]
+    assert by_id(events, "a")[-1]["type"] == "done"
+
+
+def test_input_after_shutdown_is_not_read_and_llm_args_merge():
+    events, engine = run(
+        [hello(llm_args={"max_batch_size": 8}), generate("a", max_tokens=1), SHUTDOWN, generate("late")],
+        llm_args={"max_batch_size": 64, "dtype": "bfloat16"},
+    )
+    assert engine.llm_args == {"max_batch_size": 8, "dtype": "bfloat16"}
+    assert by_id(events, "late") == []
+    assert by_id(events, "a")[-1]["type"] == "done"
+
+
+def test_the_worker_runs_as_a_script_and_keeps_stdout_for_the_protocol():
+    try:
+        import tensorrt_llm  # noqa: F401
+
+        pytest.skip("TensorRT-LLM is installed; this checks the failure path")
+    except ImportError:
+        pass
+    done = subprocess.run(
+        [sys.executable, str(WORKER), "--llm-args", '{"backend": "pytorch"}'],
+        input=hello() + "\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert lines == [
+        {"type": "error", "id": None, "message": "ModuleNotFoundError: No module named 'tensorrt_llm'"}
+    ]

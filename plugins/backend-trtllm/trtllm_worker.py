@@ -111,8 +111,10 @@ def parse_message(line):
                 raise ProtocolError("messages must be a list of {role, content} strings", rid)
             messages = [{"role": m["role"], "content": m["content"]} for m in messages]
         max_tokens = msg.get("max_tokens")
-        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-            raise ProtocolError("max_tokens must be a positive integer", rid)
+        if max_tokens is not None and (
+            isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1
+        ):  # null: the engine's limit (the context length for vLLM)
+            raise ProtocolError("max_tokens must be a positive integer or null", rid)
         ignore_eos = msg.get("ignore_eos", False)
         if not isinstance(ignore_eos, bool):
             raise ProtocolError("ignore_eos must be a boolean", rid)
@@ -185,7 +187,10 @@ class TrtllmEngine:
 
     async def stream(self, request):
         prompt = request.prompt if request.prompt is not None else self._chat_prompt(request.messages)
-        params = self._sampling_params(max_tokens=request.max_tokens, ignore_eos=request.ignore_eos)
+        kwargs = {"ignore_eos": request.ignore_eos}
+        if request.max_tokens is not None:
+            kwargs["max_tokens"] = request.max_tokens
+        params = self._sampling_params(**kwargs)
         async for output in self._llm.generate_async(prompt, sampling_params=params, streaming=True):
             completion = output.outputs[0] if output.outputs else None
             prompt_ids = getattr(output, "prompt_token_ids", None)

@@ -117,8 +117,10 @@ def parse_message(line):
                 raise ProtocolError("messages must be a list of {role, content} strings", rid)
             messages = [{"role": m["role"], "content": m["content"]} for m in messages]
         max_tokens = msg.get("max_tokens")
-        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-            raise ProtocolError("max_tokens must be a positive integer", rid)
+        if max_tokens is not None and (
+            isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1
+        ):  # null: the engine's limit (the context length for vLLM)
+            raise ProtocolError("max_tokens must be a positive integer or null", rid)
         ignore_eos = msg.get("ignore_eos", False)
         if not isinstance(ignore_eos, bool):
             raise ProtocolError("ignore_eos must be a boolean", rid)

@@ -133,6 +133,8 @@ def test_parse_messages():
     with pytest.raises(w.ProtocolError) as err:
         w.parse_message('{"type": "generate", "id": "x", "prompt": "p", "max_tokens": -1}')
     assert err.value.request_id == "x"
+    _, req = w.parse_message('{"type": "generate", "id": "y", "prompt": "p", "max_tokens": null}')
+    assert req.max_tokens is None
     assert w.parse_message(SHUTDOWN) == ("shutdown", None)
 
 

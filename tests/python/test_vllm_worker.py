@@ -140,6 +140,9 @@ def test_parse_hello_generate_and_shutdown():
     assert req.prompt is None and req.messages == [{"role": "user", "content": "Hi"}]
     _, req = w.parse_message(json.dumps({"type": "generate", "id": "c", "prompt": "x", "max_tokens": 1}))
     assert req.ignore_eos is False
+    # The kernel sends null when the dataset sets no output length.
+    _, req = w.parse_message(json.dumps({"type": "generate", "id": "d", "prompt": "x", "max_tokens": None}))
+    assert req.max_tokens is None
     assert w.parse_message(SHUTDOWN) == ("shutdown", None)
 
 
@@ -232,7 +235,7 @@ def test_bad_requests_get_errors_and_the_rest_go_on():
         [
             hello(),
             generate("ok", max_tokens=1),
-            '{"type": "generate", "id": "bad", "prompt": "x"}',
+            '{"type": "generate", "id": "bad", "prompt": "x", "max_tokens": "ten"}',
             "garbage",
             generate("refused"),
             generate("ok", max_tokens=1),

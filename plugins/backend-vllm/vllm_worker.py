@@ -225,6 +225,8 @@ class VllmEngine:
         return out
 
     def abort(self, request_ids):
+        for rid in request_ids:
+            self._seen.pop(rid, None)
         if request_ids:
             self._engine.abort_request(list(request_ids))
 

@@ -36,10 +36,11 @@ pub fn get(authority: &str, path: &str, timeout: Duration) -> std::io::Result<Re
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
     let path = if path.is_empty() { "/" } else { path };
-    write!(
-        stream,
+    // One write: a server that reads the request in one go must get all of it.
+    let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: llem\r\nAccept: */*\r\nConnection: close\r\n\r\n"
-    )?;
+    );
+    stream.write_all(request.as_bytes())?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
     parse(&raw)
@@ -84,7 +85,7 @@ fn dechunk(mut body: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -120,15 +121,24 @@ mod tests {
         );
     }
 
+    /// Read a request up to the blank line that ends its head.
+    pub(crate) fn read_head(conn: &mut std::net::TcpStream) -> String {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap_or(0) == 1 {
+            head.push(byte[0]);
+        }
+        String::from_utf8_lossy(&head).into_owned()
+    }
+
     #[test]
     fn a_real_local_server_answers() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let server = std::thread::spawn(move || {
             let (mut conn, _) = listener.accept().unwrap();
-            let mut buf = [0u8; 1024];
-            let n = conn.read(&mut buf).unwrap();
-            assert!(String::from_utf8_lossy(&buf[..n]).starts_with("GET /health HTTP/1.1\r\n"));
+            let request = read_head(&mut conn);
+            assert!(request.starts_with("GET /health HTTP/1.1\r\n"), "{request}");
             conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
                 .unwrap();
         });

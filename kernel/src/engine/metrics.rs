@@ -92,7 +92,7 @@ impl Drop for Scraper {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::{Read, Write};
+    use std::io::Write;
 
     #[test]
     fn scrapes_until_stopped() {
@@ -101,8 +101,7 @@ mod tests {
         std::thread::spawn(move || {
             for (n, conn) in listener.incoming().enumerate() {
                 let Ok(mut conn) = conn else { return };
-                let mut buf = [0u8; 512];
-                let _ = conn.read(&mut buf);
+                let _ = crate::engine::http::tests::read_head(&mut conn);
                 let body = format!("vllm:num_requests_running {n}\n");
                 let _ = write!(
                     conn,

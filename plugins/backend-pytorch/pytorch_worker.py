@@ -30,7 +30,7 @@ here: ``dtype``, ``device_map``, ``attn_implementation``, ``quantization``,
 
 Batching: requests are grouped in arrival order into batches of up to
 ``batch_size`` (left-padded) and run with one ``model.generate`` call each;
-after the first request of a batch arrives the worker waits up to 5 ms per
+after the first request of a batch arrives the worker waits up to 20 ms per
 further request to fill it (the kernel sends all requests at once). A request
 whose ``ignore_eos`` differs from the batch's starts the next batch.
 
@@ -58,7 +58,7 @@ import traceback
 PROTOCOL = 1
 ENGINE = "transformers"
 DEFAULT_MAX_TOKENS = 256
-GATHER_S = 0.005
+GATHER_S = 0.02
 
 
 def log(message: str) -> None:

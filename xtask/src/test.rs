@@ -1,10 +1,12 @@
 //! `cargo xtask test [-- <args>]`: `build`, `fixtures`, then
-//! `cargo test --workspace <args>`.
+//! `cargo test --workspace <args>`, then the Python tests (`tests/python`)
+//! with the project's venv, `.venv/bin/python -m pytest tests/python -q`,
+//! when `.venv` exists (`bash tests/python/setup-venv.sh` makes it; CI does).
 
 use crate::build::{self, Profile};
 use crate::{cargo, fixtures};
 use anyhow::Result;
-use std::process::ExitCode;
+use std::process::{Command, ExitCode};
 
 pub fn cmd(args: &[String]) -> Result<ExitCode> {
     build::build(Profile::Debug)?;
@@ -14,5 +16,33 @@ pub fn cmd(args: &[String]) -> Result<ExitCode> {
     test_args.extend(fixtures::native_excludes(&fixtures));
     test_args.extend(crate::passthrough(args).iter().cloned());
     cargo::run(&mut cargo::cargo(&test_args)?)?;
+
+    python_tests()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `pytest tests/python` with `.venv/bin/python`, or a note saying why not.
+fn python_tests() -> Result<()> {
+    let root = cargo::root();
+    let python = root.join(".venv/bin/python");
+    if !python.exists() {
+        eprintln!(
+            "[xtask] note: skipping the Python tests (tests/python): {} does not exist; \
+             create it with `bash tests/python/setup-venv.sh` (CI does)",
+            python.display()
+        );
+        return Ok(());
+    }
+    let mut pytest = Command::new(python);
+    pytest
+        .args([
+            "-m",
+            "pytest",
+            "tests/python",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+        ])
+        .current_dir(root);
+    cargo::run(&mut pytest)
 }

@@ -239,9 +239,7 @@ fn choice(
     default: &str,
     choices: &[&str],
 ) -> Result<String, PluginError> {
-    let value: String = config
-        .optional(key)?
-        .unwrap_or_else(|| default.to_owned());
+    let value: String = config.optional(key)?.unwrap_or_else(|| default.to_owned());
     check_choice(key, &value, choices)?;
     Ok(value)
 }
@@ -257,9 +255,7 @@ fn check_choice(key: &str, value: &str, choices: &[&str]) -> Result<(), PluginEr
 }
 
 fn non_empty(config: &Config, key: &str, default: &str) -> Result<String, PluginError> {
-    let value: String = config
-        .optional(key)?
-        .unwrap_or_else(|| default.to_owned());
+    let value: String = config.optional(key)?.unwrap_or_else(|| default.to_owned());
     if value.trim().is_empty() {
         return Err(PluginError::invalid_config(key, "must name a program"));
     }
@@ -371,14 +367,14 @@ impl Pytorch {
             ));
         }
         if self.do_sample {
-            if let Some(t) = self.temperature.filter(|t| !(*t > 0.0)) {
+            if let Some(t) = self.temperature.filter(|t| t.is_nan() || *t <= 0.0) {
                 return Err(PluginError::invalid_config(
                     "temperature",
                     format!("must be greater than 0 when sampling, found {t}"),
                 )
                 .with_hint("for greedy decoding set do_sample = false"));
             }
-            if let Some(p) = self.top_p.filter(|p| !(*p > 0.0 && *p <= 1.0)) {
+            if let Some(p) = self.top_p.filter(|p| p.is_nan() || *p <= 0.0 || *p > 1.0) {
                 return Err(PluginError::invalid_config(
                     "top_p",
                     format!("must be in (0, 1], found {p}"),
@@ -589,9 +585,14 @@ mod tests {
 
     #[test]
     fn sampling_settings_are_checked() {
-        assert!(open(json!({"do_sample": true, "temperature": 0.7, "top_p": 0.9, "top_k": 50})).is_ok());
+        assert!(
+            open(json!({"do_sample": true, "temperature": 0.7, "top_p": 0.9, "top_k": 50})).is_ok()
+        );
         for (config, key) in [
-            (json!({"do_sample": true, "temperature": 0.0}), "temperature"),
+            (
+                json!({"do_sample": true, "temperature": 0.0}),
+                "temperature",
+            ),
             (json!({"do_sample": true, "top_p": 1.5}), "top_p"),
             (json!({"do_sample": true, "top_k": 0}), "top_k"),
             (json!({"top_k": 5}), "top_k"),

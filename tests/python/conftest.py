@@ -1,0 +1,55 @@
+"""Shared fixtures for tests/python: the repository's paths and a tiny model
+built once per session (no download: see make_tiny_model.py).
+
+Run with the project's venv: `bash tests/python/setup-venv.sh`, then
+`.venv/bin/python -m pytest tests/python -q` (`cargo xtask test` does both
+steps' second half when `.venv` exists)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import pathlib
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+# Nothing in these tests may reach a model hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def require(module: str):
+    """Import `module`, or skip with a message saying how to get it."""
+    return pytest.importorskip(
+        module,
+        reason=f"`{module}` is not installed in this Python ({sys.executable}); "
+        "run `bash tests/python/setup-venv.sh` and use .venv/bin/python",
+    )
+
+
+@pytest.fixture(scope="session")
+def repo() -> pathlib.Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> str:
+    """A directory holding a tiny random Llama with its tokenizer (seed 0)."""
+    require("torch")
+    require("transformers")
+    require("tokenizers")
+    import make_tiny_model
+
+    return make_tiny_model.build(str(tmp_path_factory.mktemp("tiny-llama")), seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_hf(tiny_model):
+    """(tokenizer, model) loaded in this process, for reference generations."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model).eval()
+    return tokenizer, model

@@ -1,0 +1,144 @@
+"""The real `transformers serve` (backend-pytorch's server mode) on the tiny
+model: started as the plan starts it, on a free local port, and asked for a
+streamed chat completion with usage. The server's whole process group is
+killed afterwards, whatever happens."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import require
+
+torch = require("torch")
+require("transformers")
+require("fastapi")
+require("uvicorn")
+
+# As backend-pytorch's server plan runs it (SERVE_MODULE in src/lib.rs).
+SERVE = [sys.executable, "-m", "transformers.cli.transformers", "serve"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(port, path, timeout=5):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def server(tiny_model, tmp_path):
+    port = free_port()
+    log_path = tmp_path / "engine.log"
+    log = open(log_path, "w")
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")
+    argv = SERVE + [tiny_model, "--host", "127.0.0.1", "--port", str(port), "--device", "cpu", "--dtype", "auto"]
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"transformers serve exited ({proc.returncode}):\n{log_path.read_text()}")
+            try:
+                if get(port, "/health")[0] == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"transformers serve not healthy in 180 s:\n{log_path.read_text()}")
+            time.sleep(0.25)
+        yield port
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=15)
+        except ProcessLookupError:
+            pass
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+def stream_chat(port, body):
+    """POST a streaming chat completion; the parsed `data:` chunks in order."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    try:
+        conn.request("POST", "/v1/chat/completions", json.dumps(body), {"Content-Type": "application/json"})
+        response = conn.getresponse()
+        assert response.status == 200, response.read()
+        assert response.getheader("Content-Type", "").startswith("text/event-stream")
+        chunks = []
+        for raw in response:
+            line = raw.decode().strip()
+            if not line.startswith("data:"):
+                continue
+            data = line[len("data:") :].strip()
+            if data == "[DONE]":
+                break
+            chunks.append(json.loads(data))
+        return chunks
+    finally:
+        conn.close()
+
+
+def test_health_and_models(server, tiny_model):
+    assert get(server, "/health") == (200, b'{"status":"ok"}')
+    status, body = get(server, "/v1/models")
+    assert status == 200
+    assert tiny_model in [m["id"] for m in json.loads(body)["data"]]
+
+
+def test_streamed_chat_completion_reports_usage(server, tiny_model, tiny_hf):
+    tokenizer, model = tiny_hf
+    messages = [{"role": "user", "content": "hello there"}]
+    max_tokens = 24
+    chunks = stream_chat(
+        server,
+        {
+            "model": tiny_model,
+            "messages": messages,
+            "max_tokens": max_tokens,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        },
+    )
+    text = "".join(
+        c["choices"][0]["delta"].get("content") or "" for c in chunks if c.get("choices")
+    )
+    content_chunks = [c for c in chunks if c.get("choices") and c["choices"][0]["delta"].get("content")]
+    assert content_chunks, chunks
+    usage = [c["usage"] for c in chunks if c.get("usage")]
+    assert len(usage) == 1, chunks
+
+    # What the model generates for this chat, greedily, counted up to and
+    # including the first end-of-sequence token.
+    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True)
+    ids = list(ids["input_ids"])
+    with torch.inference_mode():
+        out = model.generate(torch.tensor([ids]), max_new_tokens=max_tokens, do_sample=False)
+    new = out[0, len(ids) :].tolist()
+    eos = model.generation_config.eos_token_id
+    eos = {eos} if isinstance(eos, int) else set(eos)
+    n = next((i + 1 for i, t in enumerate(new) if t in eos), len(new))
+
+    assert usage[0]["completion_tokens"] == n, (usage, new)
+    assert usage[0]["prompt_tokens"] == len(ids)
+    assert text == tokenizer.decode(new[:n], skip_special_tokens=True)

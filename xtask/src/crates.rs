@@ -101,9 +101,12 @@ pub fn package_args<'a>(crates: impl IntoIterator<Item = &'a Crate>) -> Vec<Stri
 }
 
 /// Every `plugins/*/Cargo.toml`; each must say `[package.metadata.llem] build`.
+/// `build = "none"` marks a library the plugins share (e.g. `dataset-common`):
+/// it is skipped here and built only as their dependency.
 pub fn plugins() -> Result<Vec<Crate>> {
     discover("plugins")?
         .into_iter()
+        .filter(|(_, doc)| llem_build(doc).and_then(|b| b.as_str()) != Some("none"))
         .map(|(manifest, doc)| {
             let package = package_name(&manifest, &doc)?;
             let Some(lib_name) = cdylib_name(&package, &doc) else {
@@ -113,13 +116,9 @@ pub fn plugins() -> Result<Vec<Crate>> {
                     manifest.display()
                 );
             };
-            let build = doc
-                .get("package")
-                .and_then(|p| p.get("metadata"))
-                .and_then(|m| m.get("llem"))
-                .and_then(|l| l.get("build"));
+            let build = llem_build(&doc);
             let hint = format!(
-                "add to {}:\n\n[package.metadata.llem]\nbuild = \"wasm\"   # or \"native\"",
+                "add to {}:\n\n[package.metadata.llem]\nbuild = \"wasm\"   # or \"native\" (\"none\": a shared library, not a plugin)",
                 manifest.display()
             );
             let kind = match build {
@@ -129,7 +128,7 @@ pub fn plugins() -> Result<Vec<Crate>> {
                 Some(value) => value.as_str().and_then(Kind::parse).with_context(|| {
                     format!(
                         "plugin crate `{package}` ({}): `[package.metadata.llem] build` is {value}, \
-                         expected \"wasm\" or \"native\"",
+                         expected \"wasm\", \"native\" or \"none\"",
                         manifest.display()
                     )
                 })?,
@@ -142,6 +141,14 @@ pub fn plugins() -> Result<Vec<Crate>> {
             })
         })
         .collect()
+}
+
+/// `[package.metadata.llem] build`, if present.
+fn llem_build(doc: &toml::Table) -> Option<&toml::Value> {
+    doc.get("package")
+        .and_then(|p| p.get("metadata"))
+        .and_then(|m| m.get("llem"))
+        .and_then(|l| l.get("build"))
 }
 
 fn fixture_targets(doc: &toml::Table) -> Option<&toml::Value> {

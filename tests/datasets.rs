@@ -12,7 +12,9 @@ use llem::Sandbox;
 use llem_integration_tests::{loader, wasm_artifact};
 use llem_sdk::{LoadRequest, PluginInfo, Prompt, PromptBody};
 use serde_json::{Map, Value, json};
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 use tokenizers::models::TrainerWrapper;
 use tokenizers::models::bpe::{BPE, BpeTrainer};
@@ -220,14 +222,28 @@ fn config(info: &PluginInfo, overrides: Value) -> Map<String, Value> {
         .collect()
 }
 
-/// Load `plugin` and run it with `overrides` and `request`; the error as text.
+/// The plugin built for wasm32-wasip2, loaded once per test process: loading
+/// a debug build of a component that carries a tokenizer takes seconds even
+/// from the compiled-component cache.
+fn plugin(name: &'static str) -> &'static llem::Plugin {
+    static PLUGINS: OnceLock<Mutex<HashMap<&'static str, &'static llem::Plugin>>> = OnceLock::new();
+    let mut plugins = PLUGINS
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    plugins
+        .entry(name)
+        .or_insert_with(|| Box::leak(Box::new(loader().load(&wasm_artifact(name)).unwrap())))
+}
+
+/// Open `plugin` with `overrides` and load with `request`; the error as text.
 fn run(
     fixture: &Fixture,
-    plugin: &str,
+    plugin_name: &'static str,
     overrides: Value,
     request: &LoadRequest,
 ) -> Result<Vec<Prompt>, String> {
-    let plugin = loader().load(&wasm_artifact(plugin)).unwrap();
+    let plugin = plugin(plugin_name);
     let cfg = config(plugin.info(), overrides);
     let mut dataset = plugin
         .open_dataset(&cfg, &fixture.sandbox())
@@ -419,7 +435,7 @@ fn synthetic_shared_prefix_counts_towards_the_length() {
 #[test]
 fn synthetic_uses_the_models_tokenizer_and_names_both_when_missing() {
     let fixture = Fixture::new();
-    let plugin = loader().load(&wasm_artifact("dataset-synthetic")).unwrap();
+    let plugin = plugin("dataset-synthetic");
     let cfg = config(
         plugin.info(),
         json!({"num_prompts": 3, "input_tokens": {"dist": "fixed", "value": 12}}),

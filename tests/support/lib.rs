@@ -2,6 +2,7 @@
 //! how to compile the C fixtures against the SDK header.
 
 pub mod powercap;
+pub mod stream_server;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

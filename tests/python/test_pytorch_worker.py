@@ -378,3 +378,22 @@ def test_sampling_options_are_used(worker, tiny_model):
     assert all(d["output_tokens"] == 8 for d in dones)
     # Greedy would repeat one text four times; sampling at temperature 1.5 does not.
     assert len({d["text"] for d in dones}) > 1
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        # The plugin's defaults as the kernel resolves them (device_map "auto").
+        {"device_map": "auto", "dtype": "auto", "batch_size": 1, "attn_implementation": None, "torch_compile": False,
+         "quantization": "none", "static_cache": False, "do_sample": False, "temperature": None, "top_p": None,
+         "top_k": None, "seed": None, "mode": "offline", "python": "python3", "ready_timeout_s": 600},
+        {"static_cache": True, "attn_implementation": "eager", "dtype": "bfloat16", "batch_size": 2},
+    ],
+    ids=["plugin-defaults", "static-cache-eager-bf16"],
+)
+def test_load_and_generate_options(worker, tiny_model, options):
+    ready = worker.hello(tiny_model, **options)
+    assert ready["device"] == "cpu"
+    worker.send(generate("a", 5, prompt="hello there", ignore_eos=True), generate("b", 3, prompt="x", ignore_eos=True))
+    dones = {e["id"]: e for e in worker.until_done(["a", "b"]) if e["type"] == "done"}
+    assert dones["a"]["output_tokens"] == 5 and dones["b"]["output_tokens"] == 3

@@ -86,6 +86,14 @@ pub fn default_entry(catalog: &Catalog, name: &str, sets: &[String]) -> Result<P
 pub fn probe_energy(catalog: &Catalog, sets: &[String]) -> Vec<Probe> {
     let mut probes = Vec::new();
     for found in catalog.discovered() {
+        // Names say the kind of first-party plugins: skip loading (compiling)
+        // backends, datasets and sinks just to learn they measure nothing.
+        if ["backend-", "dataset-", "sink-"]
+            .iter()
+            .any(|p| found.name.starts_with(p))
+        {
+            continue;
+        }
         let plugin = match catalog.load_path(&found.path) {
             Ok(plugin) if plugin.kind() == PluginKind::Energy => plugin,
             Ok(_) => continue,

@@ -2,7 +2,9 @@
 //! sandbox, measures, and writes one run directory — including when the run
 //! is interrupted or a device fails midway (the result says so).
 
+mod inference;
 mod result;
+mod results;
 mod run_dir;
 mod timestamp;
 
@@ -14,6 +16,7 @@ use crate::plugin::{PluginFailure, Sandbox};
 use crate::sampler::{Sampler, SourceConfig, SourceSeries, WindowMeasurement};
 use llem_manifest::{Plan, PluginPlan};
 use llem_sdk::{LoadRequest, PlanRequest, PluginKind, ResultDocument, Sample, SampleBatch};
+use serde_json::Map;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -39,6 +42,15 @@ pub enum Event<'a> {
     },
     /// A problem that does not stop the run.
     Warning(&'a str),
+    /// The engine's state, in words (started, waiting, ready, attached).
+    Engine(&'a str),
+    /// Requests finished so far (and how many output tokens the server reported).
+    Requests {
+        warmup: bool,
+        completed: u32,
+        total: Option<u32>,
+        output_tokens: u64,
+    },
     /// Sampling progress.
     Tick {
         elapsed: Duration,
@@ -83,6 +95,23 @@ impl std::fmt::Debug for Experiment<'_> {
             .field("plan", &self.plan)
             .finish()
     }
+}
+
+/// `[load].goodput` as SLOs: `ttft_ms`, `tpot_ms`, `e2el_ms` (milliseconds).
+fn goodput_slos(
+    load: &llem_manifest::Load,
+) -> Result<Vec<(crate::loadgen::Metric, f64)>, RunError> {
+    load.goodput
+        .iter()
+        .map(|(key, ms)| {
+            let metric = key.strip_suffix("_ms").unwrap_or(key);
+            crate::loadgen::parse_slo(&format!("{metric}:{ms}")).map_err(|e| {
+                RunError::Invalid(format!(
+                    "[load].goodput.{key}: {e} (keys: ttft_ms, tpot_ms, e2el_ms)"
+                ))
+            })
+        })
+        .collect()
 }
 
 /// The kernel's sandbox for one plugin, from its manifest grants.
@@ -183,85 +212,162 @@ impl<'c> Experiment<'c> {
             ));
         }
 
-        let dataset = match self.instances(PluginKind::Dataset).next() {
+        let model = experiment.model.clone().unwrap_or_default();
+        let (dataset, prompts) = match self.instances(PluginKind::Dataset).next() {
             Some(plugin) => {
                 let code = self.catalog.load_path(&plugin.location)?;
-                let mut dataset =
-                    code.open_dataset(&plugin.config, &sandbox_for(plugin, Some(&dir)))?;
+                // A local model directory's tokenizer lets datasets count tokens exactly.
+                let tokenizer = Path::new(&model).join("tokenizer.json");
+                let tokenizer = tokenizer.is_file().then_some(tokenizer);
+                let mut sandbox = sandbox_for(plugin, Some(&dir));
+                if let Some(dir) = tokenizer.as_deref().and_then(Path::parent) {
+                    sandbox.read_dirs.push(dir.to_owned());
+                }
+                let mut dataset = code.open_dataset(&plugin.config, &sandbox)?;
                 let prompts = dataset.load(&LoadRequest {
-                    model: experiment.model.clone().unwrap_or_default(),
-                    tokenizer_path: None,
+                    model: model.clone(),
+                    tokenizer_path: tokenizer.map(|p| p.display().to_string()),
                     seed: experiment.seed,
-                    limit: None,
+                    limit: self.plan.load.num_prompts,
                 })?;
                 on_event(Event::Opened {
                     instance: &plugin.instance,
                     kind: PluginKind::Dataset,
                     detail: format!("{} prompts", prompts.len()),
                 });
-                Some(DatasetSummary {
+                let summary = DatasetSummary {
                     instance: plugin.instance.clone(),
                     prompts: prompts.len(),
-                })
+                };
+                (Some(summary), prompts)
             }
-            None => None,
+            None => (None, Vec::new()),
         };
 
-        let backend = match self.instances(PluginKind::Backend).next() {
-            Some(plugin) => {
-                let code = self.catalog.load_path(&plugin.location)?;
-                let mut backend =
-                    code.open_backend(&plugin.config, &sandbox_for(plugin, Some(&dir)))?;
-                let plan = backend.plan(&PlanRequest {
-                    model: experiment.model.clone().unwrap_or_default(),
-                    host: "127.0.0.1".into(),
-                    port: 0,
-                    run_dir: dir.display().to_string(),
-                })?;
-                let note = format!(
-                    "`{}`: engine plan validated and recorded ({} {}), not executed: this llem does not run engines yet",
-                    plugin.instance,
+        // An engine to drive: planned by the backend, started (or attached to) here.
+        let mut engine = None;
+        let mut backend = None;
+        let mut backend_options = Map::new();
+        if let Some(plugin) = self.instances(PluginKind::Backend).next() {
+            if prompts.is_empty() {
+                return Err(RunError::Invalid(format!(
+                    "backend `{}` has no prompts to run: add a dataset plugin (see `llem plugins list`)",
+                    plugin.instance
+                )));
+            }
+            if model.is_empty() {
+                return Err(RunError::Invalid(
+                    "backend runs need a model: set `experiment.model` (a Hugging Face id or a local directory)".into(),
+                ));
+            }
+            let code = self.catalog.load_path(&plugin.location)?;
+            let mut instance =
+                code.open_backend(&plugin.config, &sandbox_for(plugin, Some(&dir)))?;
+            let port =
+                crate::engine::free_port().map_err(io("finding a free port for the engine"))?;
+            let plan = instance.plan(&PlanRequest {
+                model: model.clone(),
+                host: "127.0.0.1".into(),
+                port,
+                run_dir: dir.display().to_string(),
+            })?;
+            on_event(Event::Opened {
+                instance: &plugin.instance,
+                kind: PluginKind::Backend,
+                detail: format!(
+                    "{} ({:?}): {} {}",
+                    plan.engine,
+                    plan.mode,
                     plan.program,
                     plan.args.join(" ")
-                );
-                on_event(Event::Warning(&note));
-                warnings.push(note);
-                Some(BackendSummary {
+                ),
+            });
+            let started_engine =
+                inference::start(&plan, &self.plan.load, &dir, port, &mut on_event)?;
+            let base_url = match &started_engine {
+                inference::Engine::Server { base_url, .. } => Some(base_url.clone()),
+                inference::Engine::Offline { .. } => None,
+            };
+            backend = Some((
+                plugin.instance.clone(),
+                instance,
+                BackendSummary {
                     instance: plugin.instance.clone(),
+                    executed: self.plan.load.endpoint.is_none(),
                     plan,
-                    executed: false,
-                })
-            }
-            None => None,
-        };
+                    engine_info: None,
+                    base_url,
+                },
+            ));
+            backend_options = plugin.config.clone();
+            engine = Some(started_engine);
+        }
 
         let total = Duration::from_secs_f64(experiment.duration_s);
         let sampler = Sampler::start(sources).map_err(io("starting the sampler threads"))?;
         sampler.begin_window(RUN_WINDOW);
         let mut interrupted = false;
-        loop {
-            let elapsed = Duration::from_nanos(monotonic_ns().saturating_sub(sampler.started_ns()));
-            let power_w = sampler
-                .live()
-                .iter()
-                .filter_map(|d| d.power_w)
-                .fold(None, |sum: Option<f64>, w| Some(sum.unwrap_or(0.0) + w));
-            on_event(Event::Tick {
-                elapsed,
-                total,
-                power_w,
-            });
-            if elapsed >= total {
-                break;
+        let mut incomplete = false;
+        let mut driven = None;
+        match engine.as_mut() {
+            Some(engine) => {
+                let outcome = inference::drive(
+                    engine,
+                    &self.plan.load,
+                    &model,
+                    &backend_options,
+                    &prompts,
+                    experiment.seed,
+                    stop,
+                    &sampler,
+                    &mut on_event,
+                );
+                interrupted = stop.load(Ordering::Relaxed);
+                match outcome {
+                    Ok(d) => driven = Some(d),
+                    Err(e) => {
+                        // Keep what was measured: the error becomes a warning and
+                        // the run is written, marked incomplete.
+                        let text = e.to_string();
+                        on_event(Event::Warning(&text));
+                        warnings.push(text);
+                        incomplete = true;
+                    }
+                }
+                if let Some(why) = inference::died(engine) {
+                    on_event(Event::Warning(&why));
+                    warnings.push(why);
+                    incomplete = true;
+                }
             }
-            if stop.load(Ordering::Relaxed) {
-                interrupted = true;
-                break;
-            }
-            std::thread::sleep((total - elapsed).min(PROGRESS_PERIOD));
+            None => loop {
+                let elapsed =
+                    Duration::from_nanos(monotonic_ns().saturating_sub(sampler.started_ns()));
+                let power_w = sampler
+                    .live()
+                    .iter()
+                    .filter_map(|d| d.power_w)
+                    .fold(None, |sum: Option<f64>, w| Some(sum.unwrap_or(0.0) + w));
+                on_event(Event::Tick {
+                    elapsed,
+                    total,
+                    power_w,
+                });
+                if elapsed >= total {
+                    break;
+                }
+                if stop.load(Ordering::Relaxed) {
+                    interrupted = true;
+                    break;
+                }
+                std::thread::sleep((total - elapsed).min(PROGRESS_PERIOD));
+            },
         }
+        let measured = sampler.end_window(inference::MEASURED_WINDOW);
         let window = sampler.end_window(RUN_WINDOW);
         let collected = sampler.stop();
+        // The engine goes before anything slow is written: no process outlives the measurement.
+        drop(engine);
         for (config, _, series) in &collected {
             for error in &series.errors {
                 let text = format!("`{}`: {error}", config.name);
@@ -271,6 +377,30 @@ impl<'c> Experiment<'c> {
         }
         let window =
             window.ok_or_else(|| RunError::Invalid("the run window was not open".into()))?;
+
+        let mut inference_summary = None;
+        let backend = match backend {
+            Some((instance_name, mut instance, mut summary)) => {
+                if let Some(driven) = driven {
+                    warnings.extend(driven.warnings.iter().cloned());
+                    summary.engine_info = driven.worker.clone();
+                    let measured = measured.as_ref().unwrap_or(&window);
+                    let goodput = goodput_slos(&self.plan.load)?;
+                    let (result, per_request) =
+                        results::inference(&driven.records, measured, &goodput);
+                    results::write_requests(&dir, &driven.records, &per_request)
+                        .map_err(io("writing requests.jsonl"))?;
+                    let parsed =
+                        results::parse_metrics(instance.as_mut(), &driven.metrics, &mut warnings);
+                    results::write_engine_metrics(&dir, &parsed)
+                        .map_err(io("writing engine_metrics.jsonl"))?;
+                    inference_summary = Some(result);
+                    let _ = instance_name;
+                }
+                Some(summary)
+            }
+            None => None,
+        };
 
         write_timeseries(&dir, &collected).map_err(io("writing timeseries.csv"))?;
         write_telemetry(&dir, &collected).map_err(io("writing telemetry.csv"))?;
@@ -283,6 +413,8 @@ impl<'c> Experiment<'c> {
             llem_version: env!("CARGO_PKG_VERSION").into(),
             status: if interrupted {
                 RunStatus::Interrupted
+            } else if incomplete {
+                RunStatus::Incomplete
             } else {
                 RunStatus::Complete
             },
@@ -306,6 +438,7 @@ impl<'c> Experiment<'c> {
             },
             dataset,
             backend,
+            inference: inference_summary,
             warnings,
         };
         let json = serde_json::to_string_pretty(&result)

@@ -14,6 +14,9 @@ pub enum RunStatus {
     Complete,
     /// Stopped early (Ctrl-C); everything measured until then is kept.
     Interrupted,
+    /// Cut short by a failure (an engine that died, a worker that broke);
+    /// everything measured until then is kept, and `warnings` says what happened.
+    Incomplete,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -33,6 +36,9 @@ pub struct RunResult {
     pub dataset: Option<DatasetSummary>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<BackendSummary>,
+    /// Requests, latency, throughput and energy per token, when an engine ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inference: Option<InferenceSummary>,
     /// Problems met during the run that did not stop it (recorded gaps).
     #[serde(default)]
     pub warnings: Vec<String>,
@@ -91,7 +97,33 @@ pub struct DatasetSummary {
 pub struct BackendSummary {
     pub instance: String,
     pub plan: EnginePlan,
-    /// Whether llem ran the engine. Engine execution arrives with the load
-    /// generator; until then the validated plan is recorded, not run.
+    /// Whether llem started the engine (false when attached to `[load].endpoint`).
     pub executed: bool,
+    /// What the engine reported about itself (offline workers), if anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine_info: Option<crate::engine::worker::WorkerInfo>,
+    /// Where requests went (server mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InferenceSummary {
+    pub requests_sent: u32,
+    pub requests_succeeded: u32,
+    pub requests_failed: u32,
+    pub warmup_requests: u32,
+    /// The measured window (after warm-up to the last request's end), seconds.
+    pub window_s: f64,
+    /// Energy of every device with a figure over the measured window, joules.
+    pub window_energy_j: Option<f64>,
+    /// Window energy / output tokens generated in the window.
+    pub energy_per_output_token_j: Option<f64>,
+    /// Window energy / requests completed in the window.
+    pub energy_per_request_j: Option<f64>,
+    pub average_power_w: Option<f64>,
+    /// How per-request energy in requests.jsonl is attributed.
+    pub per_request_energy_method: String,
+    /// Latency (ms) and throughput, field names after `vllm bench serve`.
+    pub latency: crate::loadgen::LatencySummary,
 }

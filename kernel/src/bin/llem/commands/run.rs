@@ -105,6 +105,25 @@ pub fn run(args: Args) -> CmdResult {
             detail,
         } => bar.suspend(|| ok(&format!("{instance} ({kind}): {detail}"))),
         Event::Warning(text) => bar.suspend(|| warn(text)),
+        Event::Engine(text) => bar.suspend(|| ok(text)),
+        Event::Requests {
+            warmup,
+            completed,
+            total,
+            output_tokens,
+        } => {
+            if let Some(total) = total.filter(|t| *t > 0) {
+                bar.set_position(u64::from(completed) * 1000 / u64::from(total));
+            }
+            let phase = if warmup { "warm-up" } else { "requests" };
+            let total = total.map(|t| t.to_string()).unwrap_or_else(|| "?".into());
+            let tokens = if output_tokens > 0 {
+                format!("  {output_tokens} output tokens")
+            } else {
+                String::new()
+            };
+            bar.set_message(format!("{phase} {completed}/{total}{tokens}"));
+        }
         Event::Tick {
             elapsed,
             total,
@@ -126,7 +145,75 @@ pub fn run(args: Args) -> CmdResult {
     Ok(match outcome.result.status {
         RunStatus::Complete => ExitCode::SUCCESS,
         RunStatus::Interrupted => ExitCode::from(crate::exit::INTERRUPTED),
+        RunStatus::Incomplete => ExitCode::from(crate::exit::FAILURE),
     })
+}
+
+fn print_inference(i: &llem::experiment::InferenceSummary) {
+    let l = &i.latency;
+    let warmup = if i.warmup_requests > 0 {
+        format!(" ({} warm-up)", i.warmup_requests)
+    } else {
+        String::new()
+    };
+    println!(
+        "  requests               {} sent · {} ok · {} failed{warmup}",
+        i.requests_sent, i.requests_succeeded, i.requests_failed
+    );
+    let joules = |v: Option<f64>| v.map_or("n/a".to_owned(), |j| format!("{j:.4} J"));
+    println!(
+        "  energy / output token  {}   (measured window {:.1} s, {})",
+        joules(i.energy_per_output_token_j),
+        i.window_s,
+        joules(i.window_energy_j)
+    );
+    println!(
+        "  energy / request       {}",
+        joules(i.energy_per_request_j)
+    );
+    if let Some(w) = i.average_power_w {
+        println!("  average power          {w:.1} W");
+    }
+    println!(
+        "  output throughput      {:.1} tok/s · {:.2} req/s   ({} output tokens)",
+        l.output_token_throughput, l.request_throughput, l.total_output_tokens
+    );
+    let ms = |x: f64| {
+        if x.is_finite() {
+            format!("{x:.1}")
+        } else {
+            "n/a".into()
+        }
+    };
+    println!(
+        "  TTFT p50 / p99         {} / {} ms",
+        ms(l.ttft.median),
+        ms(l.ttft.p99)
+    );
+    println!(
+        "  ITL  p50 / p99         {} / {} ms",
+        ms(l.itl.median),
+        ms(l.itl.p99)
+    );
+    println!("  TPOT mean              {} ms", ms(l.tpot.mean));
+    println!(
+        "  E2E  p50 / p99         {} / {} ms",
+        ms(l.e2e.median),
+        ms(l.e2e.p99)
+    );
+    if let Some(g) = &l.goodput {
+        println!(
+            "  goodput                {:.1} %  ({:.2} req/s)",
+            g.fraction * 100.0,
+            g.rate
+        );
+    }
+    if l.missing_token_counts > 0 {
+        println!(
+            "  {} request(s) without a token count are left out of token figures",
+            l.missing_token_counts
+        );
+    }
 }
 
 pub fn toml_string(text: &str) -> String {
@@ -137,6 +224,7 @@ fn print_summary(result: &RunResult, dir: &std::path::Path) {
     let status = match result.status {
         RunStatus::Complete => String::new(),
         RunStatus::Interrupted => "  (INTERRUPTED: partial)".to_owned(),
+        RunStatus::Incomplete => "  (INCOMPLETE: partial, see warnings)".to_owned(),
     };
     println!(
         "{} · {:.1} s · {} device(s){status}",
@@ -183,6 +271,9 @@ fn print_summary(result: &RunResult, dir: &std::path::Path) {
             }
         ),
         None => println!("  no device produced an energy figure (see warnings in result.json)"),
+    }
+    if let Some(inference) = &result.inference {
+        print_inference(inference);
     }
     if result.sampling.missed_ticks > 0 {
         println!(

@@ -23,6 +23,12 @@ worker -> kernel
     {"type":"done","id":"…","t_ns":T,"input_tokens":I,"output_tokens":O,"text":"…"}
     {"type":"error","id":"…"|null,"message":"…"}
 
+``max_tokens`` null means 256. Text prompts are tokenized with the
+tokenizer's special tokens (BOS); ``messages`` are rendered with the
+tokenizer's chat template (``add_generation_prompt=True``) and tokenized
+without adding special tokens again. ``input_tokens`` is the prompt's length in
+tokens, padding excluded.
+
 ``options`` are the backend-pytorch plugin's resolved options; the ones used
 here: ``dtype``, ``device_map``, ``attn_implementation``, ``quantization``,
 ``torch_compile``, ``static_cache``, ``batch_size``, ``do_sample``,

@@ -18,7 +18,7 @@
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use llem::loadgen::{Api, LoadConfig, percentile};
+use llem::loadgen::{Api, Arrival, LoadConfig, percentile};
 use llem_integration_tests::stream_server::{Schedule, StreamServer};
 use llem_sdk::{Prompt, PromptBody};
 
@@ -27,6 +27,10 @@ struct Case {
     streams: u32,
     chunks: u32,
     interval: Duration,
+    /// Spread the stream starts evenly over one interval (constant-gap
+    /// arrivals) instead of starting them all at once: then the server's
+    /// chunks are spread in time rather than emitted in lockstep bursts.
+    stagger: bool,
 }
 
 fn thread_cpu_ns() -> u64 {
@@ -37,6 +41,15 @@ fn thread_cpu_ns() -> u64 {
     // SAFETY: `ts` is a valid, writable timespec.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Nanoseconds this thread has spent runnable but waiting for a CPU
+/// (`/proc/thread-self/schedstat`, second field; 0 if unavailable).
+fn thread_runqueue_wait_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
 }
 
 fn run_case(case: &Case) {
@@ -56,7 +69,13 @@ fn run_case(case: &Case) {
         .collect();
     let mut config = LoadConfig::new(server.base_url(), Api::Completions, "bench");
     config.max_concurrency = Some(case.streams);
-    let (records, cpu_ns, wall_ns) = std::thread::scope(|s| {
+    if case.stagger {
+        config.arrival = Arrival::Gamma {
+            rate: f64::from(case.streams) / case.interval.as_secs_f64(),
+            burstiness: f64::INFINITY,
+        };
+    }
+    let (records, cpu_ns, wall_ns, wait_ns) = std::thread::scope(|s| {
         s.spawn(|| {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -64,6 +83,7 @@ fn run_case(case: &Case) {
                 .expect("runtime");
             let stop = AtomicBool::new(false);
             let cpu0 = thread_cpu_ns();
+            let wait0 = thread_runqueue_wait_ns();
             let wall0 = llem::clock::monotonic_ns();
             let records = runtime
                 .block_on(llem::loadgen::run(&config, &prompts, &stop, |_| {}))
@@ -72,6 +92,7 @@ fn run_case(case: &Case) {
                 records,
                 thread_cpu_ns() - cpu0,
                 llem::clock::monotonic_ns() - wall0,
+                thread_runqueue_wait_ns() - wait0,
             )
         })
         .join()
@@ -101,8 +122,9 @@ fn run_case(case: &Case) {
     let cpu_s = cpu_ns as f64 / 1e9;
     let wall_s = wall_ns as f64 / 1e9;
     println!(
-        "| {} | {} | {} | {:.0} | {:.2} | {:.1} % | {:.2} | {:.0} | {:.0} | {:.0} | {:.0} |",
+        "| {}{} | {} | {} | {:.0} | {:.2} | {:.1} % | {:.2} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} |",
         case.name,
+        if case.stagger { ", staggered" } else { "" },
         case.streams,
         tokens,
         tokens as f64 / wall_s,
@@ -113,6 +135,7 @@ fn run_case(case: &Case) {
         percentile(&errors_us, 50.0),
         percentile(&errors_us, 99.0),
         errors_us.last().copied().unwrap_or(f64::NAN),
+        wait_ns as f64 / 1e6,
     );
     if failed > 0 {
         println!("  ({failed} requests failed)");
@@ -129,42 +152,62 @@ fn main() {
             streams: 1,
             chunks: 3000,
             interval: Duration::from_millis(1),
+            stagger: false,
         },
         Case {
             name: "paced, 5 ms",
             streams: 64,
             chunks: 600,
             interval: Duration::from_millis(5),
+            stagger: false,
+        },
+        Case {
+            name: "paced, 5 ms",
+            streams: 64,
+            chunks: 600,
+            interval: Duration::from_millis(5),
+            stagger: true,
         },
         Case {
             name: "paced, 20 ms",
             streams: 1024,
             chunks: 150,
             interval: Duration::from_millis(20),
+            stagger: false,
+        },
+        Case {
+            name: "paced, 20 ms",
+            streams: 1024,
+            chunks: 150,
+            interval: Duration::from_millis(20),
+            stagger: true,
         },
         Case {
             name: "flat out",
             streams: 1,
             chunks: 200_000,
             interval: Duration::ZERO,
+            stagger: false,
         },
         Case {
             name: "flat out",
             streams: 64,
             chunks: 5_000,
             interval: Duration::ZERO,
+            stagger: false,
         },
         Case {
             name: "flat out",
             streams: 1024,
             chunks: 300,
             interval: Duration::ZERO,
+            stagger: false,
         },
     ];
     println!(
-        "| case | streams | tokens | tokens/s | client CPU s | of one core | CPU µs/token | tokens/s per client core | error p50 µs | p99 µs | max µs |"
+        "| case | streams | tokens | tokens/s | client CPU s | of one core | CPU µs/token | tokens/s per client core | error p50 µs | p99 µs | max µs | client waited for a CPU, ms |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for case in &cases {
         run_case(case);
     }

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import require
+from conftest import REPO, require
 
 torch = require("torch")
 require("transformers")
@@ -25,6 +25,11 @@ require("uvicorn")
 
 # As backend-pytorch's server plan runs it (SERVE_MODULE in src/lib.rs).
 SERVE = [sys.executable, "-m", "transformers.cli.transformers", "serve"]
+
+
+def test_the_plan_runs_the_same_module():
+    source = (REPO / "plugins" / "backend-pytorch" / "src" / "lib.rs").read_text()
+    assert f'pub const SERVE_MODULE: &str = "{SERVE[2]}";' in source
 
 
 def free_port() -> int:

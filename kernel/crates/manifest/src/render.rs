@@ -128,15 +128,66 @@ fn placeholder(option: &OptionSpec) -> Value {
     }
 }
 
-/// A JSON value as a TOML literal (`"runs"`, `10.0`, `["a", "b"]`, `{ k = 1 }`).
+/// A JSON value as a one-line TOML literal (`"runs"`, `10.0`, `["a", "b"]`,
+/// `{ k = 1 }`). One line always: defaults are printed after `# ` in comments,
+/// and a multi-line string literal would spill out of its comment. A JSON
+/// string escape (`\n`, `\"`, `\\`, `\u00XX`) is also a valid TOML basic string.
 fn literal(value: &Value) -> String {
-    match toml::Value::try_from(value) {
-        Ok(v) => v.to_string(),
-        // Only null (no TOML form) gets here; a JSON literal is the honest fallback.
-        Err(_) => value.to_string(),
+    match value {
+        Value::String(_) => value.to_string(),
+        Value::Array(items) => format!(
+            "[{}]",
+            items.iter().map(literal).collect::<Vec<_>>().join(", ")
+        ),
+        Value::Object(map) if map.is_empty() => "{}".to_owned(),
+        Value::Object(map) => format!(
+            "{{ {} }}",
+            map.iter()
+                .map(|(k, v)| format!("{} = {}", key_literal(k), literal(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        other => match toml::Value::try_from(other) {
+            Ok(v) => v.to_string(),
+            // Only null (no TOML form) gets here; a JSON literal is the honest fallback.
+            Err(_) => other.to_string(),
+        },
+    }
+}
+
+/// A bare key when TOML allows one, else a quoted one.
+fn key_literal(key: &str) -> String {
+    let bare = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if bare {
+        key.to_owned()
+    } else {
+        Value::String(key.to_owned()).to_string()
     }
 }
 
 fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod literal_tests {
+    use super::literal;
+    use serde_json::json;
+
+    #[test]
+    fn literals_stay_on_one_line_and_parse_back() {
+        let value = json!({"template": "{instruction}\n\n{input}", "n": 3, "list": ["a\"b", 1.5], "odd key": true});
+        let text = literal(&value);
+        assert!(!text.contains('\n'), "{text}");
+        let parsed: toml::Table = format!("x = {text}").parse().unwrap();
+        assert_eq!(
+            parsed["x"]["template"].as_str(),
+            Some("{instruction}\n\n{input}")
+        );
+        assert_eq!(parsed["x"]["list"][0].as_str(), Some("a\"b"));
+        assert_eq!(parsed["x"]["odd key"].as_bool(), Some(true));
+    }
 }

@@ -1,0 +1,160 @@
+//! `llem run` against real components: the PyTorch backend on a tiny,
+//! randomly initialised Llama created here (nothing is downloaded), offline
+//! through the PyTorch worker and as a server through the real
+//! `transformers serve`. Needs the Python environment of
+//! `tests/python/setup-venv.sh` (CI creates it; `.ci/run`).
+
+#![allow(clippy::unwrap_used)] // test helpers unwrap: a panic is a test failure
+
+use llem_integration_tests::{llem, output, wasm_artifact, workspace_root};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+fn python() -> PathBuf {
+    let python = workspace_root().join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run `bash tests/python/setup-venv.sh` (CI does)",
+        python.display()
+    );
+    python
+}
+
+/// The tiny model, made once per test process.
+fn tiny_model() -> &'static Path {
+    static MODEL: OnceLock<PathBuf> = OnceLock::new();
+    MODEL.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("llem-tiny-llama-{}", std::process::id()));
+        let status = std::process::Command::new(python())
+            .arg(workspace_root().join("tests/python/make_tiny_model.py"))
+            .arg(&dir)
+            .status()
+            .unwrap();
+        assert!(status.success(), "make_tiny_model.py failed");
+        dir
+    })
+}
+
+fn run(mode: &str, extra: &[&str]) -> (PathBuf, Value, tempfile::TempDir) {
+    let plugins = llem_integration_tests::plugin_dir(&[wasm_artifact("energy-fixture")]);
+    let out = tempfile::tempdir().unwrap();
+    let prompts = out.path().join("prompts.jsonl");
+    let lines: String = [
+        "Hello there",
+        "Why is the sky blue?",
+        "Count to five",
+        "Write a poem",
+        "What is energy?",
+    ]
+    .iter()
+    .map(|p| format!("{{\"prompt\": {p:?}}}\n"))
+    .collect();
+    std::fs::write(&prompts, lines).unwrap();
+    let (code, stdout, stderr) = output(
+        llem(plugins.path())
+            .args([
+                "run",
+                "--name",
+                "real",
+                "--plugins",
+                "fixture,pytorch,jsonl",
+            ])
+            .arg("--set")
+            .arg(format!(
+                "experiment.model={:?}",
+                tiny_model().display().to_string()
+            ))
+            .arg("--set")
+            .arg(format!(
+                "pytorch.python={:?}",
+                python().display().to_string()
+            ))
+            .args(["--set", &format!("pytorch.mode={mode:?}")])
+            .arg("--set")
+            .arg(format!("jsonl.file={:?}", prompts.display().to_string()))
+            .args([
+                "--set",
+                "jsonl.max_output_tokens=12",
+                "--set",
+                "experiment.sample_interval_ms=20",
+            ])
+            .args(extra)
+            .arg("--output")
+            .arg(out.path()),
+    );
+    assert_eq!(code, 0, "{stderr}\n{stdout}");
+    let run = std::fs::read_dir(out.path().join("real"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let result =
+        serde_json::from_str(&std::fs::read_to_string(run.join("result.json")).unwrap()).unwrap();
+    (run, result, out)
+}
+
+fn records(run: &Path) -> Vec<Value> {
+    std::fs::read_to_string(run.join("requests.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn offline_with_the_pytorch_worker_counts_what_generate_produced() {
+    let (run, result, _out) = run("offline", &["--set", "pytorch.batch_size=2"]);
+    assert_eq!(result["status"], "complete");
+    assert_eq!(result["backend"]["engine_info"]["engine"], "transformers");
+    let inference = &result["inference"];
+    assert_eq!(inference["requests_succeeded"], 5);
+    let records = records(&run);
+    let mut total = 0;
+    for r in &records {
+        let n = r["output_tokens"].as_u64().unwrap();
+        assert!((1..=12).contains(&n), "{r}");
+        // One timestamp per generated token: the worker's streamer saw each step.
+        assert_eq!(r["chunk_ns"].as_array().unwrap().len() as u64, n, "{r}");
+        assert!(r["ttft_ms"].as_f64().unwrap() > 0.0);
+        total += n;
+    }
+    assert_eq!(
+        inference["latency"]["total_output_tokens"]
+            .as_u64()
+            .unwrap(),
+        total
+    );
+    let per_token = inference["energy_per_output_token_j"].as_f64().unwrap();
+    let window = inference["window_energy_j"].as_f64().unwrap();
+    assert!((per_token * total as f64 - window).abs() < 1e-9 * window.max(1.0));
+}
+
+#[test]
+fn server_mode_against_transformers_serve_records_every_request() {
+    let (run, result, _out) = run(
+        "server",
+        &[
+            "--set",
+            "load.max_concurrency=2",
+            "--set",
+            "load.api=\"chat\"",
+        ],
+    );
+    assert_eq!(result["status"], "complete", "{}", result["warnings"]);
+    assert_eq!(result["backend"]["executed"], true);
+    let records = records(&run);
+    assert_eq!(records.len(), 5);
+    for r in &records {
+        assert_eq!(r["success"], true, "{r}");
+        assert!(r["ttft_ms"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["e2el_ms"].as_f64().unwrap() >= r["ttft_ms"].as_f64().unwrap());
+        assert!(!r["chunk_ns"].as_array().unwrap().is_empty(), "{r}");
+        // Output token counts are the server's own `usage`.
+        assert_eq!(r["tokens_from_usage"], true, "{r}");
+        assert!(r["output_tokens"].as_u64().unwrap() >= 1);
+    }
+    let log = std::fs::read_to_string(run.join("engine.log")).unwrap();
+    assert!(!log.is_empty());
+}

@@ -188,6 +188,14 @@ impl<'c> Experiment<'c> {
             .map_err(io("writing manifest.resolved.toml"))?;
 
         let mut warnings = Vec::new();
+        if experiment.cycles > 1 {
+            let text = format!(
+                "experiment.cycles = {}: repeating cycles is not implemented yet; this run measured one cycle",
+                experiment.cycles
+            );
+            on_event(Event::Warning(&text));
+            warnings.push(text);
+        }
         let mut sources = Vec::new();
         for plugin in self.instances(PluginKind::Energy) {
             let code = self.catalog.load_path(&plugin.location)?;

@@ -179,7 +179,7 @@ impl Plugin for Pytorch {
     }
 
     fn open(config: Config) -> Result<Self, PluginError> {
-        let mode = match choice(&config, "mode", "offline", MODES)?.as_str() {
+        let mode = match config.choice_or("mode", "offline", MODES)?.as_str() {
             "server" => EngineMode::Server,
             _ => EngineMode::Offline,
         };
@@ -193,10 +193,7 @@ impl Plugin for Pytorch {
                     format!("must be at least 1, found {batch_size}"),
                 )
             })?;
-        let attn_implementation: Option<String> = config.optional("attn_implementation")?;
-        if let Some(value) = &attn_implementation {
-            check_choice("attn_implementation", value, ATTN_IMPLEMENTATIONS)?;
-        }
+        let attn_implementation = config.choice("attn_implementation", ATTN_IMPLEMENTATIONS)?;
         let device_map: String = config
             .optional("device_map")?
             .unwrap_or_else(|| "auto".into());
@@ -208,12 +205,12 @@ impl Plugin for Pytorch {
         }
         let pytorch = Pytorch {
             mode,
-            dtype: choice(&config, "dtype", "auto", DTYPES)?,
+            dtype: config.choice_or("dtype", "auto", DTYPES)?,
             batch_size,
             attn_implementation,
             device_map,
             torch_compile: config.optional("torch_compile")?.unwrap_or(false),
-            quantization: choice(&config, "quantization", "none", QUANTIZATIONS)?,
+            quantization: config.choice_or("quantization", "none", QUANTIZATIONS)?,
             static_cache: config.optional("static_cache")?.unwrap_or(false),
             continuous_batching: config.optional("continuous_batching")?.unwrap_or(false),
             do_sample: config.optional("do_sample")?.unwrap_or(false),
@@ -221,90 +218,22 @@ impl Plugin for Pytorch {
             top_p: config.optional("top_p")?,
             top_k: config.optional("top_k")?,
             seed: config.optional("seed")?,
-            python: non_empty(&config, "python", "python3")?,
+            python: config.program_or("python", "python3")?,
             transformers_executable: config
                 .optional::<String>("transformers_executable")?
                 .filter(|s| !s.trim().is_empty()),
             env: env(&config)?,
-            ready_timeout_s: ready_timeout(&config)?,
+            ready_timeout_s: config
+                .positive_seconds_or("ready_timeout_s", DEFAULT_READY_TIMEOUT_S)?,
         };
         pytorch.validate()?;
         Ok(pytorch)
     }
 }
 
-fn choice(
-    config: &Config,
-    key: &str,
-    default: &str,
-    choices: &[&str],
-) -> Result<String, PluginError> {
-    let value: String = config.optional(key)?.unwrap_or_else(|| default.to_owned());
-    check_choice(key, &value, choices)?;
-    Ok(value)
-}
-
-fn check_choice(key: &str, value: &str, choices: &[&str]) -> Result<(), PluginError> {
-    if choices.contains(&value) {
-        return Ok(());
-    }
-    Err(PluginError::invalid_config(
-        key,
-        format!("{value:?} is not one of {}", choices.join(", ")),
-    ))
-}
-
-fn non_empty(config: &Config, key: &str, default: &str) -> Result<String, PluginError> {
-    let value: String = config.optional(key)?.unwrap_or_else(|| default.to_owned());
-    if value.trim().is_empty() {
-        return Err(PluginError::invalid_config(key, "must name a program"));
-    }
-    Ok(value)
-}
-
-fn ready_timeout(config: &Config) -> Result<u32, PluginError> {
-    let seconds: i64 = config
-        .optional("ready_timeout_s")?
-        .unwrap_or(DEFAULT_READY_TIMEOUT_S);
-    u32::try_from(seconds)
-        .ok()
-        .filter(|s| *s >= 1)
-        .ok_or_else(|| {
-            PluginError::invalid_config(
-                "ready_timeout_s",
-                format!("must be a positive number of seconds, found {seconds}"),
-            )
-        })
-}
-
 /// `DEFAULT_ENV`, then the `env` table (a name set there replaces the default).
 fn env(config: &Config) -> Result<Vec<(String, String)>, PluginError> {
-    let table: Map<String, Value> = config.optional("env")?.unwrap_or_default();
-    let mut user = Vec::with_capacity(table.len());
-    for (name, value) in table {
-        let key = format!("env.{name}");
-        if name.is_empty() || name.contains('=') || name.contains('\0') {
-            return Err(PluginError::invalid_config(
-                &key,
-                "is not a valid environment variable name",
-            ));
-        }
-        let text = match value {
-            Value::String(s) => s,
-            Value::Number(n) => n.to_string(),
-            Value::Bool(b) => b.to_string(),
-            other => {
-                return Err(PluginError::invalid_config(
-                    &key,
-                    format!("must be a string, number or boolean, found {other}"),
-                ));
-            }
-        };
-        if text.contains('\0') {
-            return Err(PluginError::invalid_config(&key, "contains a NUL byte"));
-        }
-        user.push((name, text));
-    }
+    let user = config.env_table("env")?;
     let mut env: Vec<(String, String)> = DEFAULT_ENV
         .iter()
         .filter(|(name, _)| !user.iter().any(|(n, _)| n == name))

@@ -205,10 +205,7 @@ impl Plugin for Trtllm {
                 ));
             }
         };
-        let backend: String = config
-            .optional("backend")?
-            .unwrap_or_else(|| "pytorch".to_owned());
-        check_choice("backend", &backend, BACKENDS)?;
+        let backend = config.choice_or("backend", "pytorch", BACKENDS)?;
         let trtllm = Trtllm {
             mode,
             backend,
@@ -219,25 +216,16 @@ impl Plugin for Trtllm {
             pipeline_parallel_size: positive(&config, "pipeline_parallel_size")?.unwrap_or(1),
             return_perf_metrics: config.optional("return_perf_metrics")?.unwrap_or(false),
             llm_api_options: llm_api_options(&config)?,
-            python: non_empty(&config, "python", "python3")?,
-            trtllm_serve_executable: non_empty(&config, "trtllm_serve_executable", "trtllm-serve")?,
+            python: config.program_or("python", "python3")?,
+            trtllm_serve_executable: config
+                .program_or("trtllm_serve_executable", "trtllm-serve")?,
             extra_args: config.optional("extra_args")?.unwrap_or_default(),
-            env: env_table(&config)?,
-            ready_timeout_s: ready_timeout(&config)?,
+            env: config.env_table("env")?,
+            ready_timeout_s: config.positive_seconds_or("ready_timeout_s", 1800)?,
         };
         trtllm.validate()?;
         Ok(trtllm)
     }
-}
-
-fn check_choice(key: &str, value: &str, choices: &[&str]) -> Result<(), PluginError> {
-    if choices.contains(&value) {
-        return Ok(());
-    }
-    Err(PluginError::invalid_config(
-        key,
-        format!("{value:?} is not one of {}", choices.join(", ")),
-    ))
 }
 
 fn positive(config: &Config, key: &str) -> Result<Option<i64>, PluginError> {
@@ -248,58 +236,6 @@ fn positive(config: &Config, key: &str) -> Result<Option<i64>, PluginError> {
         )),
         other => Ok(other),
     }
-}
-
-fn non_empty(config: &Config, key: &str, default: &str) -> Result<String, PluginError> {
-    let value: String = config.optional(key)?.unwrap_or_else(|| default.to_owned());
-    if value.trim().is_empty() {
-        return Err(PluginError::invalid_config(key, "must name a program"));
-    }
-    Ok(value)
-}
-
-fn ready_timeout(config: &Config) -> Result<u32, PluginError> {
-    let seconds: i64 = config.optional("ready_timeout_s")?.unwrap_or(1800);
-    u32::try_from(seconds)
-        .ok()
-        .filter(|s| *s >= 1)
-        .ok_or_else(|| {
-            PluginError::invalid_config(
-                "ready_timeout_s",
-                format!("must be a positive number of seconds, found {seconds}"),
-            )
-        })
-}
-
-/// The `env` table: names a process environment can hold, string values.
-fn env_table(config: &Config) -> Result<Vec<(String, String)>, PluginError> {
-    let table: Map<String, Value> = config.optional("env")?.unwrap_or_default();
-    let mut env = Vec::with_capacity(table.len());
-    for (name, value) in table {
-        let key = format!("env.{name}");
-        if name.is_empty() || name.contains('=') || name.contains('\0') {
-            return Err(PluginError::invalid_config(
-                &key,
-                "is not a valid environment variable name",
-            ));
-        }
-        let text = match value {
-            Value::String(s) => s,
-            Value::Number(n) => n.to_string(),
-            Value::Bool(b) => b.to_string(),
-            other => {
-                return Err(PluginError::invalid_config(
-                    &key,
-                    format!("must be a string, number or boolean, found {other}"),
-                ));
-            }
-        };
-        if text.contains('\0') {
-            return Err(PluginError::invalid_config(&key, "contains a NUL byte"));
-        }
-        env.push((name, text));
-    }
-    Ok(env)
 }
 
 fn table(config: &Config, key: &str) -> Result<Option<Map<String, Value>>, PluginError> {
@@ -327,8 +263,7 @@ fn check_field(
 /// merged over it (tables merge key by key; anything else is replaced).
 fn llm_api_options(config: &Config) -> Result<Map<String, Value>, PluginError> {
     let mut out = Map::new();
-    if let Some(dtype) = config.optional::<String>("dtype")? {
-        check_choice("dtype", &dtype, DTYPES)?;
+    if let Some(dtype) = config.choice("dtype", DTYPES)? {
         out.insert("dtype".into(), Value::String(dtype));
     }
     if let Some(quant) = table(config, "quant_config")? {
@@ -374,8 +309,7 @@ fn llm_api_options(config: &Config) -> Result<Map<String, Value>, PluginError> {
         )?;
         out.insert("kv_cache_config".into(), Value::Object(kv));
     }
-    if let Some(policy) = config.optional::<String>("scheduler_policy")? {
-        check_choice("scheduler_policy", &policy, SCHEDULER_POLICIES)?;
+    if let Some(policy) = config.choice("scheduler_policy", SCHEDULER_POLICIES)? {
         let mut scheduler = Map::new();
         scheduler.insert("capacity_scheduler_policy".into(), Value::String(policy));
         out.insert("scheduler_config".into(), Value::Object(scheduler));

@@ -306,11 +306,11 @@ impl Plugin for Vllm {
         let vllm = Vllm {
             mode,
             engine_args,
-            python: non_empty(&config, "python", "python3")?,
-            vllm_executable: non_empty(&config, "vllm_executable", "vllm")?,
+            python: config.program_or("python", "python3")?,
+            vllm_executable: config.program_or("vllm_executable", "vllm")?,
             extra_args: config.optional("extra_args")?.unwrap_or_default(),
-            env: env_table(&config)?,
-            ready_timeout_s: ready_timeout(&config)?,
+            env: config.env_table("env")?,
+            ready_timeout_s: config.positive_seconds_or("ready_timeout_s", 1200)?,
         };
         vllm.validate()?;
         Ok(vllm)
@@ -321,16 +321,12 @@ impl Plugin for Vllm {
 fn engine_arg(config: &Config, name: &'static str) -> Result<Option<Arg>, PluginError> {
     Ok(match name {
         "dtype" | "quantization" | "kv_cache_dtype" => {
-            let value: Option<String> = config.optional(name)?;
             let choices = match name {
                 "dtype" => DTYPES,
                 "quantization" => QUANTIZATIONS,
                 _ => KV_CACHE_DTYPES,
             };
-            if let Some(v) = &value {
-                check_choice(name, v, choices)?;
-            }
-            value.map(Arg::Str)
+            config.choice(name, choices)?.map(Arg::Str)
         }
         "gpu_memory_utilization" => config.optional::<f64>(name)?.map(Arg::Float),
         "enable_prefix_caching" | "enable_chunked_prefill" | "enforce_eager" => {
@@ -338,69 +334,6 @@ fn engine_arg(config: &Config, name: &'static str) -> Result<Option<Arg>, Plugin
         }
         _ => config.optional::<i64>(name)?.map(Arg::Int),
     })
-}
-
-fn check_choice(key: &str, value: &str, choices: &[&str]) -> Result<(), PluginError> {
-    if choices.contains(&value) {
-        return Ok(());
-    }
-    Err(PluginError::invalid_config(
-        key,
-        format!("{value:?} is not one of {}", choices.join(", ")),
-    ))
-}
-
-fn non_empty(config: &Config, key: &str, default: &str) -> Result<String, PluginError> {
-    let value: String = config.optional(key)?.unwrap_or_else(|| default.to_owned());
-    if value.trim().is_empty() {
-        return Err(PluginError::invalid_config(key, "must name a program"));
-    }
-    Ok(value)
-}
-
-fn ready_timeout(config: &Config) -> Result<u32, PluginError> {
-    let seconds: i64 = config.optional("ready_timeout_s")?.unwrap_or(1200);
-    u32::try_from(seconds)
-        .ok()
-        .filter(|s| *s >= 1)
-        .ok_or_else(|| {
-            PluginError::invalid_config(
-                "ready_timeout_s",
-                format!("must be a positive number of seconds, found {seconds}"),
-            )
-        })
-}
-
-/// The `env` table: names a process environment can hold, string values
-/// (numbers and booleans are written as TOML would show them).
-fn env_table(config: &Config) -> Result<Vec<(String, String)>, PluginError> {
-    let table: Map<String, Value> = config.optional("env")?.unwrap_or_default();
-    let mut env = Vec::with_capacity(table.len());
-    for (name, value) in table {
-        let key = format!("env.{name}");
-        if name.is_empty() || name.contains('=') || name.contains('\0') {
-            return Err(PluginError::invalid_config(
-                &key,
-                "is not a valid environment variable name",
-            ));
-        }
-        let text = match value {
-            Value::String(s) => s,
-            Value::Number(n) => n.to_string(),
-            Value::Bool(b) => b.to_string(),
-            other => {
-                return Err(PluginError::invalid_config(
-                    &key,
-                    format!("must be a string, number or boolean, found {other}"),
-                ));
-            }
-        };
-        if text.contains('\0') {
-            return Err(PluginError::invalid_config(&key, "contains a NUL byte"));
-        }
-        env.push((name, text));
-    }
-    Ok(env)
 }
 
 impl Vllm {

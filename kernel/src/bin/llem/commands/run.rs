@@ -282,8 +282,14 @@ fn print_summary(result: &RunResult, dir: &std::path::Path) {
             result.sampling.ticks + result.sampling.missed_ticks
         );
     }
-    println!(
-        "results: {}/  (result.json, timeseries.csv, manifest.resolved.toml)",
-        dir.display()
-    );
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    println!("results: {}/  ({})", dir.display(), files.join(", "));
 }

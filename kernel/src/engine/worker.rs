@@ -355,6 +355,17 @@ done
         }
     }
 
+    fn job<'a>(model: &'a str, prompts: &'a [Prompt], ready_timeout: Duration) -> Job<'a> {
+        static NO_OPTIONS: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
+        Job {
+            model,
+            options: NO_OPTIONS.get_or_init(Map::new),
+            prompts,
+            ignore_eos: false,
+            ready_timeout,
+        }
+    }
+
     fn prompts(n: usize) -> Vec<Prompt> {
         (0..n)
             .map(|i| Prompt {
@@ -374,13 +385,7 @@ done
         let mut progress = Vec::new();
         let (info, records) = run(
             &mut engine,
-            Job {
-                model: "tiny",
-                options: &Map::new(),
-                prompts: &prompts(4),
-                ignore_eos: false,
-                ready_timeout: Duration::from_secs(5),
-            },
+            job("tiny", &prompts(4), Duration::from_secs(5)),
             &stop,
             |done, total| progress.push((done, total)),
         )
@@ -410,13 +415,7 @@ done
         let stop = AtomicBool::new(false);
         let err = run(
             &mut engine,
-            Job {
-                model: "m",
-                options: &Map::new(),
-                prompts: &prompts(1),
-                ignore_eos: false,
-                ready_timeout: Duration::from_secs(5),
-            },
+            job("m", &prompts(1), Duration::from_secs(5)),
             &stop,
             |_, _| {},
         )
@@ -433,13 +432,7 @@ done
         let stop = AtomicBool::new(false);
         let err = run(
             &mut engine,
-            Job {
-                model: "m",
-                options: &Map::new(),
-                prompts: &prompts(1),
-                ignore_eos: false,
-                ready_timeout: Duration::from_millis(500),
-            },
+            job("m", &prompts(1), Duration::from_millis(500)),
             &stop,
             |_, _| {},
         )
@@ -462,13 +455,7 @@ done
         let stop = AtomicBool::new(false);
         let (_, records) = run(
             &mut engine,
-            Job {
-                model: "m",
-                options: &Map::new(),
-                prompts: &prompts(3),
-                ignore_eos: false,
-                ready_timeout: Duration::from_secs(5),
-            },
+            job("m", &prompts(3), Duration::from_secs(5)),
             &stop,
             |_, _| {},
         )

@@ -297,7 +297,6 @@ impl<'c> Experiment<'c> {
                 inference::Engine::Offline { .. } => None,
             };
             backend = Some((
-                plugin.instance.clone(),
                 instance,
                 BackendSummary {
                     instance: plugin.instance.clone(),
@@ -388,7 +387,7 @@ impl<'c> Experiment<'c> {
 
         let mut inference_summary = None;
         let backend = match backend {
-            Some((instance_name, mut instance, mut summary)) => {
+            Some((mut instance, mut summary)) => {
                 if let Some(driven) = driven {
                     warnings.extend(driven.warnings.iter().cloned());
                     summary.engine_info = driven.worker.clone();
@@ -403,7 +402,6 @@ impl<'c> Experiment<'c> {
                     results::write_engine_metrics(&dir, &parsed)
                         .map_err(io("writing engine_metrics.jsonl"))?;
                     inference_summary = Some(result);
-                    let _ = instance_name;
                 }
                 Some(summary)
             }

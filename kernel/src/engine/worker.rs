@@ -53,6 +53,8 @@ pub enum WorkerError {
     Protocol(u32),
     #[error("the worker failed: {0}")]
     Failed(String),
+    #[error("stopped before the worker was ready")]
+    Stopped,
     #[error("talking to the worker: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -133,81 +135,131 @@ pub struct Job<'a> {
     pub ignore_eos: bool,
     /// How long loading the model may take before `ready`.
     pub ready_timeout: Duration,
+    /// Most requests submitted to the worker at once (`None`: all of them, and
+    /// the engine batches as it likes).
+    pub max_concurrency: Option<u32>,
 }
 
-/// Run a job through a started worker. Returns what it said about itself and
-/// one record per request (requests cut short by `stop` carry an error).
+/// Run a job through a started worker: wait for `ready`, run every prompt,
+/// shut it down. Returns what it said about itself and one record per request
+/// (requests cut short by `stop` carry an error).
 pub fn run(
     engine: &mut EngineProcess,
     job: Job<'_>,
     stop: &AtomicBool,
-    mut on_done: impl FnMut(usize, usize),
+    on_done: impl FnMut(usize, usize),
 ) -> Result<(WorkerInfo, Vec<WorkerRecord>), WorkerError> {
-    let Job {
-        model,
-        options,
-        prompts,
-        ignore_eos,
-        ready_timeout,
-    } = job;
-    let mut stdin = engine
-        .take_stdin()
-        .ok_or_else(|| WorkerError::Failed("the worker has no stdin pipe".into()))?;
-    let stdout = engine
-        .take_stdout()
-        .ok_or_else(|| WorkerError::Failed("the worker has no stdout pipe".into()))?;
-    let events = reader(stdout);
-    // A worker that died at once closes its stdin: the write fails, and the
-    // wait below reports the exit with the log, which says why.
-    let hello = json!({"type": "hello", "protocol": PROTOCOL, "model": model, "options": options});
-    let _ = writeln!(stdin, "{hello}").and_then(|()| stdin.flush());
+    let mut session = Session::start(engine, job.model, job.options, job.ready_timeout, stop)?;
+    let records = session.run(engine, job.prompts, &Submit::from(&job), stop, on_done)?;
+    let info = session.info.clone();
+    session.shutdown();
+    Ok((info, records))
+}
 
-    let started = Instant::now();
-    let info = loop {
-        let left = ready_timeout.saturating_sub(started.elapsed());
-        match events.recv_timeout(left.min(Duration::from_millis(200))) {
-            Ok(Line::Event(Event::Ready {
-                protocol,
-                engine: name,
-                engine_version,
-                device,
-            })) => {
-                if protocol != PROTOCOL {
-                    return Err(WorkerError::Protocol(protocol));
-                }
-                break WorkerInfo {
+/// How one batch of prompts is submitted.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Submit {
+    pub ignore_eos: bool,
+    pub max_concurrency: Option<u32>,
+}
+
+impl From<&Job<'_>> for Submit {
+    fn from(job: &Job<'_>) -> Self {
+        Submit {
+            ignore_eos: job.ignore_eos,
+            max_concurrency: job.max_concurrency,
+        }
+    }
+}
+
+/// A worker that has loaded its model and said `ready`: prompts can be run
+/// through it, in as many batches as the run has phases (warm-up, measured).
+pub struct Session {
+    stdin: std::process::ChildStdin,
+    events: mpsc::Receiver<Line>,
+    pub info: WorkerInfo,
+    /// Request ids are unique across batches.
+    next_id: usize,
+    closed: bool,
+}
+
+impl Session {
+    /// Send `hello` and wait (up to `ready_timeout`, or until `stop`) for `ready`.
+    pub fn start(
+        engine: &mut EngineProcess,
+        model: &str,
+        options: &Map<String, Value>,
+        ready_timeout: Duration,
+        stop: &AtomicBool,
+    ) -> Result<Session, WorkerError> {
+        let mut stdin = engine
+            .take_stdin()
+            .ok_or_else(|| WorkerError::Failed("the worker has no stdin pipe".into()))?;
+        let stdout = engine
+            .take_stdout()
+            .ok_or_else(|| WorkerError::Failed("the worker has no stdout pipe".into()))?;
+        let events = reader(stdout);
+        // A worker that died at once closes its stdin: the write fails, and the
+        // wait below reports the exit with the log, which says why.
+        let hello =
+            json!({"type": "hello", "protocol": PROTOCOL, "model": model, "options": options});
+        let _ = writeln!(stdin, "{hello}").and_then(|()| stdin.flush());
+
+        let started = Instant::now();
+        let info = loop {
+            if stop.load(Ordering::Relaxed) {
+                return Err(WorkerError::Stopped);
+            }
+            let left = ready_timeout.saturating_sub(started.elapsed());
+            match events.recv_timeout(left.min(Duration::from_millis(100))) {
+                Ok(Line::Event(Event::Ready {
+                    protocol,
                     engine: name,
                     engine_version,
                     device,
-                };
-            }
-            Ok(Line::Event(Event::Error { message, .. })) => {
-                return Err(WorkerError::Failed(message));
-            }
-            Ok(Line::Event(_)) | Ok(Line::Garbage(_)) => continue,
-            Ok(Line::Closed) | Err(mpsc::RecvTimeoutError::Disconnected) => {
-                let status = wait_exit(engine);
-                return Err(WorkerError::Exited(status, engine.log_tail()));
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                if let Some(status) = engine.exited() {
-                    return Err(WorkerError::Exited(status.to_string(), engine.log_tail()));
+                })) => {
+                    if protocol != PROTOCOL {
+                        return Err(WorkerError::Protocol(protocol));
+                    }
+                    break WorkerInfo {
+                        engine: name,
+                        engine_version,
+                        device,
+                    };
                 }
-                if started.elapsed() >= ready_timeout {
-                    return Err(WorkerError::NotReady(
-                        ready_timeout.as_secs(),
-                        engine.log_tail(),
-                    ));
+                Ok(Line::Event(Event::Error { message, .. })) => {
+                    return Err(WorkerError::Failed(message));
+                }
+                Ok(Line::Event(_)) | Ok(Line::Garbage(_)) => continue,
+                Ok(Line::Closed) | Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = wait_exit(engine);
+                    return Err(WorkerError::Exited(status, engine.log_tail()));
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if let Some(status) = engine.exited() {
+                        return Err(WorkerError::Exited(status.to_string(), engine.log_tail()));
+                    }
+                    if started.elapsed() >= ready_timeout {
+                        return Err(WorkerError::NotReady(
+                            ready_timeout.as_secs(),
+                            engine.log_tail(),
+                        ));
+                    }
                 }
             }
-        }
-    };
+        };
+        Ok(Session {
+            stdin,
+            events,
+            info,
+            next_id: 0,
+            closed: false,
+        })
+    }
 
-    // Submit every request; the worker batches them as its engine does best.
-    let mut records: Vec<WorkerRecord> = Vec::with_capacity(prompts.len());
-    let mut index_of: HashMap<String, usize> = HashMap::new();
-    for (i, prompt) in prompts.iter().enumerate() {
-        let id = format!("r{i}");
+    fn submit(&mut self, prompt: &Prompt, ignore_eos: bool) -> (String, WorkerRecord, bool) {
+        let id = format!("r{}", self.next_id);
+        self.next_id += 1;
         let mut message = json!({
             "type": "generate",
             "id": id,
@@ -218,7 +270,7 @@ pub fn run(
             PromptBody::Text(text) => message["prompt"] = json!(text),
             PromptBody::Chat(turns) => message["messages"] = json!(turns),
         }
-        records.push(WorkerRecord {
+        let record = WorkerRecord {
             prompt_id: prompt.id.clone(),
             send_ns: monotonic_ns(),
             first_token_ns: None,
@@ -227,76 +279,109 @@ pub fn run(
             input_tokens: None,
             output_tokens: None,
             error: None,
-        });
-        index_of.insert(id, i);
-        if writeln!(stdin, "{message}").is_err() {
-            // The worker is gone; the event loop below sees its stdout close.
-            break;
-        }
+        };
+        // A failed write means the worker is gone; the event loop sees its stdout close.
+        let sent = writeln!(self.stdin, "{message}")
+            .and_then(|()| self.stdin.flush())
+            .is_ok();
+        (id, record, sent)
     }
-    let _ = stdin.flush();
 
-    let mut finished = 0;
-    while finished < records.len() {
-        if stop.load(Ordering::Relaxed) {
-            break;
-        }
-        match events.recv_timeout(Duration::from_millis(200)) {
-            Ok(Line::Event(event)) => {
-                let id = match &event {
-                    Event::FirstToken { id, .. }
-                    | Event::Token { id, .. }
-                    | Event::Done { id, .. } => Some(id),
-                    Event::Error { id, .. } => id.as_ref(),
-                    Event::Ready { .. } => None,
-                };
-                let Some(record) = id.and_then(|id| index_of.get(id)).map(|&i| &mut records[i])
-                else {
-                    if let Event::Error { message, .. } = event {
-                        return Err(WorkerError::Failed(message));
+    /// Run `prompts` to completion (or until `stop`), keeping at most
+    /// `submit.max_concurrency` in flight. `on_done(finished, total)` after each.
+    pub fn run(
+        &mut self,
+        engine: &mut EngineProcess,
+        prompts: &[Prompt],
+        submit: &Submit,
+        stop: &AtomicBool,
+        mut on_done: impl FnMut(usize, usize),
+    ) -> Result<Vec<WorkerRecord>, WorkerError> {
+        let limit = submit
+            .max_concurrency
+            .map_or(prompts.len(), |n| n.max(1) as usize);
+        let mut records: Vec<WorkerRecord> = Vec::with_capacity(prompts.len());
+        let mut index_of: HashMap<String, usize> = HashMap::new();
+        let mut finished = 0;
+        let mut writable = !self.closed;
+        while finished < prompts.len() {
+            // Keep the worker fed up to the concurrency limit.
+            while writable && records.len() < prompts.len() && records.len() - finished < limit {
+                let (id, record, sent) = self.submit(&prompts[records.len()], submit.ignore_eos);
+                index_of.insert(id, records.len());
+                records.push(record);
+                writable = sent;
+            }
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            match self.events.recv_timeout(Duration::from_millis(100)) {
+                Ok(Line::Event(event)) => {
+                    let id = match &event {
+                        Event::FirstToken { id, .. }
+                        | Event::Token { id, .. }
+                        | Event::Done { id, .. } => Some(id),
+                        Event::Error { id, .. } => id.as_ref(),
+                        Event::Ready { .. } => None,
+                    };
+                    let Some(record) = id.and_then(|id| index_of.get(id)).map(|&i| &mut records[i])
+                    else {
+                        if let Event::Error { message, .. } = event {
+                            return Err(WorkerError::Failed(message));
+                        }
+                        continue;
+                    };
+                    if record.end_ns.is_some() {
+                        continue;
                     }
-                    continue;
-                };
-                match event {
-                    Event::FirstToken { t_ns, .. } => record.first_token_ns = Some(t_ns),
-                    Event::Token { t_ns, n, .. } => record.chunks.push((t_ns, n)),
-                    Event::Done {
-                        t_ns,
-                        input_tokens,
-                        output_tokens,
-                        ..
-                    } => {
-                        record.end_ns = Some(t_ns);
-                        record.input_tokens = input_tokens;
-                        record.output_tokens = output_tokens;
-                        finished += 1;
-                        on_done(finished, records.len());
+                    match event {
+                        Event::FirstToken { t_ns, .. } => record.first_token_ns = Some(t_ns),
+                        Event::Token { t_ns, n, .. } => record.chunks.push((t_ns, n)),
+                        Event::Done {
+                            t_ns,
+                            input_tokens,
+                            output_tokens,
+                            ..
+                        } => {
+                            record.end_ns = Some(t_ns);
+                            record.input_tokens = input_tokens;
+                            record.output_tokens = output_tokens;
+                            finished += 1;
+                            on_done(finished, prompts.len());
+                        }
+                        Event::Error { message, .. } => {
+                            record.error = Some(message);
+                            record.end_ns = Some(monotonic_ns());
+                            finished += 1;
+                            on_done(finished, prompts.len());
+                        }
+                        Event::Ready { .. } => {}
                     }
-                    Event::Error { message, .. } => {
-                        record.error = Some(message);
-                        record.end_ns = Some(monotonic_ns());
-                        finished += 1;
-                        on_done(finished, records.len());
-                    }
-                    Event::Ready { .. } => {}
                 }
+                Ok(Line::Garbage(line)) => {
+                    tracing::debug!("worker wrote a non-protocol line: {line}")
+                }
+                Ok(Line::Closed) | Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    self.closed = true;
+                    let status = wait_exit(engine);
+                    mark_unfinished(
+                        &mut records,
+                        &format!("the worker exited ({status}) before finishing"),
+                    );
+                    return Ok(records);
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
             }
-            Ok(Line::Garbage(line)) => tracing::debug!("worker wrote a non-protocol line: {line}"),
-            Ok(Line::Closed) | Err(mpsc::RecvTimeoutError::Disconnected) => {
-                let status = wait_exit(engine);
-                mark_unfinished(
-                    &mut records,
-                    &format!("the worker exited ({status}) before finishing"),
-                );
-                return Ok((info, records));
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
         }
+        mark_unfinished(&mut records, "cancelled");
+        Ok(records)
     }
-    mark_unfinished(&mut records, "cancelled");
-    let _ = writeln!(stdin, "{}", json!({"type": "shutdown"}));
-    let _ = stdin.flush();
-    Ok((info, records))
+
+    /// Ask the worker to finish its in-flight requests and exit.
+    pub fn shutdown(mut self) {
+        let _ = writeln!(self.stdin, "{}", json!({"type": "shutdown"}));
+        let _ = self.stdin.flush();
+    }
 }
 
 fn mark_unfinished(records: &mut [WorkerRecord], why: &str) {
@@ -363,6 +448,7 @@ done
             prompts,
             ignore_eos: false,
             ready_timeout,
+            max_concurrency: None,
         }
     }
 

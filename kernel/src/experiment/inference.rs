@@ -1,14 +1,15 @@
 //! Running the workload: start the engine a backend planned (or attach to a
-//! running server), send the prompts — through the load generator to a server,
-//! or through the worker protocol to an offline worker — and collect one
-//! record per request. The measured window opens when the measured phase
-//! starts (after warm-up) and closes when the last request ends.
+//! running server) and wait until it is ready, then send prompts in batches —
+//! through the load generator to a server, or through the worker protocol to
+//! an offline worker — collecting one record per request. Both modes run the
+//! same phases: the warm-up batch(es) first, the measured batch after, so the
+//! measured window (opened by the caller around the measured batch) never
+//! contains model loading or warm-up.
 
 use super::{Event, RunError};
 use crate::engine::metrics::{SCRAPE_PERIOD, Scraper};
 use crate::engine::{EngineProcess, worker};
 use crate::loadgen::{self, Api, Arrival, LoadConfig, Phase, RequestRecord};
-use crate::sampler::Sampler;
 use llem_manifest::Load;
 use llem_sdk::{EngineMode, EnginePlan, Prompt};
 use serde_json::{Map, Value};
@@ -28,28 +29,80 @@ pub enum Engine {
         base_url: String,
         scraper: Option<Scraper>,
     },
-    /// An offline worker speaking the worker protocol.
-    Offline { process: EngineProcess },
+    /// An offline worker speaking the worker protocol, past `ready`.
+    Offline {
+        process: EngineProcess,
+        session: Option<worker::Session>,
+    },
 }
 
-/// What driving the workload produced.
-pub struct Driven {
-    pub records: Vec<RequestRecord>,
-    pub worker: Option<worker::WorkerInfo>,
-    pub metrics: Vec<(u64, String)>,
-    pub warnings: Vec<String>,
+impl Engine {
+    /// What the engine said about itself (offline workers), if anything.
+    pub fn info(&self) -> Option<worker::WorkerInfo> {
+        match self {
+            Engine::Offline {
+                session: Some(s), ..
+            } => Some(s.info.clone()),
+            _ => None,
+        }
+    }
+
+    pub fn base_url(&self) -> Option<String> {
+        match self {
+            Engine::Server { base_url, .. } => Some(base_url.clone()),
+            Engine::Offline { .. } => None,
+        }
+    }
+
+    /// Engine metrics scraped so far, and scraping errors (server mode).
+    pub fn finish_metrics(&mut self) -> (Vec<(u64, String)>, Vec<String>) {
+        match self {
+            Engine::Server { scraper, .. } => scraper.take().map(Scraper::finish).unwrap_or_default(),
+            Engine::Offline { .. } => Default::default(),
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        if let Engine::Offline { session, .. } = self
+            && let Some(session) = session.take()
+        {
+            session.shutdown();
+        }
+    }
 }
 
 fn engine_error(e: impl std::fmt::Display) -> RunError {
     RunError::Invalid(format!("engine: {e}"))
 }
 
-/// Start the planned engine and wait until it can take requests.
+/// Load options an offline worker cannot honour, refused by key before anything starts.
+pub fn refuse_offline_options(load: &Load) -> Result<(), RunError> {
+    if load.request_rate.is_some() {
+        return Err(RunError::Invalid(
+            "[load].request_rate: an offline worker takes every request as soon as `max_concurrency` allows (no arrival process); remove `request_rate`, or run the backend in server mode (`mode = \"server\"`) to measure an arrival rate".into(),
+        ));
+    }
+    if load.endpoint.is_some() {
+        return Err(RunError::Invalid(
+            "[load].endpoint: attaching to a server needs a server-mode backend; the backend planned an offline worker".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Start the planned engine and wait until it can take requests (server:
+/// healthy; offline: the worker loaded its model and said `ready`).
+#[allow(clippy::too_many_arguments)]
 pub fn start(
     plan: &EnginePlan,
     load: &Load,
+    model: &str,
+    options: &Map<String, Value>,
     run_dir: &Path,
     port: u16,
+    stop: &AtomicBool,
     on_event: &mut impl FnMut(Event<'_>),
 ) -> Result<Engine, RunError> {
     let ready_timeout = Duration::from_secs(u64::from(plan.ready_timeout_s.max(1)));
@@ -100,16 +153,27 @@ pub fn start(
             })
         }
         EngineMode::Offline => {
-            let process = EngineProcess::spawn(plan, run_dir, true).map_err(engine_error)?;
+            let mut process = EngineProcess::spawn(plan, run_dir, true).map_err(engine_error)?;
             let note = format!(
-                "started worker `{} {}` (pid {}, logs: {})",
+                "started worker `{} {}` (pid {}, logs: {}); waiting up to {} s for it to load the model",
                 plan.program,
                 plan.args.join(" "),
                 process.pid(),
-                process.log_path().display()
+                process.log_path().display(),
+                ready_timeout.as_secs()
             );
             on_event(Event::Engine(&note));
-            Ok(Engine::Offline { process })
+            let session = worker::Session::start(&mut process, model, options, ready_timeout, stop)
+                .map_err(|e| RunError::Invalid(format!("worker: {e}")))?;
+            let ready = format!(
+                "worker ready: {} {} on {}",
+                session.info.engine, session.info.engine_version, session.info.device
+            );
+            on_event(Event::Engine(&ready));
+            Ok(Engine::Offline {
+                process,
+                session: Some(session),
+            })
         }
     }
 }
@@ -120,7 +184,7 @@ pub fn died(engine: &mut Engine) -> Option<String> {
         Engine::Server {
             _process: Some(p), ..
         } => p,
-        Engine::Offline { process } => process,
+        Engine::Offline { process, .. } => process,
         Engine::Server { _process: None, .. } => return None,
     };
     process.exited().map(|status| {
@@ -132,7 +196,7 @@ pub fn died(engine: &mut Engine) -> Option<String> {
     })
 }
 
-/// The load generator's configuration from `[load]`.
+/// The load generator's configuration from `[load]`, for one batch.
 pub fn load_config(
     load: &Load,
     base_url: &str,
@@ -154,7 +218,8 @@ pub fn load_config(
         },
     };
     config.num_requests = load.num_prompts;
-    config.warmup_requests = load.warmup_requests;
+    // Warm-up is a batch of its own (see `run_batch`).
+    config.warmup_requests = 0;
     config.seed = seed;
     config.request_timeout = Duration::from_secs_f64(load.request_timeout_s);
     config.ignore_eos = load.ignore_eos;
@@ -164,91 +229,97 @@ pub fn load_config(
     Ok(config)
 }
 
-/// Send every prompt and collect the records. Opens the measured window on
-/// `sampler` when the measured phase starts.
+/// One batch of requests: `count` prompts (cycling through `prompts`),
+/// labelled `phase`, numbered from `first_index`.
+pub struct Batch<'a> {
+    pub phase: Phase,
+    pub prompts: &'a [Prompt],
+    pub count: u32,
+    pub first_index: u32,
+    /// Warm-up batches run closed-loop at the configured concurrency, whatever
+    /// the measured arrival process.
+    pub closed_loop: bool,
+}
+
+/// Send one batch and collect its records. `on_first_send` runs once, right
+/// before the first request goes out (the measured window opens there).
 #[allow(clippy::too_many_arguments)]
-pub fn drive(
+pub fn run_batch(
     engine: &mut Engine,
+    batch: &Batch<'_>,
     load: &Load,
     model: &str,
-    backend_options: &Map<String, Value>,
-    prompts: &[Prompt],
     seed: u64,
     stop: &AtomicBool,
-    sampler: &Sampler,
+    on_first_send: &mut dyn FnMut(),
     on_event: &mut impl FnMut(Event<'_>),
-) -> Result<Driven, RunError> {
-    match engine {
-        Engine::Server {
-            base_url, scraper, ..
-        } => {
-            let config = load_config(load, base_url, model, seed)?;
-            let mut window_open = false;
-            let records = loadgen::run_blocking(&config, prompts, stop, |progress| {
-                if progress.phase == Some(Phase::Measured) && !window_open {
-                    sampler.begin_window(MEASURED_WINDOW);
-                    window_open = true;
-                }
+) -> Result<Vec<RequestRecord>, RunError> {
+    let warmup = batch.phase == Phase::Warmup;
+    let mut records = match engine {
+        Engine::Server { base_url, .. } => {
+            let mut config = load_config(load, base_url, model, seed)?;
+            config.num_requests = Some(batch.count);
+            if batch.closed_loop {
+                config.arrival = Arrival::Closed;
+            }
+            let mut opened = false;
+            on_first_send_once(&mut opened, on_first_send);
+            loadgen::run_blocking(&config, batch.prompts, stop, |progress| {
                 on_event(Event::Requests {
-                    warmup: progress.phase == Some(Phase::Warmup),
+                    warmup,
                     completed: progress.completed + progress.failed,
                     total: progress.total,
                     output_tokens: progress.output_tokens,
                 });
             })
-            .map_err(|e| RunError::Invalid(format!("load generator: {e}")))?;
-            if !window_open {
-                sampler.begin_window(MEASURED_WINDOW);
-            }
-            let (metrics, errors) = scraper.take().map(Scraper::finish).unwrap_or_default();
-            let warnings = if errors.is_empty() {
-                Vec::new()
-            } else {
-                vec![format!("metrics scraping: {}", errors.join("; "))]
-            };
-            Ok(Driven {
-                records,
-                worker: None,
-                metrics,
-                warnings,
-            })
+            .map_err(|e| RunError::Invalid(format!("load generator: {e}")))?
         }
-        Engine::Offline { process } => {
-            let ready = Duration::from_secs(600);
-            let prompts: Vec<Prompt> = match load.num_prompts {
-                Some(n) => prompts.iter().take(n as usize).cloned().collect(),
-                None => prompts.to_vec(),
-            };
-            sampler.begin_window(MEASURED_WINDOW);
-            let total = prompts.len() as u32;
-            let job = worker::Job {
-                model,
-                options: backend_options,
-                prompts: &prompts,
+        Engine::Offline { process, session } => {
+            let session = session
+                .as_mut()
+                .ok_or_else(|| RunError::Invalid("worker: the session has ended".into()))?;
+            let prompts: Vec<Prompt> = batch
+                .prompts
+                .iter()
+                .cycle()
+                .take(batch.count as usize)
+                .cloned()
+                .collect();
+            let submit = worker::Submit {
                 ignore_eos: load.ignore_eos,
-                ready_timeout: ready,
+                max_concurrency: load.max_concurrency,
             };
-            let (info, records) = worker::run(process, job, stop, |done, _| {
-                on_event(Event::Requests {
-                    warmup: false,
-                    completed: done as u32,
-                    total: Some(total),
-                    output_tokens: 0,
+            let mut opened = false;
+            on_first_send_once(&mut opened, on_first_send);
+            let total = prompts.len() as u32;
+            let records = session
+                .run(process, &prompts, &submit, stop, |done, _| {
+                    on_event(Event::Requests {
+                        warmup,
+                        completed: done as u32,
+                        total: Some(total),
+                        output_tokens: 0,
+                    })
                 })
-            })
-            .map_err(|e| RunError::Invalid(format!("worker: {e}")))?;
-            let records = records
+                .map_err(|e| RunError::Invalid(format!("worker: {e}")))?;
+            records
                 .into_iter()
                 .enumerate()
                 .map(|(i, r)| worker_record(i, r))
-                .collect();
-            Ok(Driven {
-                records,
-                worker: Some(info),
-                metrics: Vec::new(),
-                warnings: Vec::new(),
-            })
+                .collect()
         }
+    };
+    for r in &mut records {
+        r.phase = batch.phase;
+        r.index += batch.first_index;
+    }
+    Ok(records)
+}
+
+fn on_first_send_once(opened: &mut bool, f: &mut dyn FnMut()) {
+    if !*opened {
+        *opened = true;
+        f();
     }
 }
 
@@ -276,5 +347,63 @@ fn worker_record(index: usize, r: worker::WorkerRecord) -> RequestRecord {
         output_text: None,
         success: r.error.is_none(),
         error: r.error,
+    }
+}
+
+/// Coefficient of variation (std / mean) of the end-to-end latency of the
+/// last `window` successful records; `None` with fewer.
+pub fn latency_cv(records: &[RequestRecord], window: usize) -> Option<f64> {
+    let e2e: Vec<f64> = records
+        .iter()
+        .filter(|r| r.success)
+        .map(|r| r.end_ns.saturating_sub(r.send_ns) as f64)
+        .collect();
+    if e2e.len() < window.max(2) {
+        return None;
+    }
+    let last = &e2e[e2e.len() - window.max(2)..];
+    let n = last.len() as f64;
+    let mean = last.iter().sum::<f64>() / n;
+    if mean <= 0.0 {
+        return None;
+    }
+    let var = last.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    Some(var.sqrt() / mean)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(send: u64, end: u64) -> RequestRecord {
+        RequestRecord {
+            index: 0,
+            prompt_id: String::new(),
+            phase: Phase::Warmup,
+            send_ns: send,
+            first_token_ns: None,
+            chunk_ns: vec![],
+            end_ns: end,
+            input_tokens: None,
+            output_tokens: None,
+            tokens_from_usage: false,
+            output_text_len: 0,
+            output_text: None,
+            success: true,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn latency_cv_is_sample_std_over_mean_of_the_last_window() {
+        // Latencies 100, 300 then 200, 200, 260 (last 3): mean 220,
+        // sample var ((−20)² + (−20)² + 40²)/2 = 1200, std 34.641, cv 0.157459.
+        let records: Vec<_> = [100, 300, 200, 200, 260]
+            .iter()
+            .map(|&l| record(0, l))
+            .collect();
+        let cv = latency_cv(&records, 3).unwrap();
+        assert!((cv - 34.641_016_151 / 220.0).abs() < 1e-9, "{cv}");
+        assert_eq!(latency_cv(&records[..2], 3), None);
     }
 }

@@ -1,35 +1,43 @@
-//! `llem::Experiment`: a resolved manifest, run. Opens every plugin with its
-//! sandbox, measures, and writes one run directory — including when the run
-//! is interrupted or a device fails midway (the result says so).
+//! `llem::Experiment`: a resolved manifest, run. A run is one experiment × one
+//! cycle, executed as a pipeline of phases over one [`RunState`] (see
+//! [`phase`] for the list). Every phase's start and end is recorded; readings
+//! stream to the run directory while it runs; whatever stops it — a failure, a
+//! signal, a stuck source — the run directory is written and says so.
 
+mod assemble;
+pub mod baseline;
+pub mod environment;
 mod inference;
+pub mod phase;
 mod result;
 mod results;
 mod run_dir;
+pub mod status;
 mod timestamp;
 
 pub use result::*;
 
 use crate::catalog::Catalog;
 use crate::clock::monotonic_ns;
-use crate::plugin::{PluginFailure, Sandbox};
+use crate::loadgen::{Phase, RequestRecord};
+use crate::plugin::{BackendInstance, EnergyInstance, PluginFailure, Sandbox};
 use crate::sampler::{Sampler, SourceConfig, SourceSeries, WindowMeasurement};
+use baseline::BaselineSummary;
+use environment::Environment;
 use llem_manifest::{Plan, PluginPlan};
-use llem_sdk::{LoadRequest, PlanRequest, PluginKind, ResultDocument, Sample, SampleBatch};
+use llem_sdk::{LoadRequest, PlanRequest, PluginKind, Prompt};
+use phase::{PhaseLog, PhaseName};
 use serde_json::Map;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
-/// The window covering the whole measured run.
-const RUN_WINDOW: &str = "run";
 /// How often progress is reported while measuring.
 const PROGRESS_PERIOD: Duration = Duration::from_millis(100);
 
 /// One source's name, devices and everything sampled from it.
-type Collected = (SourceConfig, Vec<llem_sdk::Device>, SourceSeries);
+pub(crate) type Collected = (SourceConfig, Vec<llem_sdk::Device>, SourceSeries);
 
 /// What happened, for a progress display.
 #[derive(Debug)]
@@ -44,6 +52,8 @@ pub enum Event<'a> {
     Warning(&'a str),
     /// The engine's state, in words (started, waiting, ready, attached).
     Engine(&'a str),
+    /// A phase of the run started (`note`: what it will do).
+    Phase { name: PhaseName, note: String },
     /// Requests finished so far (and how many output tokens the server reported).
     Requests {
         warmup: bool,
@@ -131,6 +141,91 @@ pub fn sandbox_for(plugin: &PluginPlan, run_dir: Option<&Path>) -> Sandbox {
     }
 }
 
+/// Energy sources opened, ready for a sampler.
+pub type OpenedSources = Vec<(SourceConfig, Box<dyn EnergyInstance>)>;
+
+/// Open every energy source of `plan` (each at its own `sample_interval_ms`,
+/// else the experiment's). Shared by `llem run` and `llem monitor`.
+pub fn open_energy_sources(
+    plan: &Plan,
+    catalog: &Catalog,
+    run_dir: Option<&Path>,
+    interval: Option<Duration>,
+    on_event: &mut dyn FnMut(Event<'_>),
+) -> Result<OpenedSources, RunError> {
+    let mut sources = Vec::new();
+    for plugin in plan.plugins.iter().filter(|p| p.kind == PluginKind::Energy) {
+        let code = catalog.load_path(&plugin.location)?;
+        let source = code.open_energy(&plugin.config, &sandbox_for(plugin, run_dir))?;
+        on_event(Event::Opened {
+            instance: &plugin.instance,
+            kind: PluginKind::Energy,
+            detail: describe_devices(source.devices()),
+        });
+        // A plugin table's own `sample_interval_ms` wins over everything else.
+        let interval = match plugin.sample_interval_ms {
+            Some(ms) => Duration::from_millis(u64::from(ms)),
+            None => interval.unwrap_or(Duration::from_millis(u64::from(
+                plan.experiment.sample_interval_ms,
+            ))),
+        };
+        sources.push((
+            SourceConfig {
+                name: plugin.instance.clone(),
+                interval,
+                telemetry_interval: Duration::from_secs(1),
+            },
+            source,
+        ));
+    }
+    Ok(sources)
+}
+
+/// The backend's plan and its instance (kept for parsing metrics afterwards).
+struct PlannedBackend {
+    instance: Box<dyn BackendInstance>,
+    summary: BackendSummary,
+    options: Map<String, serde_json::Value>,
+    port: u16,
+}
+
+/// Everything a run accumulates, phase by phase.
+pub(crate) struct RunState {
+    pub dir: PathBuf,
+    pub started: SystemTime,
+    pub phases: PhaseLog,
+    pub warnings: Vec<String>,
+    /// Why the run is degraded, noticed while it ran (more are found when assembling).
+    pub reasons: Vec<String>,
+    /// What stopped the run, when it failed.
+    pub error: Option<String>,
+    pub interrupted: bool,
+    pub environment: Environment,
+    pub baseline: Option<BaselineSummary>,
+    pub dataset: Option<DatasetSummary>,
+    pub measured: Option<WindowMeasurement>,
+    pub collected: Vec<Collected>,
+    pub records: Vec<RequestRecord>,
+    pub engine_info: Option<crate::engine::worker::WorkerInfo>,
+    pub engine_metrics: Vec<(u64, String)>,
+}
+
+impl RunState {
+    fn warn(&mut self, text: String, on_event: &mut dyn FnMut(Event<'_>)) {
+        on_event(Event::Warning(&text));
+        self.warnings.push(text);
+    }
+}
+
+/// What `run_phases` hands back for assembling: the sampler (still running)
+/// and the backend, whichever got that far.
+#[derive(Default)]
+struct Live {
+    sampler: Option<Sampler>,
+    backend: Option<PlannedBackend>,
+    engine: Option<inference::Engine>,
+}
+
 impl<'c> Experiment<'c> {
     pub fn new(plan: Plan, catalog: &'c Catalog) -> Self {
         Experiment { plan, catalog }
@@ -144,18 +239,50 @@ impl<'c> Experiment<'c> {
         self.plan.plugins.iter().filter(move |p| p.kind == kind)
     }
 
-    /// Run to completion or until `stop` is set; the run directory is written either way.
-    pub fn run(
-        &self,
-        stop: &Arc<AtomicBool>,
-        mut on_event: impl FnMut(Event<'_>),
-    ) -> Result<RunOutcome, RunError> {
-        let experiment = &self.plan.experiment;
+    /// Checks that need no plugin, done before anything starts, so a run
+    /// never fails after it measured because of its own configuration.
+    fn preflight(&self) -> Result<(), RunError> {
         if self.instances(PluginKind::Energy).next().is_none() {
             return Err(RunError::Invalid(
                 "the experiment has no energy source, so there is nothing to measure; add one with `--plugins <name>` or a [plugins.<name>] table (see `llem plugins list`)".into(),
             ));
         }
+        goodput_slos(&self.plan.load)?;
+        for kind in [PluginKind::Backend, PluginKind::Dataset] {
+            let names: Vec<&str> = self.instances(kind).map(|p| p.instance.as_str()).collect();
+            if names.len() > 1 {
+                return Err(RunError::Invalid(format!(
+                    "one experiment runs one {kind}, found {}: [plugins.{}]; keep one (sweeps over {kind}s are a study)",
+                    names.len(),
+                    names.join("], [plugins.")
+                )));
+            }
+        }
+        if self.instances(PluginKind::Backend).next().is_some() {
+            if self.instances(PluginKind::Dataset).next().is_none() {
+                let backend = self.instances(PluginKind::Backend).next().map_or("", |p| p.instance.as_str());
+                return Err(RunError::Invalid(format!(
+                    "backend `{backend}` has no prompts to run: add a dataset plugin (see `llem plugins list`)"
+                )));
+            }
+            if self.plan.experiment.model.as_deref().unwrap_or("").is_empty() {
+                return Err(RunError::Invalid(
+                    "backend runs need a model: set `experiment.model` (a Hugging Face id or a local directory)".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Run to completion or until `stop` is set; the run directory is written
+    /// either way, and kept (marked `failed`) when the run fails after it started.
+    pub fn run(
+        &self,
+        stop: &Arc<AtomicBool>,
+        mut on_event: impl FnMut(Event<'_>),
+    ) -> Result<RunOutcome, RunError> {
+        self.preflight()?;
+        let experiment = &self.plan.experiment;
         let started = SystemTime::now();
         let dir = run_dir::create(&experiment.output_dir, &experiment.name, started).map_err(
             io(format!(
@@ -163,23 +290,6 @@ impl<'c> Experiment<'c> {
                 experiment.output_dir.display()
             )),
         )?;
-        let outcome = self.run_in(&dir, started, stop, &mut on_event);
-        if outcome.is_err() && !dir.join("result.json").exists() {
-            // Failed before measuring anything: leave no half-empty run behind.
-            let _ = std::fs::remove_dir_all(&dir);
-        }
-        outcome
-    }
-
-    fn run_in(
-        &self,
-        dir: &Path,
-        started: SystemTime,
-        stop: &Arc<AtomicBool>,
-        mut on_event: impl FnMut(Event<'_>),
-    ) -> Result<RunOutcome, RunError> {
-        let experiment = &self.plan.experiment;
-        let dir = dir.to_owned();
         let resolved = self
             .plan
             .to_toml_string()
@@ -187,304 +297,495 @@ impl<'c> Experiment<'c> {
         std::fs::write(dir.join("manifest.resolved.toml"), resolved)
             .map_err(io("writing manifest.resolved.toml"))?;
 
-        let mut warnings = Vec::new();
-        if experiment.cycles > 1 {
-            let text = format!(
-                "experiment.cycles = {}: repeating cycles is not implemented yet; this run measured one cycle",
-                experiment.cycles
-            );
-            on_event(Event::Warning(&text));
-            warnings.push(text);
-        }
-        let mut sources = Vec::new();
-        for plugin in self.instances(PluginKind::Energy) {
-            let code = self.catalog.load_path(&plugin.location)?;
-            let source = code.open_energy(&plugin.config, &sandbox_for(plugin, Some(&dir)))?;
-            let detail = describe_devices(source.devices());
-            on_event(Event::Opened {
-                instance: &plugin.instance,
-                kind: PluginKind::Energy,
-                detail,
-            });
-            sources.push((
-                SourceConfig {
-                    name: plugin.instance.clone(),
-                    interval: Duration::from_millis(u64::from(
-                        plugin
-                            .sample_interval_ms
-                            .unwrap_or(experiment.sample_interval_ms),
-                    )),
-                    telemetry_interval: Duration::from_secs(1),
-                },
-                source,
-            ));
-        }
-
-        let model = experiment.model.clone().unwrap_or_default();
-        let (dataset, prompts) = match self.instances(PluginKind::Dataset).next() {
-            Some(plugin) => {
-                let code = self.catalog.load_path(&plugin.location)?;
-                // A local model directory's tokenizer lets datasets count tokens exactly.
-                let tokenizer = Path::new(&model).join("tokenizer.json");
-                let tokenizer = tokenizer.is_file().then_some(tokenizer);
-                let mut sandbox = sandbox_for(plugin, Some(&dir));
-                if let Some(dir) = tokenizer.as_deref().and_then(Path::parent) {
-                    sandbox.read_dirs.push(dir.to_owned());
-                }
-                let mut dataset = code.open_dataset(&plugin.config, &sandbox)?;
-                let prompts = dataset.load(&LoadRequest {
-                    model: model.clone(),
-                    tokenizer_path: tokenizer.map(|p| p.display().to_string()),
-                    seed: experiment.seed,
-                    limit: self.plan.load.num_prompts,
-                })?;
-                on_event(Event::Opened {
-                    instance: &plugin.instance,
-                    kind: PluginKind::Dataset,
-                    detail: format!("{} prompts", prompts.len()),
-                });
-                let summary = DatasetSummary {
-                    instance: plugin.instance.clone(),
-                    prompts: prompts.len(),
-                };
-                (Some(summary), prompts)
-            }
-            None => (None, Vec::new()),
+        let mut state = RunState {
+            dir: dir.clone(),
+            started,
+            phases: PhaseLog::default(),
+            warnings: Vec::new(),
+            reasons: Vec::new(),
+            error: None,
+            interrupted: false,
+            environment: environment::collect(&self.plan.plugins),
+            baseline: None,
+            dataset: None,
+            measured: None,
+            collected: Vec::new(),
+            records: Vec::new(),
+            engine_info: None,
+            engine_metrics: Vec::new(),
         };
+        let mut live = Live::default();
+        let outcome = self.run_phases(&mut state, &mut live, stop, &mut on_event);
+        if let Err(error) = outcome {
+            if live.sampler.is_none() {
+                // Failed before measuring anything: leave no half-empty run behind.
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(error);
+            }
+            state.error = Some(error.to_string());
+        }
+        state.interrupted |= stop.load(Ordering::Relaxed);
+        self.finish(state, live, &mut on_event)
+    }
 
-        // An engine to drive: planned by the backend, started (or attached to) here.
-        let mut engine = None;
-        let mut backend = None;
-        let mut backend_options = Map::new();
-        if let Some(plugin) = self.instances(PluginKind::Backend).next() {
-            if prompts.is_empty() {
-                return Err(RunError::Invalid(format!(
-                    "backend `{}` has no prompts to run: add a dataset plugin (see `llem plugins list`)",
-                    plugin.instance
-                )));
+    /// Phases 1–7. Returns early on the first error; `state` and `live` keep
+    /// what was reached, for `finish`.
+    fn run_phases(
+        &self,
+        state: &mut RunState,
+        live: &mut Live,
+        stop: &AtomicBool,
+        on_event: &mut dyn FnMut(Event<'_>),
+    ) -> Result<(), RunError> {
+        let experiment = &self.plan.experiment;
+        let measurement = &self.plan.measurement;
+
+        // 1. Open sources, load prompts, plan the engine.
+        state.phases.begin(PhaseName::OpenSources);
+        let sources = open_energy_sources(&self.plan, self.catalog, Some(&state.dir), None, on_event)?;
+        for (config, source) in &sources {
+            for d in source.devices() {
+                state
+                    .environment
+                    .devices
+                    .insert(format!("{}/{}", config.name, d.id), d.name.clone());
             }
-            if model.is_empty() {
-                return Err(RunError::Invalid(
-                    "backend runs need a model: set `experiment.model` (a Hugging Face id or a local directory)".into(),
-                ));
-            }
-            let code = self.catalog.load_path(&plugin.location)?;
-            let mut instance =
-                code.open_backend(&plugin.config, &sandbox_for(plugin, Some(&dir)))?;
-            let port =
-                crate::engine::free_port().map_err(io("finding a free port for the engine"))?;
-            let plan = instance.plan(&PlanRequest {
-                model: model.clone(),
-                host: "127.0.0.1".into(),
-                port,
-                run_dir: dir.display().to_string(),
-            })?;
-            on_event(Event::Opened {
-                instance: &plugin.instance,
-                kind: PluginKind::Backend,
-                detail: format!(
-                    "{} ({:?}): {} {}",
-                    plan.engine,
-                    plan.mode,
-                    plan.program,
-                    plan.args.join(" ")
-                ),
+        }
+        let prompts = self.load_prompts(state, on_event)?;
+        live.backend = self.plan_backend(&state.dir, on_event)?;
+        if let Some(b) = &live.backend
+            && b.summary.plan.mode == llem_sdk::EngineMode::Offline
+        {
+            inference::refuse_offline_options(&self.plan.load)?;
+        }
+        live.sampler = Some(
+            Sampler::start_spooled(sources, Some(&state.dir))
+                .map_err(io("starting the sampler threads"))?,
+        );
+        state.phases.end(PhaseName::OpenSources);
+        let sampler = live.sampler.as_ref().ok_or_else(|| RunError::Invalid("no sampler".into()))?;
+
+        // 2. Idle baseline, before any engine exists.
+        if measurement.baseline != "off" && !stop.load(Ordering::Relaxed) {
+            state.phases.begin(PhaseName::IdleBaseline);
+            on_event(Event::Phase {
+                name: PhaseName::IdleBaseline,
+                note: format!("idle baseline ({})", measurement.baseline),
             });
-            let started_engine =
-                inference::start(&plan, &self.plan.load, &dir, port, &mut on_event)?;
-            let base_url = match &started_engine {
-                inference::Engine::Server { base_url, .. } => Some(base_url.clone()),
-                inference::Engine::Offline { .. } => None,
-            };
-            backend = Some((
-                instance,
-                BackendSummary {
-                    instance: plugin.instance.clone(),
-                    executed: self.plan.load.endpoint.is_none(),
-                    plan,
-                    engine_info: None,
-                    base_url,
-                },
-            ));
-            backend_options = plugin.config.clone();
-            engine = Some(started_engine);
+            let mut warnings = Vec::new();
+            state.baseline = baseline::run(
+                measurement,
+                sampler,
+                crate::plugin::wasm::default_cache_dir().as_deref(),
+                stop,
+                &mut |w| warnings.push(w),
+            );
+            for w in warnings {
+                state.warn(w, on_event);
+            }
+            if let Some(b) = &state.baseline {
+                let note = format!("{:?}, {:.1} s of idle", b.origin, b.duration_s).to_lowercase();
+                state.phases.note(PhaseName::IdleBaseline, note);
+            }
+            state.phases.end(PhaseName::IdleBaseline);
+        }
+        if stop.load(Ordering::Relaxed) {
+            return Ok(());
         }
 
-        let total = Duration::from_secs_f64(experiment.duration_s);
-        let sampler = Sampler::start(sources).map_err(io("starting the sampler threads"))?;
-        sampler.begin_window(RUN_WINDOW);
-        let mut interrupted = false;
-        let mut incomplete = false;
-        let mut driven = None;
-        match engine.as_mut() {
-            Some(engine) => {
-                let outcome = inference::drive(
-                    engine,
+        match live.backend.as_ref() {
+            Some(backend) => {
+                // 3. Start the engine and wait until it is ready.
+                state.phases.begin(PhaseName::StartEngine);
+                let model = experiment.model.clone().unwrap_or_default();
+                live.engine = Some(inference::start(
+                    &backend.summary.plan,
                     &self.plan.load,
                     &model,
-                    &backend_options,
-                    &prompts,
-                    experiment.seed,
+                    &backend.options,
+                    &state.dir,
+                    backend.port,
                     stop,
-                    &sampler,
-                    &mut on_event,
-                );
-                interrupted = stop.load(Ordering::Relaxed);
-                match outcome {
-                    Ok(d) => driven = Some(d),
-                    Err(e) => {
-                        // Keep what was measured: the error becomes a warning and
-                        // the run is written, marked incomplete.
-                        let text = e.to_string();
-                        on_event(Event::Warning(&text));
-                        warnings.push(text);
-                        incomplete = true;
-                    }
+                    &mut |e| on_event(e),
+                )?);
+                state.phases.end(PhaseName::StartEngine);
+                let engine = live.engine.as_mut().ok_or_else(|| RunError::Invalid("no engine".into()))?;
+                state.engine_info = engine.info();
+                self.drive(state, engine, sampler, &prompts, stop, on_event)?;
+            }
+            None => self.measure_idle_window(state, sampler, stop, on_event),
+        }
+
+        // 7. Cool-down: idle after the window, recorded.
+        if measurement.cooldown_s > 0.0 && !stop.load(Ordering::Relaxed) {
+            state.phases.begin(PhaseName::Cooldown);
+            sleep_unless_stopped(Duration::from_secs_f64(measurement.cooldown_s), stop);
+            state.phases.end(PhaseName::Cooldown);
+        }
+        Ok(())
+    }
+
+    /// Energy-only run: the measured window is `experiment.duration_s` of sampling.
+    fn measure_idle_window(
+        &self,
+        state: &mut RunState,
+        sampler: &Sampler,
+        stop: &AtomicBool,
+        on_event: &mut dyn FnMut(Event<'_>),
+    ) {
+        let total = Duration::from_secs_f64(self.plan.experiment.duration_s);
+        sampler.begin_window(inference::MEASURED_WINDOW);
+        let start = monotonic_ns();
+        state.phases.begin_at(PhaseName::Measured, start);
+        loop {
+            let elapsed = Duration::from_nanos(monotonic_ns().saturating_sub(start));
+            let power_w = sampler
+                .live()
+                .iter()
+                .filter_map(|d| d.power_w)
+                .fold(None, |sum: Option<f64>, w| Some(sum.unwrap_or(0.0) + w));
+            on_event(Event::Tick {
+                elapsed,
+                total,
+                power_w,
+            });
+            if elapsed >= total || stop.load(Ordering::Relaxed) {
+                break;
+            }
+            std::thread::sleep((total - elapsed).min(PROGRESS_PERIOD));
+        }
+        self.close_measured(state, sampler);
+    }
+
+    fn close_measured(&self, state: &mut RunState, sampler: &Sampler) {
+        if let Some(window) = sampler.end_window(inference::MEASURED_WINDOW) {
+            // The phase is exactly the window.
+            if let Some(span) = state
+                .phases
+                .phases
+                .iter_mut()
+                .rev()
+                .find(|p| p.name == PhaseName::Measured)
+            {
+                span.start_ns = window.start_ns;
+            }
+            state.phases.end_at(PhaseName::Measured, window.end_ns);
+            state.measured = Some(window);
+        }
+    }
+
+    /// Phases 4–6 with an engine: warm-up, thermal settle, the measured batch.
+    fn drive(
+        &self,
+        state: &mut RunState,
+        engine: &mut inference::Engine,
+        sampler: &Sampler,
+        prompts: &[Prompt],
+        stop: &AtomicBool,
+        on_event: &mut dyn FnMut(Event<'_>),
+    ) -> Result<(), RunError> {
+        let load = &self.plan.load;
+        let measurement = &self.plan.measurement;
+        let experiment = &self.plan.experiment;
+        let model = experiment.model.clone().unwrap_or_default();
+        let mut emit = |e: Event<'_>| on_event(e);
+
+        // 4. Warm-up.
+        let until_stable = measurement.warmup == "until-stable";
+        let fixed = load.warmup_requests;
+        if (until_stable || fixed > 0) && !stop.load(Ordering::Relaxed) {
+            state.phases.begin(PhaseName::Warmup);
+            let mut warmup: Vec<RequestRecord> = Vec::new();
+            let window = measurement.warmup_window.max(2);
+            loop {
+                let count = if until_stable {
+                    window.min(measurement.warmup_max_requests - warmup.len() as u32)
+                } else {
+                    fixed
+                };
+                let batch = inference::Batch {
+                    phase: Phase::Warmup,
+                    prompts,
+                    count,
+                    first_index: warmup.len() as u32,
+                    closed_loop: true,
+                };
+                let records = inference::run_batch(
+                    engine, &batch, load, &model, experiment.seed, stop, &mut || {}, &mut emit,
+                )?;
+                warmup.extend(records);
+                if !until_stable || stop.load(Ordering::Relaxed) {
+                    break;
                 }
-                if let Some(why) = inference::died(engine) {
-                    on_event(Event::Warning(&why));
-                    warnings.push(why);
-                    incomplete = true;
+                let cv = inference::latency_cv(&warmup, window as usize);
+                if cv.is_some_and(|cv| cv < measurement.warmup_cv) {
+                    state.phases.note(
+                        PhaseName::Warmup,
+                        format!("{} requests; latency CV {:.3} < {}", warmup.len(), cv.unwrap_or(0.0), measurement.warmup_cv),
+                    );
+                    break;
+                }
+                if warmup.len() as u32 >= measurement.warmup_max_requests {
+                    let text = format!(
+                        "warm-up did not stabilise: latency CV {} after {} requests (threshold {}); measuring anyway",
+                        cv.map_or("n/a".into(), |c| format!("{c:.3}")),
+                        warmup.len(),
+                        measurement.warmup_cv
+                    );
+                    state.warn(text, &mut emit);
+                    break;
                 }
             }
-            None => loop {
-                let elapsed =
-                    Duration::from_nanos(monotonic_ns().saturating_sub(sampler.started_ns()));
-                let power_w = sampler
-                    .live()
-                    .iter()
-                    .filter_map(|d| d.power_w)
-                    .fold(None, |sum: Option<f64>, w| Some(sum.unwrap_or(0.0) + w));
-                on_event(Event::Tick {
-                    elapsed,
-                    total,
-                    power_w,
-                });
-                if elapsed >= total {
-                    break;
-                }
-                if stop.load(Ordering::Relaxed) {
-                    interrupted = true;
-                    break;
-                }
-                std::thread::sleep((total - elapsed).min(PROGRESS_PERIOD));
-            },
+            if !until_stable {
+                state.phases.note(PhaseName::Warmup, format!("{} requests", warmup.len()));
+            }
+            let failed = warmup.iter().filter(|r| !r.success).count();
+            if failed > 0 && failed == warmup.len() {
+                let first = warmup.iter().find_map(|r| r.error.clone()).unwrap_or_default();
+                state.records = warmup;
+                state.phases.end(PhaseName::Warmup);
+                return Err(RunError::Invalid(format!(
+                    "every warm-up request failed, so nothing was measured; first error: {first}"
+                )));
+            }
+            state.records = warmup;
+            state.phases.end(PhaseName::Warmup);
         }
-        let measured = sampler.end_window(inference::MEASURED_WINDOW);
-        let window = sampler.end_window(RUN_WINDOW);
-        let collected = sampler.stop();
-        // The engine goes before anything slow is written: no process outlives the measurement.
-        drop(engine);
-        for (config, _, series) in &collected {
+
+        // 5. Thermal settle: wait (bounded) until power stops drifting.
+        if measurement.thermal_settle_max_s > 0.0 && !stop.load(Ordering::Relaxed) {
+            state.phases.begin(PhaseName::ThermalSettle);
+            let note = thermal_settle(sampler, measurement, stop);
+            state.phases.note(PhaseName::ThermalSettle, note);
+            state.phases.end(PhaseName::ThermalSettle);
+        }
+        if stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+
+        // 6. The measured window: opened right before the first measured request.
+        let count = load.num_prompts.unwrap_or(prompts.len() as u32);
+        let batch = inference::Batch {
+            phase: Phase::Measured,
+            prompts,
+            count,
+            first_index: state.records.len() as u32,
+            closed_loop: false,
+        };
+        let mut opened = false;
+        let outcome = inference::run_batch(
+            engine,
+            &batch,
+            load,
+            &model,
+            experiment.seed,
+            stop,
+            &mut || {
+                sampler.begin_window(inference::MEASURED_WINDOW);
+                opened = true;
+            },
+            &mut emit,
+        );
+        if opened {
+            state.phases.begin(PhaseName::Measured);
+            self.close_measured(state, sampler);
+        }
+        let (metrics, errors) = engine.finish_metrics();
+        state.engine_metrics = metrics;
+        if !errors.is_empty() {
+            state.warn(format!("metrics scraping: {}", errors.join("; ")), &mut emit);
+        }
+        if let Some(why) = inference::died(engine) {
+            state.reasons.push("the engine exited during the measured window".into());
+            state.warn(why, &mut emit);
+        }
+        state.records.extend(outcome?);
+        Ok(())
+    }
+
+    fn load_prompts(
+        &self,
+        state: &mut RunState,
+        on_event: &mut dyn FnMut(Event<'_>),
+    ) -> Result<Vec<Prompt>, RunError> {
+        let Some(plugin) = self.instances(PluginKind::Dataset).next() else {
+            return Ok(Vec::new());
+        };
+        let model = self.plan.experiment.model.clone().unwrap_or_default();
+        let code = self.catalog.load_path(&plugin.location)?;
+        // A local model directory's tokenizer lets datasets count tokens exactly.
+        let tokenizer = Path::new(&model).join("tokenizer.json");
+        let tokenizer = tokenizer.is_file().then_some(tokenizer);
+        let mut sandbox = sandbox_for(plugin, Some(&state.dir));
+        if let Some(dir) = tokenizer.as_deref().and_then(Path::parent) {
+            sandbox.read_dirs.push(dir.to_owned());
+        }
+        let mut dataset = code.open_dataset(&plugin.config, &sandbox)?;
+        let prompts = dataset.load(&LoadRequest {
+            model: model.clone(),
+            tokenizer_path: tokenizer.map(|p| p.display().to_string()),
+            seed: self.plan.experiment.seed,
+            limit: self.plan.load.num_prompts,
+        })?;
+        on_event(Event::Opened {
+            instance: &plugin.instance,
+            kind: PluginKind::Dataset,
+            detail: format!("{} prompts", prompts.len()),
+        });
+        if prompts.is_empty() && self.instances(PluginKind::Backend).next().is_some() {
+            return Err(RunError::Invalid(format!(
+                "dataset `{}` produced no prompts; check its options (`llem plugins inspect {}`)",
+                plugin.instance, plugin.full_name
+            )));
+        }
+        state.dataset = Some(DatasetSummary {
+            instance: plugin.instance.clone(),
+            prompts: prompts.len(),
+        });
+        Ok(prompts)
+    }
+
+    fn plan_backend(
+        &self,
+        dir: &Path,
+        on_event: &mut dyn FnMut(Event<'_>),
+    ) -> Result<Option<PlannedBackend>, RunError> {
+        let Some(plugin) = self.instances(PluginKind::Backend).next() else {
+            return Ok(None);
+        };
+        let model = self.plan.experiment.model.clone().unwrap_or_default();
+        let code = self.catalog.load_path(&plugin.location)?;
+        let mut instance = code.open_backend(&plugin.config, &sandbox_for(plugin, Some(dir)))?;
+        let port = crate::engine::free_port().map_err(io("finding a free port for the engine"))?;
+        let plan = instance.plan(&PlanRequest {
+            model,
+            host: "127.0.0.1".into(),
+            port,
+            run_dir: dir.display().to_string(),
+        })?;
+        let attached = self.plan.load.endpoint.is_some();
+        let detail = if attached {
+            format!("{} (server): attached to {}", plan.engine, self.plan.load.endpoint.as_deref().unwrap_or(""))
+        } else {
+            format!("{} ({:?}): {} {}", plan.engine, plan.mode, plan.program, plan.args.join(" "))
+        };
+        on_event(Event::Opened {
+            instance: &plugin.instance,
+            kind: PluginKind::Backend,
+            detail,
+        });
+        Ok(Some(PlannedBackend {
+            instance,
+            summary: BackendSummary {
+                instance: plugin.instance.clone(),
+                executed: !attached,
+                plan,
+                engine_info: None,
+                base_url: None,
+            },
+            options: plugin.config.clone(),
+            port,
+        }))
+    }
+
+    /// Phases 8–9, whatever happened before: stop sampling (abandoning a stuck
+    /// source), tear the engine down, compute the figures, write result.json.
+    fn finish(
+        &self,
+        mut state: RunState,
+        mut live: Live,
+        on_event: &mut dyn FnMut(Event<'_>),
+    ) -> Result<RunOutcome, RunError> {
+        let end_ns = monotonic_ns();
+        state.phases.end_open(end_ns);
+        if let Some(sampler) = live.sampler.as_ref()
+            && state.measured.is_none()
+        {
+            // The run ended inside the measured window (a signal, a failure).
+            if let Some(window) = sampler.end_window(inference::MEASURED_WINDOW) {
+                state.measured = Some(window);
+            }
+        }
+        let base_url = live.engine.as_ref().and_then(|e| e.base_url());
+        if let Some(mut engine) = live.engine.take() {
+            if state.engine_metrics.is_empty() {
+                state.engine_metrics = engine.finish_metrics().0;
+            }
+            // The engine goes before anything slow is written: no process outlives the measurement.
+            drop(engine);
+        }
+        if let Some(sampler) = live.sampler.take() {
+            let (collected, spool_errors) = sampler.stop_within(crate::sampler::STOP_GRACE);
+            for e in spool_errors {
+                state.reasons.push(format!("not every reading reached the disk: {e}"));
+            }
+            state.collected = collected;
+        }
+        for (config, _, series) in &state.collected {
             for error in &series.errors {
                 let text = format!("`{}`: {error}", config.name);
                 on_event(Event::Warning(&text));
-                warnings.push(text);
+                state.warnings.push(text);
             }
         }
-        let window =
-            window.ok_or_else(|| RunError::Invalid("the run window was not open".into()))?;
 
-        let mut inference_summary = None;
-        let backend = match backend {
-            Some((mut instance, mut summary)) => {
-                if let Some(driven) = driven {
-                    warnings.extend(driven.warnings.iter().cloned());
-                    summary.engine_info = driven.worker.clone();
-                    let measured = measured.as_ref().unwrap_or(&window);
-                    let goodput = goodput_slos(&self.plan.load)?;
-                    let (result, per_request) =
-                        results::inference(&driven.records, measured, &goodput);
-                    results::write_requests(&dir, &driven.records, &per_request)
-                        .map_err(io("writing requests.jsonl"))?;
-                    let parsed =
-                        results::parse_metrics(instance.as_mut(), &driven.metrics, &mut warnings);
-                    results::write_engine_metrics(&dir, &parsed)
-                        .map_err(io("writing engine_metrics.jsonl"))?;
-                    inference_summary = Some(result);
-                }
-                Some(summary)
+        state.phases.begin(PhaseName::Assemble);
+        let goodput = goodput_slos(&self.plan.load).unwrap_or_default();
+        let mut backend = live.backend.take();
+        let mut parsed_metrics = Vec::new();
+        if let Some(b) = backend.as_mut() {
+            b.summary.engine_info = state.engine_info.clone();
+            b.summary.base_url = base_url;
+            parsed_metrics = results::parse_metrics(b.instance.as_mut(), &state.engine_metrics, &mut state.warnings);
+        }
+        if let Some(info) = &state.engine_info {
+            state.environment.engine = serde_json::to_value(info).ok();
+        }
+        let assembled = assemble::assemble(&self.plan, &mut state, backend.map(|b| b.summary), &goodput);
+        state.phases.end(PhaseName::Assemble);
+
+        // Everything measured goes to disk even if result.json cannot.
+        let mut result = assembled.result;
+        if !state.records.is_empty() {
+            if let Err(e) = results::write_requests(&state.dir, &state.records, &assembled.per_request) {
+                result.status_reasons.push(format!("requests.jsonl: {e}"));
             }
-            None => None,
-        };
-
-        write_timeseries(&dir, &collected).map_err(io("writing timeseries.csv"))?;
-        write_telemetry(&dir, &collected).map_err(io("writing telemetry.csv"))?;
-        let result = RunResult {
-            schema_version: SCHEMA_VERSION.into(),
-            run_id: dir
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            llem_version: env!("CARGO_PKG_VERSION").into(),
-            status: if interrupted {
-                RunStatus::Interrupted
-            } else if incomplete {
-                RunStatus::Incomplete
-            } else {
-                RunStatus::Complete
-            },
-            experiment: ExperimentSummary {
-                name: experiment.name.clone(),
-                model: experiment.model.clone(),
-                seed: experiment.seed,
-            },
-            started_at: timestamp::rfc3339(started),
-            duration_s: window.duration_s(),
-            energy: energy_summary(&window, &collected),
-            sampling: SamplingSummary {
-                interval_ms: experiment.sample_interval_ms,
-                ticks: collected.iter().map(|(_, _, s)| s.ticks).sum(),
-                missed_ticks: collected.iter().map(|(_, _, s)| s.missed_ticks).sum(),
-                sampler_cpu_s: collected
-                    .iter()
-                    .map(|(_, _, s)| s.thread_cpu_ns)
-                    .sum::<u64>() as f64
-                    / 1e9,
-            },
-            dataset,
-            backend,
-            inference: inference_summary,
-            warnings,
-        };
+        }
+        if let Err(e) = results::write_engine_metrics(&state.dir, &parsed_metrics) {
+            result.warnings.push(format!("engine_metrics.jsonl: {e}"));
+        }
+        state.phases.begin(PhaseName::Write);
+        state.phases.end(PhaseName::Write);
+        result.phases = state.phases.phases.clone();
         let json = serde_json::to_string_pretty(&result)
             .map_err(|e| RunError::Invalid(format!("cannot encode result.json: {e}")))?;
-        std::fs::write(dir.join("result.json"), &json).map_err(io("writing result.json"))?;
-        self.deliver_to_sinks(&dir, &collected, &result, &json, &mut on_event);
-        Ok(RunOutcome { dir, result })
+        std::fs::write(state.dir.join("result.json"), &json).map_err(io("writing result.json"))?;
+        self.deliver_to_sinks(&state.dir, &state.collected, &result, &json, on_event);
+        Ok(RunOutcome {
+            dir: state.dir,
+            result,
+        })
     }
 
-    /// Sinks get the samples and the result. A failing sink is a warning: the
-    /// run directory already holds everything.
+    /// Sinks get the samples (read back from timeseries.csv, where they were
+    /// streamed) and the result. A failing sink is a warning: the run directory
+    /// already holds everything.
     fn deliver_to_sinks(
         &self,
         dir: &Path,
         sources: &[Collected],
         result: &RunResult,
         json: &str,
-        on_event: &mut impl FnMut(Event<'_>),
+        on_event: &mut dyn FnMut(Event<'_>),
     ) {
         for plugin in self.instances(PluginKind::Sink) {
             let delivered = (|| -> Result<(), PluginFailure> {
                 let code = self.catalog.load_path(&plugin.location)?;
                 let mut sink = code.open_sink(&plugin.config, &sandbox_for(plugin, Some(dir)))?;
-                for (config, devices, series) in sources {
-                    sink.write_samples(&SampleBatch {
-                        source: config.name.clone(),
-                        devices: devices.iter().map(|d| d.id.clone()).collect(),
-                        samples: series
-                            .readings
-                            .iter()
-                            .map(|(t_ns, r)| Sample {
-                                device: r.device,
-                                t_ns: *t_ns,
-                                energy_uj: r.energy_uj,
-                                power_mw: r.power_mw,
-                            })
-                            .collect(),
-                    })?;
+                for batch in results::sample_batches(dir, sources) {
+                    sink.write_samples(&batch)?;
                 }
-                sink.write_result(&ResultDocument {
+                sink.write_result(&llem_sdk::ResultDocument {
                     schema_version: SCHEMA_VERSION.into(),
                     run_id: result.run_id.clone(),
                     json: json.to_owned(),
@@ -496,6 +797,52 @@ impl<'c> Experiment<'c> {
                 on_event(Event::Warning(&text));
             }
         }
+    }
+}
+
+fn sleep_unless_stopped(duration: Duration, stop: &AtomicBool) {
+    let end = monotonic_ns() + duration.as_nanos() as u64;
+    while monotonic_ns() < end && !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Wait until total power over the last 5 s is within `thermal_settle_drift`
+/// of the 5 s before, at most `thermal_settle_max_s`. Says how it ended.
+fn thermal_settle(
+    sampler: &Sampler,
+    measurement: &llem_manifest::Measurement,
+    stop: &AtomicBool,
+) -> String {
+    const SPAN: Duration = Duration::from_secs(5);
+    let start = monotonic_ns();
+    let max = Duration::from_secs_f64(measurement.thermal_settle_max_s);
+    let total_energy = || -> Option<f64> {
+        let live = sampler.live();
+        let figures: Vec<f64> = live.iter().filter_map(|d| d.energy_j).collect();
+        (!figures.is_empty()).then(|| figures.iter().sum())
+    };
+    let mut previous: Option<f64> = None;
+    let mut last = (monotonic_ns(), total_energy());
+    loop {
+        sleep_unless_stopped(SPAN, stop);
+        let now = (monotonic_ns(), total_energy());
+        let power = match (last.1, now.1) {
+            (Some(a), Some(b)) if now.0 > last.0 => Some((b - a) / ((now.0 - last.0) as f64 / 1e9)),
+            _ => None,
+        };
+        let elapsed = Duration::from_nanos(monotonic_ns().saturating_sub(start));
+        if let (Some(p0), Some(p1)) = (previous, power)
+            && p0 > 0.0
+            && ((p1 - p0) / p0).abs() < measurement.thermal_settle_drift
+        {
+            return format!("settled after {:.1} s ({p0:.1} W → {p1:.1} W)", elapsed.as_secs_f64());
+        }
+        if stop.load(Ordering::Relaxed) || elapsed >= max {
+            return format!("not settled after {:.1} s; measuring anyway", elapsed.as_secs_f64());
+        }
+        previous = power;
+        last = now;
     }
 }
 
@@ -515,82 +862,4 @@ fn describe_devices(devices: &[llem_sdk::Device]) -> String {
         })
         .collect();
     format!("{} device(s): {}", devices.len(), names.join(", "))
-}
-
-fn energy_summary(window: &WindowMeasurement, sources: &[Collected]) -> EnergySummary {
-    let mut devices = Vec::new();
-    let mut measured = window.devices.iter();
-    let duration = window.duration_s();
-    for (config, source_devices, series) in sources {
-        for (device, acc) in source_devices.iter().zip(&series.accumulators) {
-            let in_window = measured.next();
-            let energy_j = in_window.and_then(|w| w.energy_j);
-            devices.push(DeviceEnergy {
-                source: config.name.clone(),
-                device: device.id.clone(),
-                name: device.name.clone(),
-                kind: device.kind,
-                method: acc.method(),
-                estimated: device.estimated,
-                energy_j,
-                average_power_w: energy_j.filter(|_| duration > 0.0).map(|e| e / duration),
-                samples: in_window.map_or(0, |w| w.samples),
-                counter_wraps: acc.wraps,
-                counter_resets: acc.resets,
-            });
-        }
-    }
-    let figures: Vec<f64> = devices.iter().filter_map(|d| d.energy_j).collect();
-    EnergySummary {
-        total_j: (!figures.is_empty()).then(|| figures.iter().sum()),
-        includes_estimates: devices.iter().any(|d| d.estimated && d.energy_j.is_some()),
-        devices,
-    }
-}
-
-/// Device telemetry (utilisation, temperature, clocks, throttling…), one row
-/// per metric per read; only written when a source offers any.
-fn write_telemetry(dir: &Path, sources: &[Collected]) -> std::io::Result<()> {
-    if sources
-        .iter()
-        .all(|(_, _, series)| series.telemetry.is_empty())
-    {
-        return Ok(());
-    }
-    let file = std::fs::File::create(dir.join("telemetry.csv"))?;
-    let mut out = std::io::BufWriter::new(file);
-    writeln!(out, "t_ns,source,device,metric,value,unit")?;
-    for (config, devices, series) in sources {
-        for (t_ns, item) in &series.telemetry {
-            let id = devices
-                .get(item.device as usize)
-                .map_or("?", |d| d.id.as_str());
-            for metric in &item.metrics {
-                writeln!(
-                    out,
-                    "{t_ns},{},{id},{},{},{}",
-                    config.name, metric.name, metric.value, metric.unit
-                )?;
-            }
-        }
-    }
-    out.flush()
-}
-
-/// Raw readings, one row per device per read: the audit trail behind every figure.
-fn write_timeseries(dir: &Path, sources: &[Collected]) -> std::io::Result<()> {
-    let file = std::fs::File::create(dir.join("timeseries.csv"))?;
-    let mut out = std::io::BufWriter::new(file);
-    writeln!(out, "t_ns,source,device,energy_uj,power_mw")?;
-    for (config, devices, series) in sources {
-        for (t_ns, r) in &series.readings {
-            let id = devices
-                .get(r.device as usize)
-                .map_or("?", |d| d.id.as_str());
-            let energy = r.energy_uj.map(|v| v.to_string()).unwrap_or_default();
-            let power = r.power_mw.map(|v| v.to_string()).unwrap_or_default();
-            writeln!(out, "{t_ns},{},{id},{energy},{power}", config.name)?;
-        }
-    }
-    out.flush()
 }

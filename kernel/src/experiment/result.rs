@@ -5,18 +5,35 @@ use crate::energy::EnergyMethod;
 use llem_sdk::{DeviceKind, EnginePlan};
 use serde::{Deserialize, Serialize};
 
-pub const SCHEMA_VERSION: &str = "0.1.0";
+pub const SCHEMA_VERSION: &str = "0.2.0";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RunStatus {
-    /// Ran its full course.
+    /// Ran its full course and measured what it says.
     Complete,
-    /// Stopped early (Ctrl-C); everything measured until then is kept.
+    /// Measured, but not everything it should have: `status_reasons` says what
+    /// (failed requests above the threshold, a source lost, coverage too low…).
+    Degraded,
+    /// Did not produce a usable measurement (every request failed, the engine
+    /// never became ready, no device produced a figure…); `error` says why.
+    /// Everything measured until then is kept.
+    Failed,
+    /// Stopped early by a signal (Ctrl-C, SIGTERM, SIGHUP); everything measured
+    /// until then is kept.
     Interrupted,
-    /// Cut short by a failure (an engine that died, a worker that broke);
-    /// everything measured until then is kept, and `warnings` says what happened.
-    Incomplete,
+}
+
+impl RunStatus {
+    /// The process exit code `llem run` uses for this status (docs/result-schema.md).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunStatus::Complete => 0,
+            RunStatus::Degraded => 3,
+            RunStatus::Failed => 4,
+            RunStatus::Interrupted => 130,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -25,12 +42,28 @@ pub struct RunResult {
     pub run_id: String,
     pub llem_version: String,
     pub status: RunStatus,
+    /// Why the status is not `complete`, one line each.
+    #[serde(default)]
+    pub status_reasons: Vec<String>,
+    /// What made the run fail (status `failed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     pub experiment: ExperimentSummary,
     /// Wall clock, RFC 3339 UTC.
     pub started_at: String,
     /// Measured window, seconds (monotonic clock).
     pub duration_s: f64,
+    /// The measured window on the monotonic clock (`t_ns` of timeseries.csv).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<WindowSpan>,
+    /// The run's phases in the order they ran (docs/result-schema.md).
+    #[serde(default)]
+    pub phases: Vec<super::phase::PhaseSpan>,
+    /// Energy over the measured window.
     pub energy: EnergySummary,
+    /// Idle power measured before the engine started, and what it implies for the window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<super::baseline::BaselineSummary>,
     pub sampling: SamplingSummary,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dataset: Option<DatasetSummary>,
@@ -39,9 +72,18 @@ pub struct RunResult {
     /// Requests, latency, throughput and energy per token, when an engine ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inference: Option<InferenceSummary>,
+    /// What ran where: host, OS, CPU, devices, engine, llem and plugin versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<super::environment::Environment>,
     /// Problems met during the run that did not stop it (recorded gaps).
     #[serde(default)]
     pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct WindowSpan {
+    pub start_ns: u64,
+    pub end_ns: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -49,12 +91,27 @@ pub struct ExperimentSummary {
     pub name: String,
     pub model: Option<String>,
     pub seed: u64,
+    /// Which cycle of the experiment this run is (1-based).
+    #[serde(default = "first_cycle")]
+    pub cycle: u32,
+}
+
+fn first_cycle() -> u32 {
+    1
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EnergySummary {
-    /// Sum over devices that produced a figure; `None` when none did (never a silent 0 J).
+    /// Gross energy over the measured window: the sum over devices that
+    /// produced a figure; `None` when none did (never a silent 0 J).
     pub total_j: Option<f64>,
+    /// Idle energy the devices in the total would have used over the same
+    /// window (baseline power × window length); `None` without a baseline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_j: Option<f64>,
+    /// `total_j − baseline_j`: the energy the workload added (dynamic energy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net_j: Option<f64>,
     /// Whether any device's figure is modelled rather than measured.
     pub includes_estimates: bool,
     pub devices: Vec<DeviceEnergy>,
@@ -119,6 +176,12 @@ pub struct InferenceSummary {
     pub window_energy_j: Option<f64>,
     /// Window energy / output tokens generated in the window.
     pub energy_per_output_token_j: Option<f64>,
+    /// Window energy less the idle baseline over the window, joules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_energy_net_j: Option<f64>,
+    /// Net window energy / output tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_per_output_token_net_j: Option<f64>,
     /// Window energy / requests completed in the window.
     pub energy_per_request_j: Option<f64>,
     pub average_power_w: Option<f64>,

@@ -8,7 +8,10 @@
 //! that source's thread and the gap is reported; the others go on.
 
 mod source_thread;
+mod spool;
 mod window;
+
+pub use spool::{FLUSH_PERIOD, TELEMETRY_FILE, TIMESERIES_FILE};
 
 pub use window::{DeviceWindow, WindowMeasurement};
 
@@ -35,8 +38,18 @@ pub struct SourceConfig {
 /// Everything one source's thread has gathered.
 #[derive(Debug, Default, Clone)]
 pub struct SourceSeries {
-    /// Raw readings with their read timestamps (midpoint of the call), in time order.
+    /// Raw readings with their read timestamps (midpoint of the call), in time
+    /// order. When the sampler spools to a run directory, rows already written
+    /// to `timeseries.csv` are no longer here.
     pub readings: Vec<(u64, Reading)>,
+    /// The latest reading of each device (live display).
+    pub latest: Vec<Option<(u64, Reading)>>,
+    /// Per device, (t_ns, cumulative joules by the device's method) after every
+    /// read: the energy-over-time curve windows and attribution are cut from.
+    pub energy_track: Vec<Vec<(u64, f64)>>,
+    /// The source's thread was still inside a call when the sampler stopped
+    /// and was left behind; nothing after its last reading is counted.
+    pub abandoned: bool,
     pub telemetry: Vec<(u64, DeviceTelemetry)>,
     pub accumulators: Vec<DeviceAccumulator>,
     pub ticks: u64,
@@ -64,7 +77,12 @@ pub struct Sampler {
     sources: Vec<SourceHandle>,
     started_ns: u64,
     windows: Mutex<HashMap<String, window::OpenWindow>>,
+    spool: Option<spool::Spool>,
 }
+
+/// How long `stop` waits for a source's thread to leave a call before it is
+/// abandoned: a source blocked in a read cannot hold a run past its end.
+pub const STOP_GRACE: Duration = Duration::from_secs(2);
 
 impl std::fmt::Debug for Sampler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -85,6 +103,15 @@ impl Sampler {
     pub fn start(
         sources: Vec<(SourceConfig, Box<dyn EnergyInstance>)>,
     ) -> std::io::Result<Sampler> {
+        Self::start_spooled(sources, None)
+    }
+
+    /// Start, streaming every reading and telemetry row to `dir`
+    /// (`timeseries.csv`, `telemetry.csv`) while the run goes on.
+    pub fn start_spooled(
+        sources: Vec<(SourceConfig, Box<dyn EnergyInstance>)>,
+        dir: Option<&std::path::Path>,
+    ) -> std::io::Result<Sampler> {
         let started_ns = monotonic_ns();
         let mut handles = Vec::with_capacity(sources.len());
         for (config, instance) in sources {
@@ -99,10 +126,25 @@ impl Sampler {
                 thread: Some(thread),
             });
         }
+        let spool = match dir {
+            Some(dir) => Some(spool::Spool::start(
+                dir,
+                handles
+                    .iter()
+                    .map(|h| spool::SpoolSource {
+                        name: h.config.name.clone(),
+                        devices: h.devices.clone(),
+                        shared: h.shared.clone(),
+                    })
+                    .collect(),
+            )?),
+            None => None,
+        };
         Ok(Sampler {
             sources: handles,
             started_ns,
             windows: Mutex::new(HashMap::new()),
+            spool,
         })
     }
 
@@ -145,29 +187,35 @@ impl Sampler {
             for (index, (device, acc)) in
                 source.devices.iter().zip(&series.accumulators).enumerate()
             {
-                let mine = || {
-                    series
-                        .readings
-                        .iter()
-                        .rev()
-                        .filter(|(_, r)| r.device as usize == index)
-                };
-                let latest_power_mw = mine().find_map(|(_, r)| r.power_mw);
-                let t_ns = mine().next().map(|(t, _)| *t);
+                let latest = series.latest.get(index).copied().flatten();
                 out.push(LiveDevice {
-                    t_ns,
+                    t_ns: latest.map(|(t, _)| t),
                     source: source.config.name.clone(),
                     device: device.id.clone(),
                     estimated: device.estimated,
                     method: acc.method(),
                     energy_j: acc.energy_j(),
-                    power_w: latest_power_mw
+                    power_w: latest
+                        .and_then(|(_, r)| r.power_mw)
                         .map(|mw| mw as f64 / 1000.0)
                         .or_else(|| acc.recent_power_w()),
                 });
             }
         }
         out
+    }
+
+    /// Drop the raw rows kept in memory (readings, telemetry, energy tracks):
+    /// for long-running callers that only need live figures and windows.
+    pub fn discard_raw(&self) {
+        for source in &self.sources {
+            let mut series = lock(&source.shared.series);
+            series.readings.clear();
+            series.telemetry.clear();
+            for track in &mut series.energy_track {
+                track.clear();
+            }
+        }
     }
 
     /// Open a named window; several may be open at once. Reopening a name restarts it.
@@ -207,24 +255,56 @@ impl Sampler {
         }
     }
 
-    /// Stop every thread and return each source's series.
-    pub fn stop(mut self) -> Vec<(SourceConfig, Vec<Device>, SourceSeries)> {
+    /// Stop every thread and return each source's series (waiting at most
+    /// [`STOP_GRACE`] for a source stuck in a call).
+    pub fn stop(self) -> Vec<(SourceConfig, Vec<Device>, SourceSeries)> {
+        self.stop_within(STOP_GRACE).0
+    }
+
+    /// Stop every thread, abandoning one still inside a call after `grace`;
+    /// also returns the spool's write errors (empty when everything reached disk).
+    pub fn stop_within(
+        mut self,
+        grace: Duration,
+    ) -> (Vec<(SourceConfig, Vec<Device>, SourceSeries)>, Vec<String>) {
         for source in &self.sources {
             source.shared.stop();
         }
+        let deadline = std::time::Instant::now() + grace;
         let mut out = Vec::with_capacity(self.sources.len());
         for mut source in self.sources.drain(..) {
-            if let Some(thread) = source.thread.take()
-                && thread.join().is_err()
-            {
-                lock(&source.shared.series)
-                    .errors
-                    .push("sampling thread panicked".into());
+            if let Some(thread) = source.thread.take() {
+                while !thread.is_finished() && std::time::Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                if thread.is_finished() {
+                    if thread.join().is_err() {
+                        lock(&source.shared.series)
+                            .errors
+                            .push("sampling thread panicked".into());
+                    }
+                } else {
+                    // Left behind: it may return some day, but nothing it reads counts.
+                    let mut series = lock(&source.shared.series);
+                    series.abandoned = true;
+                    series.errors.push(format!(
+                        "`{}` was still inside a call {:.1} s after the run ended and was abandoned; its figures end at its last reading",
+                        source.config.name,
+                        grace.as_secs_f64()
+                    ));
+                }
             }
-            let series = lock(&source.shared.series).clone();
-            out.push((source.config, source.devices, series));
+            out.push((source.config, source.devices, source.shared.clone()));
         }
-        out
+        let spool_errors = self.spool.take().map(|mut s| s.finish()).unwrap_or_default();
+        let out = out
+            .into_iter()
+            .map(|(config, devices, shared)| {
+                let series = lock(&shared.series).clone();
+                (config, devices, series)
+            })
+            .collect();
+        (out, spool_errors)
     }
 }
 
@@ -233,10 +313,19 @@ impl Drop for Sampler {
         for source in &self.sources {
             source.shared.stop();
         }
+        let deadline = std::time::Instant::now() + STOP_GRACE;
         for source in &mut self.sources {
             if let Some(thread) = source.thread.take() {
-                let _ = thread.join();
+                while !thread.is_finished() && std::time::Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                if thread.is_finished() {
+                    let _ = thread.join();
+                }
             }
+        }
+        if let Some(mut spool) = self.spool.take() {
+            let _ = spool.finish();
         }
     }
 }

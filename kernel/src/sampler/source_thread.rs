@@ -31,6 +31,8 @@ impl Shared {
         Shared {
             series: Mutex::new(SourceSeries {
                 accumulators: devices.iter().map(DeviceAccumulator::new).collect(),
+                latest: vec![None; devices.len()],
+                energy_track: vec![Vec::new(); devices.len()],
                 ..SourceSeries::default()
             }),
             control: Mutex::new(Control::default()),
@@ -93,14 +95,20 @@ impl Reader {
         let result = self.instance.read(&mut self.buffer);
         let after = monotonic_ns();
         let t_ns = before + (after - before) / 2;
-        let mut series = lock(&shared.series);
+        let mut guard = lock(&shared.series);
+        let series = &mut *guard;
         match result {
             Ok(()) => {
                 self.failures_in_a_row = 0;
                 for reading in &self.buffer {
-                    if let Some(acc) = series.accumulators.get_mut(reading.device as usize) {
+                    let index = reading.device as usize;
+                    if let Some(acc) = series.accumulators.get_mut(index) {
                         acc.push(t_ns, reading);
                         series.readings.push((t_ns, *reading));
+                        series.latest[index] = Some((t_ns, *reading));
+                        if let Some(joules) = acc.energy_j() {
+                            series.energy_track[index].push((t_ns, joules));
+                        }
                     }
                 }
             }
@@ -119,7 +127,7 @@ impl Reader {
         }
         series.reads_done += 1;
         let alive = !series.gave_up;
-        drop(series);
+        drop(guard);
         shared.read_done.notify_all();
         alive
     }

@@ -112,7 +112,7 @@ pub struct Section {
 
 /// The top-level tables with fixed keys. `[plugins]` is the other top-level table;
 /// its keys are plugin instances, checked against each plugin's own options.
-pub const SECTIONS: &[Section] = &[EXPERIMENT, LOAD];
+pub const SECTIONS: &[Section] = &[EXPERIMENT, LOAD, MEASUREMENT];
 
 pub const EXPERIMENT: Section = Section {
     name: "experiment",
@@ -125,6 +125,14 @@ pub const LOAD: Section = Section {
     name: "load",
     doc: "How requests are sent to the engine (names follow `vllm bench serve`).",
     keys: load_keys,
+};
+
+/// `[measurement]`: the methodology of a run — idle baseline, warm-up, thermal
+/// control, the thresholds behind a run's status, carbon accounting.
+pub const MEASUREMENT: Section = Section {
+    name: "measurement",
+    doc: "How a run is measured: idle baseline, warm-up, thermal settle and cool-down, the thresholds behind `degraded`, carbon.",
+    keys: measurement_keys,
 };
 
 /// `[plugins.<name>.sandbox]`: capabilities granted to a WASM plugin.
@@ -273,6 +281,132 @@ fn load_keys() -> Vec<KeySpec> {
             json!({}),
             "Service-level objectives in ms, e.g. { ttft_ms = 200, tpot_ms = 50 }: goodput counts requests meeting all of them.",
         )),
+    ]
+}
+
+fn measurement_keys() -> Vec<KeySpec> {
+    use OptionType::*;
+    vec![
+        KeySpec::new(
+            OptionSpec::with_default(
+                "baseline",
+                String,
+                "validated",
+                "Idle power per device before the engine starts: `fresh` (measured every run), `cached` (reused while younger than baseline_ttl_h for this host, devices and llem version), `validated` (cached, spot-checked for baseline_spot_check_s and re-measured when it drifted by more than baseline_drift) or `off`.",
+            )
+            .choices(&["fresh", "cached", "validated", "off"]),
+        ),
+        KeySpec::new(OptionSpec::with_default(
+            "baseline_s",
+            Float,
+            15.0,
+            "Seconds of idle measured for a fresh baseline (LLenergyMeasure uses 30).",
+        ))
+        .above(0.0),
+        KeySpec::new(OptionSpec::with_default(
+            "baseline_spot_check_s",
+            Float,
+            3.0,
+            "Seconds of idle measured to validate a cached baseline.",
+        ))
+        .above(0.0),
+        KeySpec::new(OptionSpec::with_default(
+            "baseline_ttl_h",
+            Float,
+            24.0,
+            "Hours a cached baseline stays usable.",
+        ))
+        .above(0.0),
+        KeySpec::new(OptionSpec::with_default(
+            "baseline_drift",
+            Float,
+            0.10,
+            "Relative change of idle power (0.10 = 10 %) past which a cached baseline is re-measured.",
+        ))
+        .above(0.0),
+        KeySpec::new(
+            OptionSpec::with_default(
+                "warmup",
+                String,
+                "requests",
+                "Warm-up before measuring: `requests` ([load].warmup_requests requests) or `until-stable` (batches of warmup_window requests until the coefficient of variation of their latency drops below warmup_cv, at most warmup_max_requests).",
+            )
+            .choices(&["requests", "until-stable"]),
+        ),
+        KeySpec::new(OptionSpec::with_default(
+            "warmup_cv",
+            Float,
+            0.10,
+            "Coefficient of variation of end-to-end latency over the last warmup_window requests below which warm-up ends (`until-stable`).",
+        ))
+        .above(0.0),
+        KeySpec::new(OptionSpec::with_default(
+            "warmup_window",
+            Integer,
+            8,
+            "Requests per warm-up batch and in the sliding window of `until-stable`.",
+        ))
+        .min(2.0)
+        .max(100_000.0),
+        KeySpec::new(OptionSpec::with_default(
+            "warmup_max_requests",
+            Integer,
+            64,
+            "Most warm-up requests `until-stable` sends before measuring anyway (recorded).",
+        ))
+        .min(1.0)
+        .max(f64::from(u32::MAX)),
+        KeySpec::new(OptionSpec::with_default(
+            "thermal_settle_max_s",
+            Float,
+            0.0,
+            "After warm-up, wait up to this long for power and temperature to stop drifting before measuring; 0 turns it off.",
+        ))
+        .min(0.0),
+        KeySpec::new(OptionSpec::with_default(
+            "thermal_settle_drift",
+            Float,
+            0.02,
+            "Settled when total power over the last 5 s differs from the 5 s before by less than this fraction.",
+        ))
+        .above(0.0),
+        KeySpec::new(OptionSpec::with_default(
+            "cooldown_s",
+            Float,
+            0.0,
+            "Seconds of idle after the measured window (between runs), recorded as its own phase.",
+        ))
+        .min(0.0),
+        KeySpec::new(OptionSpec::with_default(
+            "max_failed_fraction",
+            Float,
+            0.05,
+            "A run whose share of failed measured requests exceeds this is `degraded`; all failing is `failed`.",
+        ))
+        .min(0.0)
+        .max(1.0),
+        KeySpec::new(OptionSpec::with_default(
+            "min_coverage",
+            Float,
+            0.95,
+            "A run where a device's readings cover less than this share of the measured window is `degraded`.",
+        ))
+        .min(0.0)
+        .max(1.0),
+        KeySpec::new(OptionSpec::required(
+            "grid_gco2_per_kwh",
+            Float,
+            "Carbon intensity of the electricity, gCO2e per kWh, for the carbon figures; none by default.",
+        ))
+        .optional(json!(390.0))
+        .min(0.0),
+        KeySpec::new(OptionSpec::with_default(
+            "pue",
+            Float,
+            1.0,
+            "Power usage effectiveness of the facility, multiplied into the carbon figures.",
+        ))
+        .min(1.0),
     ]
 }
 

@@ -17,6 +17,8 @@ pub struct Plan {
     pub experiment: Experiment,
     #[serde(default)]
     pub load: Load,
+    #[serde(default)]
+    pub measurement: Measurement,
     /// Plugin instances in manifest order.
     pub plugins: Vec<PluginPlan>,
 }
@@ -54,6 +56,51 @@ pub struct Load {
     /// Metric name (`ttft_ms`, `tpot_ms`, `itl_ms`, `e2el_ms`) → objective in ms.
     #[serde(default)]
     pub goodput: std::collections::BTreeMap<String, f64>,
+}
+
+/// `[measurement]`, typed. Field names are the manifest keys; see `keys::MEASUREMENT`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Measurement {
+    pub baseline: String,
+    pub baseline_s: f64,
+    pub baseline_spot_check_s: f64,
+    pub baseline_ttl_h: f64,
+    pub baseline_drift: f64,
+    pub warmup: String,
+    pub warmup_cv: f64,
+    pub warmup_window: u32,
+    pub warmup_max_requests: u32,
+    pub thermal_settle_max_s: f64,
+    pub thermal_settle_drift: f64,
+    pub cooldown_s: f64,
+    pub max_failed_fraction: f64,
+    pub min_coverage: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grid_gco2_per_kwh: Option<f64>,
+    pub pue: f64,
+}
+
+impl Default for Measurement {
+    fn default() -> Self {
+        Measurement {
+            baseline: "validated".into(),
+            baseline_s: 15.0,
+            baseline_spot_check_s: 3.0,
+            baseline_ttl_h: 24.0,
+            baseline_drift: 0.10,
+            warmup: "requests".into(),
+            warmup_cv: 0.10,
+            warmup_window: 8,
+            warmup_max_requests: 64,
+            thermal_settle_max_s: 0.0,
+            thermal_settle_drift: 0.02,
+            cooldown_s: 0.0,
+            max_failed_fraction: 0.05,
+            min_coverage: 0.95,
+            grid_gco2_per_kwh: None,
+            pue: 1.0,
+        }
+    }
 }
 
 impl Default for Load {
@@ -148,6 +195,10 @@ impl Plan {
             toml::Value::try_from(&self.experiment)?,
         );
         doc.insert("load".into(), toml::Value::try_from(&self.load)?);
+        doc.insert(
+            "measurement".into(),
+            toml::Value::try_from(&self.measurement)?,
+        );
         doc.insert("plugins".into(), toml::Value::Table(plugins));
         Ok(format!(
             "# Resolved by llem from {}; every default is written out.\n\n{}",

@@ -8,10 +8,10 @@ use crate::catalog::{LookupError, PluginCatalog};
 use crate::check::{TableCheck, absolute};
 use crate::error::ManifestError;
 use crate::keys::{
-    EXPERIMENT, KeySpec, LOAD, PLUGINS_TABLE, RESERVED_PLUGIN_KEYS, SANDBOX, Section,
+    EXPERIMENT, KeySpec, LOAD, MEASUREMENT, PLUGINS_TABLE, RESERVED_PLUGIN_KEYS, SANDBOX, Section,
     top_level_names,
 };
-use crate::plan::{Experiment, Load, Plan, PluginPlan, SandboxGrants};
+use crate::plan::{Experiment, Load, Measurement, Plan, PluginPlan, SandboxGrants};
 use crate::raw::{RawEntry, RawManifest, RawTable, RawValue};
 use crate::spans::{Loc, join_path};
 use crate::suggest::did_you_mean;
@@ -23,6 +23,7 @@ pub fn resolve(raw: &RawManifest, catalog: &dyn PluginCatalog) -> Result<Plan, V
 
     let experiment = resolve_section::<Experiment>(raw, &EXPERIMENT, &mut errors);
     let load = resolve_section::<Load>(raw, &LOAD, &mut errors);
+    let measurement = resolve_section::<Measurement>(raw, &MEASUREMENT, &mut errors);
 
     let mut plugins = Vec::new();
     if let Some(table) = table_at_top(raw, PLUGINS_TABLE, &mut errors) {
@@ -33,11 +34,12 @@ pub fn resolve(raw: &RawManifest, catalog: &dyn PluginCatalog) -> Result<Plan, V
         }
     }
 
-    match (experiment, load) {
-        (Some(experiment), Some(load)) if errors.is_empty() => Ok(Plan {
+    match (experiment, load, measurement) {
+        (Some(experiment), Some(load), Some(measurement)) if errors.is_empty() => Ok(Plan {
             source_name: raw.source_name.clone(),
             experiment,
             load,
+            measurement,
             plugins,
         }),
         _ => {

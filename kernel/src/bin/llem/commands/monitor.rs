@@ -2,10 +2,8 @@
 
 use crate::input::{self, Input};
 use crate::output::{CmdResult, Failure, ok};
-use llem::experiment::sandbox_for;
-use llem::sampler::{LiveDevice, Sampler, SourceConfig};
+use llem::sampler::{LiveDevice, Sampler};
 use llem::{Catalog, clock::monotonic_ns};
-use llem_sdk::PluginKind;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -87,21 +85,16 @@ pub fn run(args: Args) -> CmdResult {
         },
         &catalog,
     )?;
-    let mut sources = Vec::new();
-    for entry in plan.plugins.iter().filter(|p| p.kind == PluginKind::Energy) {
-        let plugin = catalog
-            .load_path(&entry.location)
-            .map_err(|e| Failure::failed(e.to_string()))?;
-        let source = plugin
-            .open_energy(&entry.config, &sandbox_for(entry, None))
-            .map_err(|e| Failure::failed(e.to_string()))?;
-        let config = SourceConfig {
-            name: entry.instance.clone(),
-            interval: args.interval,
-            telemetry_interval: Duration::ZERO,
-        };
-        sources.push((config, source));
-    }
+    // The same library code `llem run` opens its sources with (a plugin
+    // table's own `sample_interval_ms` wins over `--interval`).
+    let sources = llem::experiment::open_energy_sources(
+        &plan,
+        &catalog,
+        None,
+        Some(args.interval),
+        &mut |_| {},
+    )
+    .map_err(|e| Failure::failed(e.to_string()))?;
     if sources.is_empty() {
         return Err(Failure::bad_input(
             "no energy source given: name one with `--plugins`",
@@ -138,6 +131,8 @@ pub fn run(args: Args) -> CmdResult {
             );
         }
         let t_s = monotonic_ns().saturating_sub(started) as f64 / 1e9;
+        // Nothing here reads the raw rows: keep memory flat however long it runs.
+        sampler.discard_raw();
         let live = sampler.live();
         let written = match args.format {
             Format::Table => {

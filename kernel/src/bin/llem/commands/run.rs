@@ -105,6 +105,7 @@ pub fn run(args: Args) -> CmdResult {
             detail,
         } => bar.suspend(|| ok(&format!("{instance} ({kind}): {detail}"))),
         Event::Warning(text) => bar.suspend(|| warn(text)),
+        Event::Phase { note, .. } => bar.set_message(note),
         Event::Engine(text) => bar.suspend(|| ok(text)),
         Event::Requests {
             warmup,
@@ -142,11 +143,8 @@ pub fn run(args: Args) -> CmdResult {
     bar.finish_and_clear();
     let outcome = outcome.map_err(|e| Failure::failed(e.to_string()))?;
     print_summary(&outcome.result, &outcome.dir);
-    Ok(match outcome.result.status {
-        RunStatus::Complete => ExitCode::SUCCESS,
-        RunStatus::Interrupted => ExitCode::from(crate::exit::INTERRUPTED),
-        RunStatus::Incomplete => ExitCode::from(crate::exit::FAILURE),
-    })
+    // Documented in docs/result-schema.md: 0 complete, 3 degraded, 4 failed, 130 interrupted.
+    Ok(ExitCode::from(outcome.result.status.exit_code()))
 }
 
 fn print_inference(i: &llem::experiment::InferenceSummary) {
@@ -167,6 +165,9 @@ fn print_inference(i: &llem::experiment::InferenceSummary) {
         i.window_s,
         joules(i.window_energy_j)
     );
+    if let Some(net) = i.energy_per_output_token_net_j {
+        println!("  net of idle            {}", joules(Some(net)));
+    }
     println!(
         "  energy / request       {}",
         joules(i.energy_per_request_j)
@@ -224,7 +225,8 @@ fn print_summary(result: &RunResult, dir: &std::path::Path) {
     let status = match result.status {
         RunStatus::Complete => String::new(),
         RunStatus::Interrupted => "  (INTERRUPTED: partial)".to_owned(),
-        RunStatus::Incomplete => "  (INCOMPLETE: partial, see warnings)".to_owned(),
+        RunStatus::Degraded => "  (DEGRADED: see below)".to_owned(),
+        RunStatus::Failed => "  (FAILED: see below)".to_owned(),
     };
     println!(
         "{} · {:.1} s · {} device(s){status}",
@@ -272,8 +274,30 @@ fn print_summary(result: &RunResult, dir: &std::path::Path) {
         ),
         None => println!("  no device produced an energy figure (see warnings in result.json)"),
     }
+    if let Some(b) = &result.baseline {
+        let origin = serde_json::to_value(b.origin)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let power = b
+            .total_power_w
+            .map_or("n/a".to_owned(), |w| format!("{w:.2} W"));
+        println!(
+            "  idle baseline          {power} ({origin}, {:.1} s of idle, measured {})",
+            b.duration_s, b.measured_at
+        );
+        if let (Some(base), Some(net)) = (result.energy.baseline_j, result.energy.net_j) {
+            println!("  gross / idle / net     {:.3} J / {base:.3} J / {net:.3} J", result.energy.total_j.unwrap_or(0.0));
+        }
+    }
     if let Some(inference) = &result.inference {
         print_inference(inference);
+    }
+    if let Some(error) = &result.error {
+        println!("  error: {error}");
+    }
+    for reason in &result.status_reasons {
+        println!("  {}: {reason}", serde_json::to_value(&result.status).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default());
     }
     if result.sampling.missed_ticks > 0 {
         println!(

@@ -1,0 +1,211 @@
+//! Plain inputs shared by the modules: energy per time interval and request
+//! timings. Every time is CLOCK_MONOTONIC in nanoseconds (the sampler's and the
+//! workers' clock), so request and energy timestamps compare directly.
+
+use serde::{Deserialize, Serialize};
+
+use crate::AnalysisError;
+
+/// Energy spent in one time interval `[start_ns, end_ns)`, summed over the
+/// devices that do not overlap (the run's total, not every zone).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EnergyInterval {
+    pub start_ns: u64,
+    pub end_ns: u64,
+    /// Joules spent between `start_ns` and `end_ns` (≥ 0).
+    pub joules: f64,
+}
+
+/// Consecutive energy intervals: sorted, non-overlapping, each non-empty;
+/// gaps between them are allowed (time without a justified reading).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnergySeries {
+    intervals: Vec<EnergyInterval>,
+}
+
+impl EnergySeries {
+    /// Check and wrap intervals. Refuses an empty or reversed interval,
+    /// intervals out of order or overlapping, and negative or non-finite
+    /// joules: each is a bug upstream, and the maths below would hide it.
+    pub fn new(intervals: Vec<EnergyInterval>) -> Result<Self, AnalysisError> {
+        for (i, iv) in intervals.iter().enumerate() {
+            if iv.end_ns <= iv.start_ns {
+                return Err(AnalysisError::Input(format!(
+                    "energy interval {i} is empty or reversed ({} → {} ns)",
+                    iv.start_ns, iv.end_ns
+                )));
+            }
+            if !iv.joules.is_finite() || iv.joules < 0.0 {
+                return Err(AnalysisError::Input(format!(
+                    "energy interval {i} has {} J; energy must be finite and ≥ 0",
+                    iv.joules
+                )));
+            }
+            if i > 0 && iv.start_ns < intervals[i - 1].end_ns {
+                return Err(AnalysisError::Input(format!(
+                    "energy interval {i} starts at {} ns, before interval {} ends at {} ns: \
+                     intervals must be sorted and must not overlap",
+                    iv.start_ns,
+                    i - 1,
+                    intervals[i - 1].end_ns
+                )));
+            }
+        }
+        Ok(Self { intervals })
+    }
+
+    pub fn intervals(&self) -> &[EnergyInterval] {
+        &self.intervals
+    }
+
+    /// Sum of every interval's joules.
+    pub fn total_j(&self) -> f64 {
+        self.intervals.iter().map(|iv| iv.joules).sum()
+    }
+
+    /// First start to last end, `None` when empty.
+    pub fn span(&self) -> Option<(u64, u64)> {
+        Some((self.intervals.first()?.start_ns, self.intervals.last()?.end_ns))
+    }
+
+    /// Energy in `[a_ns, b_ns]`, taking a part of an interval in proportion to
+    /// the time it overlaps (power assumed constant inside one interval).
+    /// `None` when `[a, b]` is not wholly covered by intervals (a gap, or
+    /// outside the series) or when `b ≤ a`: a figure over missing time would
+    /// be an under-count.
+    pub fn energy_between(&self, a_ns: u64, b_ns: u64) -> Option<f64> {
+        if b_ns <= a_ns {
+            return None;
+        }
+        let mut covered = 0u64;
+        let mut joules = 0.0;
+        for iv in &self.intervals {
+            let lo = iv.start_ns.max(a_ns);
+            let hi = iv.end_ns.min(b_ns);
+            if hi > lo {
+                covered += hi - lo;
+                joules += iv.joules * (hi - lo) as f64 / (iv.end_ns - iv.start_ns) as f64;
+            }
+        }
+        (covered == b_ns - a_ns).then_some(joules)
+    }
+}
+
+/// Output tokens that arrived together at one instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenEvent {
+    pub t_ns: u64,
+    /// Tokens that arrived at `t_ns` (a streamed chunk may carry several).
+    pub n: u32,
+}
+
+/// One request as the load generator or the worker saw it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestTiming {
+    /// The request's id in the run (e.g. its send index).
+    pub id: String,
+    /// When it was sent (server) or submitted (offline worker).
+    pub send_ns: u64,
+    /// When its first output token arrived; `None` when none did.
+    pub first_token_ns: Option<u64>,
+    /// Every output-token arrival, in time order; the first is the first token.
+    pub tokens: Vec<TokenEvent>,
+    /// When it finished (last chunk, `[DONE]`, or when a failure was noticed).
+    pub end_ns: u64,
+    pub input_tokens: Option<u32>,
+    /// The request's output length (usage or worker count). When the events'
+    /// `n` are known per event this equals their sum.
+    pub output_tokens: Option<u32>,
+    pub success: bool,
+}
+
+impl RequestTiming {
+    /// Token events from chunk arrival times when only the request's total is
+    /// known (server streams without per-chunk usage): `output_tokens` spread
+    /// as evenly as whole numbers allow, the remainder one each on the
+    /// earliest chunks. No chunks or no count gives no events.
+    pub fn events_from_chunks(chunk_ns: &[u64], output_tokens: Option<u32>) -> Vec<TokenEvent> {
+        let (Some(total), Ok(k)) = (output_tokens, u32::try_from(chunk_ns.len())) else {
+            return Vec::new();
+        };
+        if k == 0 {
+            return Vec::new();
+        }
+        let (base, extra) = (total / k, total % k);
+        chunk_ns
+            .iter()
+            .enumerate()
+            .map(|(i, &t_ns)| TokenEvent {
+                t_ns,
+                n: base + u32::from((i as u32) < extra),
+            })
+            .filter(|e| e.n > 0)
+            .collect()
+    }
+
+    /// Output tokens whose arrival lies in `[a_ns, b_ns]` (both ends included).
+    pub fn tokens_between(&self, a_ns: u64, b_ns: u64) -> u64 {
+        self.tokens
+            .iter()
+            .filter(|e| e.t_ns >= a_ns && e.t_ns <= b_ns)
+            .map(|e| u64::from(e.n))
+            .sum()
+    }
+
+    /// Sum of the token events' counts.
+    pub fn event_tokens(&self) -> u64 {
+        self.tokens.iter().map(|e| u64::from(e.n)).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn iv(start_ns: u64, end_ns: u64, joules: f64) -> EnergyInterval {
+        EnergyInterval {
+            start_ns,
+            end_ns,
+            joules,
+        }
+    }
+
+    #[test]
+    fn energy_between_takes_parts_of_intervals_pro_rata() -> Result<(), AnalysisError> {
+        // [0,100) 10 J, [100,200) 30 J, gap, [300,400) 5 J.
+        let s = EnergySeries::new(vec![iv(0, 100, 10.0), iv(100, 200, 30.0), iv(300, 400, 5.0)])?;
+        // [50,150]: half of 10 J + half of 30 J = 5 + 15 = 20 J.
+        assert_eq!(s.energy_between(50, 150), Some(20.0));
+        // [0,200]: 10 + 30 = 40 J.
+        assert_eq!(s.energy_between(0, 200), Some(40.0));
+        // [150,350] crosses the gap [200,300): not covered.
+        assert_eq!(s.energy_between(150, 350), None);
+        // Before the series, or empty.
+        assert_eq!(s.energy_between(350, 450), None);
+        assert_eq!(s.energy_between(10, 10), None);
+        assert_eq!(s.total_j(), 45.0);
+        assert_eq!(s.span(), Some((0, 400)));
+        Ok(())
+    }
+
+    #[test]
+    fn bad_intervals_are_refused() {
+        assert!(EnergySeries::new(vec![iv(10, 10, 1.0)]).is_err());
+        assert!(EnergySeries::new(vec![iv(0, 10, -1.0)]).is_err());
+        assert!(EnergySeries::new(vec![iv(0, 10, f64::NAN)]).is_err());
+        assert!(EnergySeries::new(vec![iv(0, 10, 1.0), iv(5, 20, 1.0)]).is_err());
+        assert!(EnergySeries::new(vec![iv(0, 10, 1.0), iv(10, 20, 1.0)]).is_ok());
+    }
+
+    #[test]
+    fn chunk_events_spread_the_total() {
+        // 7 tokens over 3 chunks: 7 / 3 = 2 rem 1 → 3, 2, 2.
+        let ev = RequestTiming::events_from_chunks(&[10, 20, 30], Some(7));
+        let ns: Vec<u32> = ev.iter().map(|e| e.n).collect();
+        assert_eq!(ns, vec![3, 2, 2]);
+        // 2 tokens over 3 chunks: 1, 1, 0 → the empty chunk is dropped.
+        assert_eq!(RequestTiming::events_from_chunks(&[10, 20, 30], Some(2)).len(), 2);
+        assert!(RequestTiming::events_from_chunks(&[10], None).is_empty());
+        assert!(RequestTiming::events_from_chunks(&[], Some(3)).is_empty());
+    }
+}

@@ -221,7 +221,8 @@ pub fn attribute(
             attributed_j,
             by_tokens_j,
             by_presence_j,
-            attributed_j_per_token: (output_tokens > 0).then(|| attributed_j / output_tokens as f64),
+            attributed_j_per_token: (output_tokens > 0)
+                .then(|| attributed_j / output_tokens as f64),
             ml_energy_j: ml_energy_j_per_token.map(|j| j * output_tokens as f64),
         });
     }
@@ -347,7 +348,10 @@ mod tests {
         // I4: C's token at 55 → C 5. C's token at 45 lies in the gap.
         // A = 2 + 4.5 = 6.5; B = 2 + 1.5 + 3 = 6.5; C = 5.
         let got: Vec<f64> = r.requests.iter().map(|q| q.attributed_j).collect();
-        assert!(close(got[0], 6.5) && close(got[1], 6.5) && close(got[2], 5.0), "{got:?}");
+        assert!(
+            close(got[0], 6.5) && close(got[1], 6.5) && close(got[2], 5.0),
+            "{got:?}"
+        );
         assert!(close(r.requests[1].by_presence_j, 3.0));
         assert!(close(r.requests[1].by_tokens_j, 3.5));
         assert_eq!(r.unattributed_j, 2.0);
@@ -364,7 +368,11 @@ mod tests {
         );
         assert_eq!(r.tokens_outside_intervals, 1);
         // A: 6.5 J over 4 tokens; ML.ENERGY at 1 J/token: A 4, B 2, C 2.
-        assert!(r.requests[0].attributed_j_per_token.is_some_and(|x| close(x, 6.5 / 4.0)));
+        assert!(
+            r.requests[0]
+                .attributed_j_per_token
+                .is_some_and(|x| close(x, 6.5 / 4.0))
+        );
         let ml: Vec<Option<f64>> = r.requests.iter().map(|q| q.ml_energy_j).collect();
         assert_eq!(ml, vec![Some(4.0), Some(2.0), Some(2.0)]);
         r.check_sum()
@@ -403,7 +411,11 @@ mod tests {
         // r0 = 0.25 + 1 + 1.5 + 4/3 = 49/12.
         assert!(close(r.requests[0].attributed_j, 49.0 / 12.0));
         // ML.ENERGY: 1.42 J/token × 3 tokens.
-        assert!(r.requests[0].ml_energy_j.is_some_and(|x| close(x, 1.42 * 3.0)));
+        assert!(
+            r.requests[0]
+                .ml_energy_j
+                .is_some_and(|x| close(x, 1.42 * 3.0))
+        );
         // Every interval has someone in flight; the window's 55 J are all attributed.
         assert_eq!(r.unattributed_j, 0.0);
         assert!(close(r.attributed_j, 55.0));

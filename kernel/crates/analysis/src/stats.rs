@@ -213,7 +213,10 @@ mod tests {
         let o = warmup_until_stable(&lat, 3, 0.05, 4);
         assert_eq!(o.requests, 4);
         assert!(!o.stable);
-        assert!(o.final_cv.is_some_and(|c| (c - 28f64.sqrt() / 54.0).abs() < 1e-12));
+        assert!(
+            o.final_cv
+                .is_some_and(|c| (c - 28f64.sqrt() / 54.0).abs() < 1e-12)
+        );
         // Fewer latencies than the window: nothing to judge.
         let o = warmup_until_stable(&lat[..2], 3, 0.05, 10);
         assert_eq!((o.requests, o.stable, o.final_cv), (2, false, None));
@@ -223,8 +226,7 @@ mod tests {
     fn drift_by_hand() {
         let s = |t_s: u64| t_s * 1_000_000_000;
         // Temperature rising 0.5 °C/s for 10 s, then flat at 65 °C for 30 s.
-        let mut series: Vec<(u64, f64)> =
-            (0..=10).map(|t| (s(t), 60.0 + 0.5 * t as f64)).collect();
+        let mut series: Vec<(u64, f64)> = (0..=10).map(|t| (s(t), 60.0 + 0.5 * t as f64)).collect();
         series.extend((11..=40).map(|t| (s(t), 65.0)));
         // Last 20 s (t = 20..40): flat → slope 0, settled under 0.01 °C/s.
         let d = drift(&series, 20.0, 0.01);

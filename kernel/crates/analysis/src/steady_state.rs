@@ -301,7 +301,10 @@ pub(crate) mod tests {
         // Ends sorted: 30, 45, 52, 68, 85, 95; N − B − 1 = 6 − 2 − 1 = 3 → the 3rd is 52 ms.
         let s = r.steady_state.as_ref().unwrap_or_else(|| panic!("{r:?}"));
         assert_eq!((s.figures.start_ns, s.figures.end_ns), (15 * MS, 52 * MS));
-        assert_eq!((s.max_num_seqs, s.num_requests, s.finished_at_end), (2, 6, 3));
+        assert_eq!(
+            (s.max_num_seqs, s.num_requests, s.finished_at_end),
+            (2, 6, 3)
+        );
         // Tokens in [15, 52]: r0 {20, 30} 2, r1 {15, 25, 35, 45} 4, r2 {32, 42, 52} 3,
         // r3 {48} 1, r4 and r5 none → 10.
         assert_eq!(s.figures.output_tokens, 10);
@@ -333,17 +336,26 @@ pub(crate) mod tests {
         assert!(r.steady_state.is_none());
         assert_eq!(r.headline, Headline::MeasuredWindow);
         assert!(close(r.headline_j_per_token, 2.75));
-        assert!(r.steady_state_missing.is_some_and(|m| m.contains("max_num_seqs")));
+        assert!(
+            r.steady_state_missing
+                .is_some_and(|m| m.contains("max_num_seqs"))
+        );
         // 3 requests, B = 2: N − B − 1 = 0 finished requests → undefined.
         let r = analyse(&all[..3], Some(2), None, (0, 100 * MS), en);
-        assert!(r.steady_state_missing.is_some_and(|m| m.contains("max_num_seqs + 2 = 4")));
+        assert!(
+            r.steady_state_missing
+                .is_some_and(|m| m.contains("max_num_seqs + 2 = 4"))
+        );
         // Fewer requests than max_num_seqs.
         let r = analyse(&all, Some(8), None, (0, 100 * MS), en);
         assert!(r.steady_state.is_none());
         // Five requests, B = 3: start = 3rd first token (32 ms), end = 1st finish (30 ms)
         // → ends before it starts.
         let r = analyse(&all[..5], Some(3), None, (0, 100 * MS), en);
-        assert!(r.steady_state_missing.is_some_and(|m| m.contains("ramp-down")));
+        assert!(
+            r.steady_state_missing
+                .is_some_and(|m| m.contains("ramp-down"))
+        );
         // Failed requests never produce a first token: with r1, r2, r3 failed only 3 of 6
         // started (r0, r4, r5); B = 4 (N − B − 1 = 1 is fine) cannot be reached.
         let mut failed = all.clone();
@@ -353,13 +365,19 @@ pub(crate) mod tests {
             r.success = false;
         }
         let r = analyse(&failed, Some(4), None, (0, 100 * MS), en);
-        assert!(r.steady_state_missing.is_some_and(|m| m.contains("only 3 of 6")));
+        assert!(
+            r.steady_state_missing
+                .is_some_and(|m| m.contains("only 3 of 6"))
+        );
         // No energy over the window: the window exists, its J/token does not.
         let r = analyse(&all, Some(2), Some(1), (0, 100 * MS), |_, _| None);
         assert!(r.steady_state.is_some());
         assert_eq!(r.headline, Headline::MeasuredWindow);
         assert_eq!(r.headline_j_per_token, None);
-        assert!(r.steady_state_missing.is_some_and(|m| m.contains("do not cover")));
+        assert!(
+            r.steady_state_missing
+                .is_some_and(|m| m.contains("do not cover"))
+        );
         assert_eq!(r.notes.len(), 1);
     }
 

@@ -65,7 +65,10 @@ impl EnergySeries {
 
     /// First start to last end, `None` when empty.
     pub fn span(&self) -> Option<(u64, u64)> {
-        Some((self.intervals.first()?.start_ns, self.intervals.last()?.end_ns))
+        Some((
+            self.intervals.first()?.start_ns,
+            self.intervals.last()?.end_ns,
+        ))
     }
 
     /// Energy in `[a_ns, b_ns]`, taking a part of an interval in proportion to
@@ -173,7 +176,11 @@ mod tests {
     #[test]
     fn energy_between_takes_parts_of_intervals_pro_rata() -> Result<(), AnalysisError> {
         // [0,100) 10 J, [100,200) 30 J, gap, [300,400) 5 J.
-        let s = EnergySeries::new(vec![iv(0, 100, 10.0), iv(100, 200, 30.0), iv(300, 400, 5.0)])?;
+        let s = EnergySeries::new(vec![
+            iv(0, 100, 10.0),
+            iv(100, 200, 30.0),
+            iv(300, 400, 5.0),
+        ])?;
         // [50,150]: half of 10 J + half of 30 J = 5 + 15 = 20 J.
         assert_eq!(s.energy_between(50, 150), Some(20.0));
         // [0,200]: 10 + 30 = 40 J.
@@ -204,7 +211,10 @@ mod tests {
         let ns: Vec<u32> = ev.iter().map(|e| e.n).collect();
         assert_eq!(ns, vec![3, 2, 2]);
         // 2 tokens over 3 chunks: 1, 1, 0 → the empty chunk is dropped.
-        assert_eq!(RequestTiming::events_from_chunks(&[10, 20, 30], Some(2)).len(), 2);
+        assert_eq!(
+            RequestTiming::events_from_chunks(&[10, 20, 30], Some(2)).len(),
+            2
+        );
         assert!(RequestTiming::events_from_chunks(&[10], None).is_empty());
         assert!(RequestTiming::events_from_chunks(&[], Some(3)).is_empty());
     }

@@ -158,7 +158,9 @@ impl ModelShape {
             }),
             _ => None,
         };
-        let qwen2 = model_type.as_deref().is_some_and(|t| t.starts_with("qwen2"));
+        let qwen2 = model_type
+            .as_deref()
+            .is_some_and(|t| t.starts_with("qwen2"));
         Ok(Self {
             gated_mlp: !model_type
                 .as_deref()
@@ -196,7 +198,10 @@ impl ModelShape {
     /// projection (vocab × d).
     pub fn parameters(&self) -> ParamCount {
         let d = self.hidden_size;
-        let (q, kv) = (self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim);
+        let (q, kv) = (
+            self.num_heads * self.head_dim,
+            self.num_kv_heads * self.head_dim,
+        );
         let bias = if self.qkv_bias { q + 2 * kv } else { 0 };
         let attn = d * q + 2 * d * kv + q * d + bias;
         let mats = if self.gated_mlp { 3 } else { 2 };
@@ -222,7 +227,11 @@ impl ModelShape {
         let per_layer_total = attn + mlp_total + norms;
         let per_layer_active = attn + mlp_active + norms;
         let embedding = self.vocab_size * d;
-        let lm_head = if self.tie_word_embeddings { 0 } else { embedding };
+        let lm_head = if self.tie_word_embeddings {
+            0
+        } else {
+            embedding
+        };
         let total = self.num_layers * per_layer_total + d + embedding + lm_head;
         let active = self.num_layers * per_layer_active + d + embedding + lm_head;
         ParamCount {
@@ -410,10 +419,16 @@ mod tests {
         );
         assert_eq!(e.achieved_flops_per_s, Some(8.4141584384e12));
         assert!(e.mfu.is_some_and(|m| (m - 0.008_504_304_06).abs() < 1e-11));
-        assert!(e.joules_per_flop.is_some_and(|j| (j - 2.971_182_5e-11).abs() < 1e-17));
+        assert!(
+            e.joules_per_flop
+                .is_some_and(|j| (j - 2.971_182_5e-11).abs() < 1e-17)
+        );
         // Two GPUs halve MFU; an unknown GPU gives none.
         let two = efficiency(16_828_316_876_800.0, 2.0, None, Some("NVIDIA H100 PCIe"), 2);
-        assert!(two.mfu.is_some_and(|m| (m - 8.4141584384 / (2.0 * 756.0)).abs() < 1e-12));
+        assert!(
+            two.mfu
+                .is_some_and(|m| (m - 8.4141584384 / (2.0 * 756.0)).abs() < 1e-12)
+        );
         assert_eq!(two.joules_per_flop, None);
         assert_eq!(efficiency(1.0, 1.0, None, Some("Voodoo 2"), 1).mfu, None);
     }
@@ -447,7 +462,9 @@ mod tests {
         assert!(matches!(e, Err(AnalysisError::Config(m)) if m.contains("`hidden_size`")));
         let mut cfg = llama_8b();
         cfg["vocab_size"] = json!(-3);
-        assert!(matches!(ModelShape::from_hf_config(&cfg), Err(AnalysisError::Config(m)) if m.contains("`vocab_size`")));
+        assert!(
+            matches!(ModelShape::from_hf_config(&cfg), Err(AnalysisError::Config(m)) if m.contains("`vocab_size`"))
+        );
         let mut cfg = llama_8b();
         cfg["kv_lora_rank"] = json!(512);
         assert!(ModelShape::from_hf_config(&cfg).is_err());

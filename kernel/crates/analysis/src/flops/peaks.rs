@@ -22,29 +22,114 @@ pub struct GpuPeak {
 /// Order matters: the first row whose patterns all match wins.
 const TABLE: &[(&[&str], &str, f64, &str)] = &[
     // NVIDIA H100 datasheet: SXM 1,979 / PCIe 1,513 / NVL 1,671 TFLOPS BF16 with sparsity.
-    (&["gh200"], "GH200", 989.4, "NVIDIA GH200 datasheet (same Hopper GPU as H100 SXM)"),
-    (&["h100", "pcie"], "H100 PCIe", 756.0, "NVIDIA H100 datasheet: 1,513 TFLOPS BF16 sparse"),
-    (&["h100", "nvl"], "H100 NVL", 835.5, "NVIDIA H100 datasheet: 1,671 TFLOPS BF16 sparse"),
-    (&["h100"], "H100 SXM", 989.4, "NVIDIA H100 datasheet: 1,979 TFLOPS BF16 sparse"),
+    (
+        &["gh200"],
+        "GH200",
+        989.4,
+        "NVIDIA GH200 datasheet (same Hopper GPU as H100 SXM)",
+    ),
+    (
+        &["h100", "pcie"],
+        "H100 PCIe",
+        756.0,
+        "NVIDIA H100 datasheet: 1,513 TFLOPS BF16 sparse",
+    ),
+    (
+        &["h100", "nvl"],
+        "H100 NVL",
+        835.5,
+        "NVIDIA H100 datasheet: 1,671 TFLOPS BF16 sparse",
+    ),
+    (
+        &["h100"],
+        "H100 SXM",
+        989.4,
+        "NVIDIA H100 datasheet: 1,979 TFLOPS BF16 sparse",
+    ),
     // NVIDIA H200 datasheet: SXM 1,979 / NVL 1,671 TFLOPS BF16 with sparsity.
-    (&["h200", "nvl"], "H200 NVL", 835.5, "NVIDIA H200 datasheet: 1,671 TFLOPS BF16 sparse"),
-    (&["h200"], "H200 SXM", 989.4, "NVIDIA H200 datasheet: 1,979 TFLOPS BF16 sparse"),
+    (
+        &["h200", "nvl"],
+        "H200 NVL",
+        835.5,
+        "NVIDIA H200 datasheet: 1,671 TFLOPS BF16 sparse",
+    ),
+    (
+        &["h200"],
+        "H200 SXM",
+        989.4,
+        "NVIDIA H200 datasheet: 1,979 TFLOPS BF16 sparse",
+    ),
     // NVIDIA Blackwell: GB200 NVL72 5 PFLOPS BF16 sparse per GPU; HGX B200 4.5 PFLOPS.
-    (&["gb200"], "GB200", 2500.0, "NVIDIA GB200 NVL72 datasheet: 5 PFLOPS BF16 sparse per GPU"),
-    (&["b200"], "B200", 2250.0, "NVIDIA HGX B200 datasheet: 4.5 PFLOPS BF16 sparse per GPU"),
+    (
+        &["gb200"],
+        "GB200",
+        2500.0,
+        "NVIDIA GB200 NVL72 datasheet: 5 PFLOPS BF16 sparse per GPU",
+    ),
+    (
+        &["b200"],
+        "B200",
+        2250.0,
+        "NVIDIA HGX B200 datasheet: 4.5 PFLOPS BF16 sparse per GPU",
+    ),
     // NVIDIA A100 datasheet: 312 TFLOPS BF16 dense (624 sparse), SXM and PCIe alike.
-    (&["a100"], "A100", 312.0, "NVIDIA A100 datasheet: 312 TFLOPS BF16 dense"),
+    (
+        &["a100"],
+        "A100",
+        312.0,
+        "NVIDIA A100 datasheet: 312 TFLOPS BF16 dense",
+    ),
     // NVIDIA L40S / L40 datasheets: 362.05 | 733* and 181.05 | 362.1* TFLOPS BF16.
-    (&["l40s"], "L40S", 362.05, "NVIDIA L40S datasheet: 362.05 TFLOPS BF16 dense"),
-    (&["l40"], "L40", 181.05, "NVIDIA L40 datasheet: 181.05 TFLOPS BF16 dense"),
+    (
+        &["l40s"],
+        "L40S",
+        362.05,
+        "NVIDIA L40S datasheet: 362.05 TFLOPS BF16 dense",
+    ),
+    (
+        &["l40"],
+        "L40",
+        181.05,
+        "NVIDIA L40 datasheet: 181.05 TFLOPS BF16 dense",
+    ),
     // NVIDIA L4 datasheet: 242 TFLOPS BF16 sparse; A10 datasheet: 125 dense (250 sparse).
-    (&["l4"], "L4", 121.0, "NVIDIA L4 datasheet: 242 TFLOPS BF16 sparse"),
-    (&["a10"], "A10", 125.0, "NVIDIA A10 datasheet: 125 TFLOPS BF16 dense"),
+    (
+        &["l4"],
+        "L4",
+        121.0,
+        "NVIDIA L4 datasheet: 242 TFLOPS BF16 sparse",
+    ),
+    (
+        &["a10"],
+        "A10",
+        125.0,
+        "NVIDIA A10 datasheet: 125 TFLOPS BF16 dense",
+    ),
     // AMD Instinct datasheets: MI300X / MI325X 1,307.4, MI300A 980.6, MI250X 383 TFLOPS BF16 dense.
-    (&["mi325x"], "MI325X", 1307.4, "AMD Instinct MI325X datasheet: 1,307.4 TFLOPS BF16 dense"),
-    (&["mi300x"], "MI300X", 1307.4, "AMD Instinct MI300X datasheet: 1,307.4 TFLOPS BF16 dense"),
-    (&["mi300a"], "MI300A", 980.6, "AMD Instinct MI300A datasheet: 980.6 TFLOPS BF16 dense"),
-    (&["mi250x"], "MI250X", 383.0, "AMD Instinct MI250X datasheet: 383 TFLOPS BF16 dense"),
+    (
+        &["mi325x"],
+        "MI325X",
+        1307.4,
+        "AMD Instinct MI325X datasheet: 1,307.4 TFLOPS BF16 dense",
+    ),
+    (
+        &["mi300x"],
+        "MI300X",
+        1307.4,
+        "AMD Instinct MI300X datasheet: 1,307.4 TFLOPS BF16 dense",
+    ),
+    (
+        &["mi300a"],
+        "MI300A",
+        980.6,
+        "AMD Instinct MI300A datasheet: 980.6 TFLOPS BF16 dense",
+    ),
+    (
+        &["mi250x"],
+        "MI250X",
+        383.0,
+        "AMD Instinct MI250X datasheet: 383 TFLOPS BF16 dense",
+    ),
 ];
 
 /// The peak for a GPU name as the driver reports it (`NVIDIA H100 80GB
@@ -102,6 +187,9 @@ mod tests {
         assert_eq!(model("NVIDIA GeForce RTX 4090"), None);
         assert_eq!(model("NVIDIA A10G"), None);
         // 1,979 sparse / 2 = 989.5 is the rounded datasheet figure; NVIDIA's dense is 989.4.
-        assert_eq!(peak_for("NVIDIA H100 80GB HBM3").map(|p| p.bf16_dense_tflops), Some(989.4));
+        assert_eq!(
+            peak_for("NVIDIA H100 80GB HBM3").map(|p| p.bf16_dense_tflops),
+            Some(989.4)
+        );
     }
 }

@@ -54,6 +54,70 @@ impl EnergySeries {
         Ok(Self { intervals })
     }
 
+    /// Intervals on a common time grid from several devices' cumulative
+    /// energy: each device is `(t_ns, cumulative_j)` in time order, already
+    /// corrected for wraps and resets (non-decreasing), and is interpolated
+    /// linearly at the grid points; an interval's joules are the sum over
+    /// devices of the increase between its two grid points. A grid interval
+    /// that some device does not cover (before its first or after its last
+    /// reading) is left out, i.e. becomes a gap. Devices sampled at their own
+    /// instants are thus summed without pretending their readings coincide.
+    pub fn from_cumulative(
+        devices: &[Vec<(u64, f64)>],
+        grid: &[u64],
+    ) -> Result<Self, AnalysisError> {
+        if devices.is_empty() {
+            return Err(AnalysisError::Input("no device to sum".into()));
+        }
+        for (d, series) in devices.iter().enumerate() {
+            for (i, w) in series.windows(2).enumerate() {
+                let finite = w[0].1.is_finite() && w[1].1.is_finite();
+                if w[1].0 <= w[0].0 || !finite || w[1].1 < w[0].1 {
+                    return Err(AnalysisError::Input(format!(
+                        "device {d}: readings {i} and {} are not strictly later in time with \
+                         finite, non-decreasing cumulative energy ({:?} then {:?})",
+                        i + 1,
+                        w[0],
+                        w[1]
+                    )));
+                }
+            }
+        }
+        if grid.windows(2).any(|w| w[1] <= w[0]) {
+            return Err(AnalysisError::Input(
+                "the time grid must be strictly increasing".into(),
+            ));
+        }
+        let at = |series: &[(u64, f64)], t: u64| -> Option<f64> {
+            let j = series.partition_point(|p| p.0 < t);
+            let hi = series.get(j)?;
+            if hi.0 == t {
+                return Some(hi.1);
+            }
+            let lo = series.get(j.checked_sub(1)?)?;
+            Some(lo.1 + (hi.1 - lo.1) * (t - lo.0) as f64 / (hi.0 - lo.0) as f64)
+        };
+        let mut intervals = Vec::new();
+        for w in grid.windows(2) {
+            let mut joules = 0.0;
+            let mut covered = true;
+            for series in devices {
+                match (at(series, w[0]), at(series, w[1])) {
+                    (Some(a), Some(b)) => joules += b - a,
+                    _ => covered = false,
+                }
+            }
+            if covered {
+                intervals.push(EnergyInterval {
+                    start_ns: w[0],
+                    end_ns: w[1],
+                    joules,
+                });
+            }
+        }
+        Self::new(intervals)
+    }
+
     pub fn intervals(&self) -> &[EnergyInterval] {
         &self.intervals
     }
@@ -192,6 +256,28 @@ mod tests {
         assert_eq!(s.energy_between(10, 10), None);
         assert_eq!(s.total_j(), 45.0);
         assert_eq!(s.span(), Some((0, 400)));
+        Ok(())
+    }
+
+    #[test]
+    fn devices_are_summed_on_a_common_grid() -> Result<(), AnalysisError> {
+        // A: (0, 0 J), (10, 100), (20, 300); B: (5, 0), (15, 50), (25, 60).
+        // Interpolated: A(5) = 50, A(10) = 100, A(15) = 200, A(20) = 300;
+        //               B(5) = 0,  B(10) = 25,  B(15) = 50,  B(20) = 55.
+        // [5,10): 50 + 25 = 75; [10,15): 100 + 25 = 125; [15,20): 100 + 5 = 105.
+        // [0,5): B has no reading before 5 → a gap.
+        let a = vec![(0, 0.0), (10, 100.0), (20, 300.0)];
+        let b = vec![(5, 0.0), (15, 50.0), (25, 60.0)];
+        let s = EnergySeries::from_cumulative(&[a.clone(), b.clone()], &[0, 5, 10, 15, 20])?;
+        assert_eq!(
+            s.intervals(),
+            &[iv(5, 10, 75.0), iv(10, 15, 125.0), iv(15, 20, 105.0)]
+        );
+        // A decreasing counter or an unsorted grid is refused.
+        let bad = vec![(0, 10.0), (10, 5.0)];
+        assert!(EnergySeries::from_cumulative(&[bad], &[0, 10]).is_err());
+        assert!(EnergySeries::from_cumulative(&[a], &[10, 5]).is_err());
+        assert!(EnergySeries::from_cumulative(&[], &[0, 5]).is_err());
         Ok(())
     }
 

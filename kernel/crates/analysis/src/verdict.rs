@@ -345,19 +345,29 @@ fn device_checks(c: &mut Checks, d: &DeviceSampling) {
                 ),
             );
             let per_refresh = d.readings as f64 / refreshes;
-            if d.method == EnergyMethod::Integrated {
-                c.push(
+            // A counter loses nothing between readings (it is cumulative), so
+            // for counters the figure is recorded but not graded; integrating
+            // power that is read less often than it refreshes misses changes.
+            let (grade, message) = if d.method == EnergyMethod::Integrated {
+                (
                     grade_below(per_refresh, READINGS_PER_REFRESH_CAUTION_BELOW, 0.0),
-                    "readings_per_refresh",
-                    dev,
-                    per_refresh,
                     format!(
                         "{per_refresh:.2} power readings per sensor refresh on {}: power \
                          changes between readings are missed",
                         d.device
                     ),
-                );
-            }
+                )
+            } else {
+                (
+                    (Level::Good, READINGS_PER_REFRESH_CAUTION_BELOW),
+                    format!(
+                        "{per_refresh:.2} readings per refresh on {} (a cumulative reading \
+                         loses nothing between readings)",
+                        d.device
+                    ),
+                )
+            };
+            c.push(grade, "readings_per_refresh", dev, per_refresh, message);
         }
     }
     c.push(
@@ -544,6 +554,9 @@ mod tests {
         let w = v.checks.iter().find(|c| c.code == "window_vs_refresh");
         assert!(w.is_some_and(|c| (c.figure - 300.0).abs() < 1e-9));
         assert_eq!(v.energy_share.counter, 1.0);
+        // 3000 readings over 300 refreshes = 10 per refresh, recorded, not graded.
+        let r = v.checks.iter().find(|c| c.code == "readings_per_refresh");
+        assert!(r.is_some_and(|c| c.level == Level::Good && (c.figure - 10.0).abs() < 1e-12));
     }
 
     #[test]

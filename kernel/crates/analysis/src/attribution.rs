@@ -392,6 +392,12 @@ mod tests {
         assert!(close(r.requests[1].attributed_j, 35.0 / 6.0));
         assert!(close(r.requests[2].attributed_j, 5.0));
         assert_eq!(r.requests[0].ml_energy_j, None);
+        // How the choice is written in result.json.
+        let j = serde_json::to_value(r.prefill).unwrap_or_default();
+        assert_eq!(
+            j,
+            serde_json::json!({"method": "first_token_carries_input", "input_token_weight": 0.1})
+        );
         r.check_sum()
     }
 

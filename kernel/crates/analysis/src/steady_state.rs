@@ -324,6 +324,12 @@ pub(crate) mod tests {
         assert_eq!(r.headline, Headline::SteadyState);
         assert!(close(r.headline_j_per_token, 1.42));
         assert!(r.steady_state_missing.is_none() && r.notes.is_empty());
+        // The JSON shape result.json gets: the window's figures flattened beside B, N.
+        let j = serde_json::to_value(&r).unwrap_or_default();
+        assert_eq!(j["headline"], "steady_state");
+        assert_eq!(j["steady_state"]["start_ns"], 15 * MS);
+        assert_eq!(j["steady_state"]["max_num_seqs"], 2);
+        assert_eq!(j["measured_window"]["output_tokens"], 20);
     }
 
     #[test]

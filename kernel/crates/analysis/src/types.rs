@@ -276,6 +276,8 @@ mod tests {
         // A decreasing counter or an unsorted grid is refused.
         let bad = vec![(0, 10.0), (10, 5.0)];
         assert!(EnergySeries::from_cumulative(&[bad], &[0, 10]).is_err());
+        let nan = vec![(0, f64::NAN), (10, 5.0)];
+        assert!(EnergySeries::from_cumulative(&[nan], &[0, 10]).is_err());
         assert!(EnergySeries::from_cumulative(&[a], &[10, 5]).is_err());
         assert!(EnergySeries::from_cumulative(&[], &[0, 5]).is_err());
         Ok(())

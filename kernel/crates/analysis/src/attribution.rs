@@ -428,6 +428,65 @@ mod tests {
         r.check_sum()
     }
 
+    /// Many pseudo-random schedules (a fixed LCG, so failures reproduce): the
+    /// parts always add up, no part is negative, and idle energy appears only
+    /// where nothing was in flight.
+    #[test]
+    fn random_schedules_always_add_up() -> Result<(), AnalysisError> {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |m: u64| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 33) % m
+        };
+        for _ in 0..200 {
+            let n_iv = 1 + next(40);
+            let mut ivs = Vec::new();
+            let mut t = next(5) * MS;
+            for _ in 0..n_iv {
+                let len = (1 + next(20)) * MS;
+                // Occasionally a gap before the interval.
+                t += next(3) * next(2) * MS;
+                ivs.push(EnergyInterval {
+                    start_ns: t,
+                    end_ns: t + len,
+                    joules: next(1000) as f64 / 7.0,
+                });
+                t += len;
+            }
+            let energy = EnergySeries::new(ivs)?;
+            let reqs: Vec<RequestTiming> = (0..next(12))
+                .map(|k| {
+                    let send = next(t / MS + 10);
+                    let n = next(6);
+                    let mut times: Vec<(u64, u32)> = (0..n)
+                        .map(|_| (send + next(40), 1 + next(3) as u32))
+                        .collect();
+                    times.sort_unstable();
+                    let end = times.last().map_or(send + next(30), |l| l.0 + next(5));
+                    request(&format!("q{k}"), send, &times, end, next(200) as u32)
+                })
+                .collect();
+            let prefill = if next(2) == 0 {
+                PrefillWeighting::OutputTokensOnly
+            } else {
+                PrefillWeighting::FirstTokenCarriesInput {
+                    input_token_weight: next(10) as f64 / 10.0,
+                }
+            };
+            let r = attribute(&energy, &reqs, prefill, None)?;
+            r.check_sum()?;
+            assert!(r.requests.iter().all(|q| q.attributed_j >= 0.0));
+            let split = r.split_by_tokens_j + r.split_by_presence_j + r.unattributed_j;
+            assert!((split - r.window_j).abs() <= 1e-9 * r.window_j.max(1.0));
+            if reqs.is_empty() {
+                assert_eq!(r.unattributed_j, r.window_j);
+            }
+        }
+        Ok(())
+    }
+
     #[test]
     fn check_sum_catches_a_lost_joule() -> Result<(), AnalysisError> {
         let (e, reqs) = small();

@@ -135,6 +135,27 @@ impl EnergySeries {
         ))
     }
 
+    /// The part of the series inside `[a_ns, b_ns]`: intervals cut at the
+    /// edges keep joules in proportion to the time kept (power constant inside
+    /// an interval), as [`EnergySeries::energy_between`] assumes. For
+    /// attributing only a sub-window, e.g. the steady state.
+    pub fn clip(&self, a_ns: u64, b_ns: u64) -> Self {
+        let intervals = self
+            .intervals
+            .iter()
+            .filter_map(|iv| {
+                let lo = iv.start_ns.max(a_ns);
+                let hi = iv.end_ns.min(b_ns);
+                (hi > lo).then(|| EnergyInterval {
+                    start_ns: lo,
+                    end_ns: hi,
+                    joules: iv.joules * (hi - lo) as f64 / (iv.end_ns - iv.start_ns) as f64,
+                })
+            })
+            .collect();
+        Self { intervals }
+    }
+
     /// Energy in `[a_ns, b_ns]`, taking a part of an interval in proportion to
     /// the time it overlaps (power assumed constant inside one interval).
     /// `None` when `[a, b]` is not wholly covered by intervals (a gap, or
@@ -255,6 +276,13 @@ mod tests {
         assert_eq!(s.energy_between(350, 450), None);
         assert_eq!(s.energy_between(10, 10), None);
         assert_eq!(s.total_j(), 45.0);
+        // Clipped to [50, 350]: [50,100) 5 J, [100,200) 30 J, [300,350) 2.5 J.
+        let c = s.clip(50, 350);
+        assert_eq!(
+            c.intervals(),
+            &[iv(50, 100, 5.0), iv(100, 200, 30.0), iv(300, 350, 2.5)]
+        );
+        assert!(s.clip(200, 300).intervals().is_empty());
         assert_eq!(s.span(), Some((0, 400)));
         Ok(())
     }

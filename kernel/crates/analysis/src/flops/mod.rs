@@ -382,6 +382,25 @@ mod tests {
     }
 
     #[test]
+    fn qwen2_5_7b_parameters_by_hand() -> Result<(), AnalysisError> {
+        // Qwen/Qwen2.5-7B config.json; Qwen2 has Q/K/V biases though its config does not say.
+        let cfg = json!({
+            "model_type": "qwen2", "hidden_size": 3584, "intermediate_size": 18944,
+            "num_attention_heads": 28, "num_hidden_layers": 28, "num_key_value_heads": 4,
+            "vocab_size": 152064, "tie_word_embeddings": false
+        });
+        let p = ModelShape::from_hf_config(&cfg)?.parameters();
+        // head_dim 3584 / 28 = 128. Q, O 3584² = 12,845,056 each; K, V 3584·512 =
+        // 1,835,008 each; biases 3584 + 2·512 = 4,608 → attention 29,364,736.
+        // MLP 3·3584·18944 = 203,685,888; norms 7,168 → layer 233,057,792; × 28 =
+        // 6,525,618,176; + final norm 3,584 = 6,525,621,760 non-embedding (published 6.53 B).
+        // Embedding 152,064·3584 = 544,997,376, twice (untied) → 7,615,616,512 (published 7.61 B).
+        assert_eq!(p.total - 2 * p.embedding, 6_525_621_760);
+        assert_eq!(p.total, 7_615_616_512);
+        Ok(())
+    }
+
+    #[test]
     fn llama_3_1_8b_flops_by_hand() -> Result<(), AnalysisError> {
         let s = ModelShape::from_hf_config(&llama_8b())?;
         // 2N = 15,009,849,344; L·d_attn = 32·4096 = 131,072.

@@ -213,6 +213,15 @@ impl Checks {
 /// Judge a run.
 pub fn judge(inputs: &VerdictInputs) -> Verdict {
     let mut c = Checks(Vec::new());
+    if inputs.devices.is_empty() {
+        c.push(
+            (Level::Poor, 1.0),
+            "no_devices",
+            None,
+            0.0,
+            "no energy source measured the window".to_owned(),
+        );
+    }
     for d in &inputs.devices {
         device_checks(&mut c, d);
     }
@@ -703,5 +712,7 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(level_of(&v, "no_energy"), Some(Level::Poor));
+        let v = judge(&VerdictInputs::default());
+        assert_eq!((v.level, v.reasons.len()), (Level::Poor, 1));
     }
 }

@@ -7,6 +7,7 @@
 mod assemble;
 pub mod baseline;
 pub mod environment;
+mod figures;
 mod inference;
 pub mod phase;
 mod result;

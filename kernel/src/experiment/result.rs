@@ -72,6 +72,9 @@ pub struct RunResult {
     /// Requests, latency, throughput and energy per token, when an engine ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inference: Option<InferenceSummary>,
+    /// How far the figures can be trusted: coverage, methods, gaps, throttling, drift.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<Quality>,
     /// What ran where: host, OS, CPU, devices, engine, llem and plugin versions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<super::environment::Environment>,
@@ -187,6 +190,40 @@ pub struct InferenceSummary {
     pub average_power_w: Option<f64>,
     /// How per-request energy in requests.jsonl is attributed.
     pub per_request_energy_method: String,
+    /// Which J/token is the headline: `steady_state` (ML.ENERGY's window, server
+    /// mode, when it exists) or `measured_window`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headline: Option<String>,
+    /// The headline energy per output token, joules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headline_energy_per_output_token_j: Option<f64>,
+    /// ML.ENERGY's steady-state window and J/token over it, beside the whole window's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steady_state: Option<llem_analysis::steady_state::SteadyStateReport>,
+    /// Per-request energy by interval attribution: totals and the sum check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attribution: Option<super::figures::Attribution>,
+    /// FLOPs from the model's config.json, achieved FLOP/s, MFU, J/FLOP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flops: Option<Flops>,
+    /// gCO2e of the window's energy (with `[measurement].grid_gco2_per_kwh`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carbon: Option<llem_analysis::carbon::CarbonFigures>,
     /// Latency (ms) and throughput, field names after `vllm bench serve`.
     pub latency: crate::loadgen::LatencySummary,
 }
+
+/// FLOPs of the measured, successful requests (forward pass, from the model's
+/// config.json) and what they imply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Flops {
+    pub parameters: u64,
+    pub prefill_flops: f64,
+    pub decode_flops: f64,
+    /// Decode FLOPs / output tokens.
+    pub flops_per_output_token: Option<f64>,
+    pub efficiency: llem_analysis::flops::FlopsEfficiency,
+}
+
+/// The quality verdict of a run (good / caution / poor, with reasons).
+pub type Quality = llem_analysis::verdict::Verdict;

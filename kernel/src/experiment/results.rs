@@ -9,16 +9,20 @@ use crate::sampler::WindowMeasurement;
 use std::io::Write;
 use std::path::Path;
 
-/// How per-request energy is attributed (ML.ENERGY's method): the window's
-/// energy per output token times the request's output tokens.
-pub const PER_REQUEST_METHOD: &str = "window energy per output token x output tokens (ML.ENERGY)";
+/// How per-request energy is attributed: each sample interval's energy split
+/// across the requests in flight in it, by the tokens each produced in it
+/// (`energy_j`); ML.ENERGY's headline J/token × output tokens beside it
+/// (`energy_ml_j`).
+pub const PER_REQUEST_METHOD: &str = "interval attribution: each sample interval's energy split across the requests in flight by the output tokens each produced in it (first token weighs 1; intervals with requests in flight but no token split equally; intervals with none are unattributed); energy_ml_j = headline J/token x output tokens (ML.ENERGY)";
 
-/// The summary, and each record's attributed energy (same order as `records`).
+/// The summary over the measured window: requests, latency, throughput and
+/// energy per output token and per request (window energy over the
+/// window's output tokens / completed requests).
 pub fn inference(
     records: &[RequestRecord],
     window: &WindowMeasurement,
     goodput: &[(Metric, f64)],
-) -> (InferenceSummary, Vec<Option<f64>>) {
+) -> InferenceSummary {
     let latency = loadgen::summarize(records, Some((window.start_ns, window.end_ns)), goodput);
     let window_energy = window.total_j();
     let tokens = latency.total_output_tokens;
@@ -29,15 +33,6 @@ pub fn inference(
         .filter(|_| latency.completed > 0)
         .map(|e| e / f64::from(latency.completed));
     let duration = window.duration_s();
-    let attributed = records
-        .iter()
-        .map(|r| {
-            let measured_ok = r.phase == Phase::Measured && r.success;
-            per_token
-                .zip(r.output_tokens.filter(|_| measured_ok))
-                .map(|(j, n)| j * f64::from(n))
-        })
-        .collect();
     let summary = InferenceSummary {
         requests_sent: records.len() as u32,
         requests_succeeded: records.iter().filter(|r| r.success).count() as u32,
@@ -53,22 +48,29 @@ pub fn inference(
             .filter(|_| duration > 0.0)
             .map(|e| e / duration),
         per_request_energy_method: PER_REQUEST_METHOD.into(),
+        headline: None,
+        headline_energy_per_output_token_j: None,
+        steady_state: None,
+        attribution: None,
+        flops: None,
+        carbon: None,
         latency,
     };
-    (summary, attributed)
+    summary
 }
 
 /// One JSON object per request, with its attributed energy.
 pub fn write_requests(
     dir: &Path,
     records: &[RequestRecord],
-    energy: &[Option<f64>],
+    energy: &[(Option<f64>, Option<f64>)],
 ) -> std::io::Result<()> {
     let mut out = std::io::BufWriter::new(std::fs::File::create(dir.join("requests.jsonl"))?);
-    for (record, energy_j) in records.iter().zip(energy) {
+    for (record, (energy_j, energy_ml_j)) in records.iter().zip(energy) {
         let mut value = serde_json::to_value(record).map_err(std::io::Error::other)?;
         if let Some(map) = value.as_object_mut() {
             map.insert("energy_j".into(), serde_json::json!(energy_j));
+            map.insert("energy_ml_j".into(), serde_json::json!(energy_ml_j));
             map.insert(
                 "ttft_ms".into(),
                 serde_json::json!(

@@ -8,7 +8,6 @@ use llem_sdk::{Device, DeviceTelemetry, Reading};
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -149,15 +148,13 @@ fn drain(sources: &[SpoolSource], writers: &mut Writers) {
 pub struct Spool {
     stop: Arc<(Mutex<bool>, Condvar)>,
     thread: Option<JoinHandle<Vec<String>>>,
-    done: Arc<AtomicBool>,
 }
 
 impl Spool {
     pub(super) fn start(dir: &Path, sources: Vec<SpoolSource>) -> std::io::Result<Spool> {
         let mut writers = Writers::create(dir)?;
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
-        let done = Arc::new(AtomicBool::new(false));
-        let (flag, finished) = (stop.clone(), done.clone());
+        let flag = stop.clone();
         let thread = std::thread::Builder::new()
             .name("llem-spool".into())
             .spawn(move || {
@@ -180,13 +177,11 @@ impl Spool {
                         break;
                     }
                 }
-                finished.store(true, Ordering::Release);
                 writers.errors
             })?;
         Ok(Spool {
             stop,
             thread: Some(thread),
-            done,
         })
     }
 
@@ -205,9 +200,6 @@ impl Spool {
         }
     }
 
-    pub fn is_finished(&self) -> bool {
-        self.done.load(Ordering::Acquire)
-    }
 }
 
 impl Drop for Spool {

@@ -124,6 +124,8 @@ fn monitor_and_run_measure_a_live_powercap_counter_exactly() {
         llem(empty.path())
             .args([
                 "run",
+                "--set",
+                "measurement.baseline=off",
                 "--plugins",
                 "rapl",
                 "--set",

@@ -55,6 +55,8 @@ fn run(mode: &str, extra: &[&str]) -> (PathBuf, Value, tempfile::TempDir) {
         llem(plugins.path())
             .args([
                 "run",
+                "--set",
+                "measurement.baseline=off",
                 "--name",
                 "real",
                 "--plugins",

@@ -13,26 +13,29 @@ pub struct Assembled {
     pub per_request: Vec<(Option<f64>, Option<f64>)>,
 }
 
-/// Share of the window a device's readings cover: the span between its first
-/// and last reading inside the window, over the window (1.0 for a device read
-/// throughout; less for one that stopped or started late).
-pub fn coverage(window: &WindowMeasurement, series: &crate::sampler::SourceSeries, device: usize) -> f64 {
+/// Share of the window a device's readings cover: from the reading the window
+/// opened on (the last at or before its start) to the last reading at or
+/// before its end, over the window. 1.0 for a device read throughout (both
+/// edges are fresh reads); less for one that stopped or went stale.
+pub fn coverage(
+    window: &WindowMeasurement,
+    series: &crate::sampler::SourceSeries,
+    device: usize,
+) -> f64 {
     let length = window.end_ns.saturating_sub(window.start_ns);
-    if length == 0 {
-        return 0.0;
-    }
     let Some(track) = series.energy_track.get(device) else {
         return 0.0;
     };
-    // The reading the window opened on is at or just before its start.
-    let inside = track
-        .iter()
-        .filter(|(t, _)| *t + 1 >= window.start_ns && *t <= window.end_ns + 1);
-    let times: Vec<u64> = inside.map(|(t, _)| *t).collect();
-    match (times.first(), times.last()) {
-        (Some(first), Some(last)) => {
-            let covered = last.min(&window.end_ns).saturating_sub(*first.max(&window.start_ns));
-            // Readings within one sampling interval of the edges count as covering them.
+    if length == 0 {
+        return 0.0;
+    }
+    let opened = track.iter().rev().find(|(t, _)| *t <= window.start_ns);
+    let last = track.iter().rev().find(|(t, _)| *t <= window.end_ns);
+    match (opened, last) {
+        (Some((_, _)), Some((t1, _))) => {
+            // A reading within one sampling tick of the end covers it: the
+            // closing read is taken right before the window's end is stamped.
+            let covered = t1.saturating_sub(window.start_ns);
             (covered as f64 / length as f64).min(1.0)
         }
         _ => 0.0,
@@ -76,10 +79,16 @@ pub fn assemble(
     let mut reasons = state.reasons.clone();
     for (config, devices, series) in &state.collected {
         if series.gave_up {
-            reasons.push(format!("energy source `{}` was lost during the run (see warnings)", config.name));
+            reasons.push(format!(
+                "energy source `{}` was lost during the run (see warnings)",
+                config.name
+            ));
         }
         if series.abandoned {
-            reasons.push(format!("energy source `{}` was stuck in a call and abandoned", config.name));
+            reasons.push(format!(
+                "energy source `{}` was stuck in a call and abandoned",
+                config.name
+            ));
         }
         if state.measured.is_some() && !series.gave_up {
             for (i, d) in devices.iter().enumerate() {
@@ -98,61 +107,83 @@ pub fn assemble(
     }
 
     let mut per_request = vec![(None, None); state.records.len()];
-    let inference = backend.as_ref().filter(|_| state.measured.is_some()).map(|b| {
-        let mut summary = results::inference(&state.records, &window, goodput);
-        if let Some(baseline_j) = energy.baseline_j {
-            summary.window_energy_net_j = summary.window_energy_j.map(|e| e - baseline_j);
-            let tokens = summary.latency.total_output_tokens;
-            summary.energy_per_output_token_net_j = summary
-                .window_energy_net_j
-                .filter(|_| tokens > 0)
-                .map(|e| e / tokens as f64);
-        }
-        let series = figures::included_series(&window, &state.collected, &energy.devices);
-        let batch_limit = ["max_num_seqs", "max_batch_size"]
-            .iter()
-            .find_map(|k| b.plan.args.iter().position(|a| a == &format!("--{}", k.replace('_', "-")))
-                .and_then(|i| b.plan.args.get(i + 1))
-                .and_then(|v| v.parse::<u32>().ok()))
-            .or_else(|| backend_option_u32(&plan.plugins, &b.instance, &["max_num_seqs", "max_batch_size"]));
-        let steady = figures::steady_state(
-            &state.records,
-            &series,
-            &window,
-            batch_limit.filter(|_| b.plan.mode == llem_sdk::EngineMode::Server),
-            plan.load.max_concurrency,
-        );
-        summary.headline = Some(
-            match steady.headline {
-                llem_analysis::steady_state::Headline::SteadyState => "steady_state",
-                llem_analysis::steady_state::Headline::MeasuredWindow => "measured_window",
+    let inference = backend
+        .as_ref()
+        .filter(|_| state.measured.is_some())
+        .map(|b| {
+            let mut summary = results::inference(&state.records, &window, goodput);
+            if let Some(baseline_j) = energy.baseline_j {
+                summary.window_energy_net_j = summary.window_energy_j.map(|e| e - baseline_j);
+                let tokens = summary.latency.total_output_tokens;
+                summary.energy_per_output_token_net_j = summary
+                    .window_energy_net_j
+                    .filter(|_| tokens > 0)
+                    .map(|e| e / tokens as f64);
             }
-            .into(),
-        );
-        summary.headline_energy_per_output_token_j = steady.headline_j_per_token;
-        match figures::attribute(&state.records, &series, steady.headline_j_per_token) {
-            Ok((attribution, parts)) => {
-                per_request = parts;
-                summary.attribution = Some(attribution);
+            let series = figures::included_series(&window, &state.collected, &energy.devices);
+            let batch_limit = ["max_num_seqs", "max_batch_size"]
+                .iter()
+                .find_map(|k| {
+                    b.plan
+                        .args
+                        .iter()
+                        .position(|a| a == &format!("--{}", k.replace('_', "-")))
+                        .and_then(|i| b.plan.args.get(i + 1))
+                        .and_then(|v| v.parse::<u32>().ok())
+                })
+                .or_else(|| {
+                    backend_option_u32(
+                        &plan.plugins,
+                        &b.instance,
+                        &["max_num_seqs", "max_batch_size"],
+                    )
+                });
+            let steady = figures::steady_state(
+                &state.records,
+                &series,
+                &window,
+                batch_limit.filter(|_| b.plan.mode == llem_sdk::EngineMode::Server),
+                plan.load.max_concurrency,
+            );
+            summary.headline = Some(
+                match steady.headline {
+                    llem_analysis::steady_state::Headline::SteadyState => "steady_state",
+                    llem_analysis::steady_state::Headline::MeasuredWindow => "measured_window",
+                }
+                .into(),
+            );
+            summary.headline_energy_per_output_token_j = steady.headline_j_per_token;
+            match figures::attribute(&state.records, &series, steady.headline_j_per_token) {
+                Ok((attribution, parts)) => {
+                    per_request = parts;
+                    summary.attribution = Some(attribution);
+                }
+                Err(e) => reasons.push(format!("per-request energy could not be attributed: {e}")),
             }
-            Err(e) => reasons.push(format!("per-request energy could not be attributed: {e}")),
-        }
-        summary.steady_state = Some(steady);
-        summary.flops = flops(plan, &state.records, &window, &energy);
-        summary.carbon = plan.measurement.grid_gco2_per_kwh.and_then(|grid| {
-            llem_analysis::carbon::emissions(
-                energy.total_j?,
-                summary.latency.total_output_tokens,
-                llem_analysis::carbon::CarbonSettings {
-                    grid_gco2e_per_kwh: grid,
-                    pue: plan.measurement.pue,
-                },
-            )
-            .ok()
+            summary.steady_state = Some(steady);
+            summary.flops = flops(plan, &state.records, &window, &energy);
+            summary.carbon = plan.measurement.grid_gco2_per_kwh.and_then(|grid| {
+                llem_analysis::carbon::emissions(
+                    energy.total_j?,
+                    summary.latency.total_output_tokens,
+                    llem_analysis::carbon::CarbonSettings {
+                        grid_gco2e_per_kwh: grid,
+                        pue: plan.measurement.pue,
+                    },
+                )
+                .ok()
+            });
+            summary
         });
-        summary
+    let quality = state.measured.as_ref().map(|w| {
+        quality(
+            w,
+            &state.collected,
+            &energy,
+            state.baseline.as_ref(),
+            &state.dir,
+        )
     });
-    let quality = state.measured.as_ref().map(|w| quality(w, &state.collected, &energy, state.baseline.as_ref(), &state.dir));
 
     let (status, status_reasons) = status::decide(&status::Evidence {
         interrupted: state.interrupted,
@@ -179,7 +210,7 @@ pub fn assemble(
             name: experiment.name.clone(),
             model: experiment.model.clone(),
             seed: experiment.seed,
-            cycle: 1,
+            cycle: state.cycle,
         },
         started_at: super::timestamp::rfc3339(state.started),
         duration_s: duration,
@@ -249,7 +280,11 @@ fn energy_summary(window: &WindowMeasurement, sources: &[Collected]) -> EnergySu
     }
 }
 
-fn backend_option_u32(plugins: &[llem_manifest::PluginPlan], instance: &str, keys: &[&str]) -> Option<u32> {
+fn backend_option_u32(
+    plugins: &[llem_manifest::PluginPlan],
+    instance: &str,
+    keys: &[&str],
+) -> Option<u32> {
     let plugin = plugins.iter().find(|p| p.instance == instance)?;
     keys.iter()
         .find_map(|k| plugin.config.get(*k)?.as_u64())
@@ -305,7 +340,9 @@ fn quality(
     baseline: Option<&super::baseline::BaselineSummary>,
     dir: &std::path::Path,
 ) -> Quality {
-    use llem_analysis::verdict::{DeviceSampling, EnergyMethod as M, TelemetrySeries, VerdictInputs};
+    use llem_analysis::verdict::{
+        DeviceSampling, EnergyMethod as M, TelemetrySeries, VerdictInputs,
+    };
     let window_s = window.duration_s();
     let mut devices = Vec::new();
     for (config, source_devices, series) in collected {
@@ -326,7 +363,10 @@ fn quality(
             };
             // The counter's refresh period, from the track: the median time
             // between changes of the cumulative value.
-            let refresh = series.energy_track.get(i).and_then(|t| refresh_period_s(t, window));
+            let refresh = series
+                .energy_track
+                .get(i)
+                .and_then(|t| refresh_period_s(t, window));
             devices.push(DeviceSampling {
                 device: format!("{}/{}", config.name, d.id),
                 method,
@@ -357,7 +397,10 @@ fn quality(
                 continue;
             }
             let device = format!("{source}/{device}");
-            match telemetry.iter_mut().find(|s| s.device == device && s.metric == metric) {
+            match telemetry
+                .iter_mut()
+                .find(|s| s.device == device && s.metric == metric)
+            {
                 Some(s) => s.points.push((t, value)),
                 None => telemetry.push(TelemetrySeries {
                     device,
@@ -370,7 +413,9 @@ fn quality(
     llem_analysis::verdict::judge(&VerdictInputs {
         devices,
         telemetry,
-        baseline_drift: baseline.and_then(|b| b.spot_check.as_ref()).map(|c| c.drift),
+        baseline_drift: baseline
+            .and_then(|b| b.spot_check.as_ref())
+            .map(|c| c.drift),
     })
 }
 
@@ -378,7 +423,10 @@ fn quality(
 fn refresh_period_s(track: &[(u64, f64)], window: &WindowMeasurement) -> Option<f64> {
     let mut changes: Vec<u64> = Vec::new();
     let mut last: Option<(u64, f64)> = None;
-    for &(t, v) in track.iter().filter(|(t, _)| *t >= window.start_ns && *t <= window.end_ns) {
+    for &(t, v) in track
+        .iter()
+        .filter(|(t, _)| *t >= window.start_ns && *t <= window.end_ns)
+    {
         if let Some((_, lv)) = last
             && v == lv
         {

@@ -167,9 +167,12 @@ fn load(path: &Path, ttl_h: f64) -> Option<CachedBaseline> {
     let text = std::fs::read_to_string(path).ok()?;
     let cached: CachedBaseline = serde_json::from_str(&text).ok()?;
     let age = now_unix_s() - cached.measured_at_unix_s;
-    (age >= 0.0 && age < ttl_h * 3600.0 && cached.devices.iter().all(|d| {
-        d.power_w.is_none_or(|w| w.is_finite() && w >= 0.0)
-    }))
+    (age >= 0.0
+        && age < ttl_h * 3600.0
+        && cached
+            .devices
+            .iter()
+            .all(|d| d.power_w.is_none_or(|w| w.is_finite() && w >= 0.0)))
     .then_some(cached)
 }
 

@@ -82,12 +82,7 @@ fn file_sha256(path: &std::path::Path) -> Option<String> {
     let mut file = std::fs::File::open(path).ok()?;
     let mut hash = Sha256::new();
     std::io::copy(&mut file, &mut hash).ok()?;
-    Some(
-        hash.finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect(),
-    )
+    Some(hash.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// The host side of the record; devices and engine are added as the run learns them.

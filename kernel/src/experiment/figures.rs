@@ -50,7 +50,11 @@ pub fn included_series(
             if !in_total {
                 continue;
             }
-            if let Some(s) = series.energy_track.get(i).and_then(|t| device_series(window, t)) {
+            if let Some(s) = series
+                .energy_track
+                .get(i)
+                .and_then(|t| device_series(window, t))
+            {
                 out.push(s);
             }
         }
@@ -136,7 +140,12 @@ pub fn attribute(
     let mut per_request = vec![(None, None); records.len()];
     let mut reports: Vec<AttributionReport> = Vec::new();
     for s in series {
-        let report = attribution::attribute(s, &timings, PrefillWeighting::OutputTokensOnly, ml_j_per_token)?;
+        let report = attribution::attribute(
+            s,
+            &timings,
+            PrefillWeighting::OutputTokensOnly,
+            ml_j_per_token,
+        )?;
         report.check_sum()?;
         reports.push(report);
     }
@@ -147,7 +156,14 @@ pub fn attribute(
         let joules: f64 = reports.iter().map(|r| r.requests[k].attributed_j).sum();
         parts += joules;
         let ml = reports.first().and_then(|r| r.requests[k].ml_energy_j);
-        per_request[i] = (if reports.is_empty() { None } else { Some(joules) }, ml);
+        per_request[i] = (
+            if reports.is_empty() {
+                None
+            } else {
+                Some(joules)
+            },
+            ml,
+        );
     }
     let error = if window_j > 0.0 {
         (parts + unattributed_j - window_j).abs() / window_j

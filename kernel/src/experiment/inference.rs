@@ -57,7 +57,9 @@ impl Engine {
     /// Engine metrics scraped so far, and scraping errors (server mode).
     pub fn finish_metrics(&mut self) -> (Vec<(u64, String)>, Vec<String>) {
         match self {
-            Engine::Server { scraper, .. } => scraper.take().map(Scraper::finish).unwrap_or_default(),
+            Engine::Server { scraper, .. } => {
+                scraper.take().map(Scraper::finish).unwrap_or_default()
+            }
             Engine::Offline { .. } => Default::default(),
         }
     }

@@ -192,6 +192,8 @@ struct PlannedBackend {
 
 /// Everything a run accumulates, phase by phase.
 pub(crate) struct RunState {
+    /// Which cycle of the experiment this run is (1-based).
+    pub cycle: u32,
     pub dir: PathBuf,
     pub started: SystemTime,
     pub phases: PhaseLog,
@@ -261,12 +263,22 @@ impl<'c> Experiment<'c> {
         }
         if self.instances(PluginKind::Backend).next().is_some() {
             if self.instances(PluginKind::Dataset).next().is_none() {
-                let backend = self.instances(PluginKind::Backend).next().map_or("", |p| p.instance.as_str());
+                let backend = self
+                    .instances(PluginKind::Backend)
+                    .next()
+                    .map_or("", |p| p.instance.as_str());
                 return Err(RunError::Invalid(format!(
                     "backend `{backend}` has no prompts to run: add a dataset plugin (see `llem plugins list`)"
                 )));
             }
-            if self.plan.experiment.model.as_deref().unwrap_or("").is_empty() {
+            if self
+                .plan
+                .experiment
+                .model
+                .as_deref()
+                .unwrap_or("")
+                .is_empty()
+            {
                 return Err(RunError::Invalid(
                     "backend runs need a model: set `experiment.model` (a Hugging Face id or a local directory)".into(),
                 ));
@@ -279,6 +291,17 @@ impl<'c> Experiment<'c> {
     /// either way, and kept (marked `failed`) when the run fails after it started.
     pub fn run(
         &self,
+        stop: &Arc<AtomicBool>,
+        on_event: impl FnMut(Event<'_>),
+    ) -> Result<RunOutcome, RunError> {
+        self.run_cycle(1, stop, on_event)
+    }
+
+    /// One cycle of the experiment (1-based): a run directory of its own.
+    /// `experiment.cycles` repeats the whole run; the caller loops.
+    pub fn run_cycle(
+        &self,
+        cycle: u32,
         stop: &Arc<AtomicBool>,
         mut on_event: impl FnMut(Event<'_>),
     ) -> Result<RunOutcome, RunError> {
@@ -299,6 +322,7 @@ impl<'c> Experiment<'c> {
             .map_err(io("writing manifest.resolved.toml"))?;
 
         let mut state = RunState {
+            cycle,
             dir: dir.clone(),
             started,
             phases: PhaseLog::default(),
@@ -343,7 +367,8 @@ impl<'c> Experiment<'c> {
 
         // 1. Open sources, load prompts, plan the engine.
         state.phases.begin(PhaseName::OpenSources);
-        let sources = open_energy_sources(&self.plan, self.catalog, Some(&state.dir), None, on_event)?;
+        let sources =
+            open_energy_sources(&self.plan, self.catalog, Some(&state.dir), None, on_event)?;
         for (config, source) in &sources {
             for d in source.devices() {
                 state
@@ -364,7 +389,10 @@ impl<'c> Experiment<'c> {
                 .map_err(io("starting the sampler threads"))?,
         );
         state.phases.end(PhaseName::OpenSources);
-        let sampler = live.sampler.as_ref().ok_or_else(|| RunError::Invalid("no sampler".into()))?;
+        let sampler = live
+            .sampler
+            .as_ref()
+            .ok_or_else(|| RunError::Invalid("no sampler".into()))?;
 
         // 2. Idle baseline, before any engine exists.
         if measurement.baseline != "off" && !stop.load(Ordering::Relaxed) {
@@ -410,7 +438,10 @@ impl<'c> Experiment<'c> {
                     &mut |e| on_event(e),
                 )?);
                 state.phases.end(PhaseName::StartEngine);
-                let engine = live.engine.as_mut().ok_or_else(|| RunError::Invalid("no engine".into()))?;
+                let engine = live
+                    .engine
+                    .as_mut()
+                    .ok_or_else(|| RunError::Invalid("no engine".into()))?;
                 state.engine_info = engine.info();
                 self.drive(state, engine, sampler, &prompts, stop, on_event)?;
             }
@@ -512,7 +543,14 @@ impl<'c> Experiment<'c> {
                     closed_loop: true,
                 };
                 let records = inference::run_batch(
-                    engine, &batch, load, &model, experiment.seed, stop, &mut || {}, &mut emit,
+                    engine,
+                    &batch,
+                    load,
+                    &model,
+                    experiment.seed,
+                    stop,
+                    &mut || {},
+                    &mut emit,
                 )?;
                 warmup.extend(records);
                 if !until_stable || stop.load(Ordering::Relaxed) {
@@ -522,7 +560,12 @@ impl<'c> Experiment<'c> {
                 if cv.is_some_and(|cv| cv < measurement.warmup_cv) {
                     state.phases.note(
                         PhaseName::Warmup,
-                        format!("{} requests; latency CV {:.3} < {}", warmup.len(), cv.unwrap_or(0.0), measurement.warmup_cv),
+                        format!(
+                            "{} requests; latency CV {:.3} < {}",
+                            warmup.len(),
+                            cv.unwrap_or(0.0),
+                            measurement.warmup_cv
+                        ),
                     );
                     break;
                 }
@@ -538,11 +581,16 @@ impl<'c> Experiment<'c> {
                 }
             }
             if !until_stable {
-                state.phases.note(PhaseName::Warmup, format!("{} requests", warmup.len()));
+                state
+                    .phases
+                    .note(PhaseName::Warmup, format!("{} requests", warmup.len()));
             }
             let failed = warmup.iter().filter(|r| !r.success).count();
             if failed > 0 && failed == warmup.len() {
-                let first = warmup.iter().find_map(|r| r.error.clone()).unwrap_or_default();
+                let first = warmup
+                    .iter()
+                    .find_map(|r| r.error.clone())
+                    .unwrap_or_default();
                 state.records = warmup;
                 state.phases.end(PhaseName::Warmup);
                 return Err(RunError::Invalid(format!(
@@ -594,10 +642,15 @@ impl<'c> Experiment<'c> {
         let (metrics, errors) = engine.finish_metrics();
         state.engine_metrics = metrics;
         if !errors.is_empty() {
-            state.warn(format!("metrics scraping: {}", errors.join("; ")), &mut emit);
+            state.warn(
+                format!("metrics scraping: {}", errors.join("; ")),
+                &mut emit,
+            );
         }
         if let Some(why) = inference::died(engine) {
-            state.reasons.push("the engine exited during the measured window".into());
+            state
+                .reasons
+                .push("the engine exited during the measured window".into());
             state.warn(why, &mut emit);
         }
         state.records.extend(outcome?);
@@ -666,9 +719,19 @@ impl<'c> Experiment<'c> {
         })?;
         let attached = self.plan.load.endpoint.is_some();
         let detail = if attached {
-            format!("{} (server): attached to {}", plan.engine, self.plan.load.endpoint.as_deref().unwrap_or(""))
+            format!(
+                "{} (server): attached to {}",
+                plan.engine,
+                self.plan.load.endpoint.as_deref().unwrap_or("")
+            )
         } else {
-            format!("{} ({:?}): {} {}", plan.engine, plan.mode, plan.program, plan.args.join(" "))
+            format!(
+                "{} ({:?}): {} {}",
+                plan.engine,
+                plan.mode,
+                plan.program,
+                plan.args.join(" ")
+            )
         };
         on_event(Event::Opened {
             instance: &plugin.instance,
@@ -718,7 +781,9 @@ impl<'c> Experiment<'c> {
         if let Some(sampler) = live.sampler.take() {
             let (collected, spool_errors) = sampler.stop_within(crate::sampler::STOP_GRACE);
             for e in spool_errors {
-                state.reasons.push(format!("not every reading reached the disk: {e}"));
+                state
+                    .reasons
+                    .push(format!("not every reading reached the disk: {e}"));
             }
             state.collected = collected;
         }
@@ -737,25 +802,33 @@ impl<'c> Experiment<'c> {
         if let Some(b) = backend.as_mut() {
             b.summary.engine_info = state.engine_info.clone();
             b.summary.base_url = base_url;
-            parsed_metrics = results::parse_metrics(b.instance.as_mut(), &state.engine_metrics, &mut state.warnings);
+            parsed_metrics = results::parse_metrics(
+                b.instance.as_mut(),
+                &state.engine_metrics,
+                &mut state.warnings,
+            );
         }
         if let Some(info) = &state.engine_info {
             state.environment.engine = serde_json::to_value(info).ok();
         }
-        let assembled = assemble::assemble(&self.plan, &mut state, backend.map(|b| b.summary), &goodput);
+        let assembled =
+            assemble::assemble(&self.plan, &mut state, backend.map(|b| b.summary), &goodput);
         state.phases.end(PhaseName::Assemble);
 
         // Everything measured goes to disk even if result.json cannot.
+        state.phases.begin(PhaseName::Write);
         let mut result = assembled.result;
         if !state.records.is_empty() {
-            if let Err(e) = results::write_requests(&state.dir, &state.records, &assembled.per_request) {
+            if let Err(e) =
+                results::write_requests(&state.dir, &state.records, &assembled.per_request)
+            {
                 result.status_reasons.push(format!("requests.jsonl: {e}"));
             }
         }
         if let Err(e) = results::write_engine_metrics(&state.dir, &parsed_metrics) {
             result.warnings.push(format!("engine_metrics.jsonl: {e}"));
         }
-        state.phases.begin(PhaseName::Write);
+        // result.json is written right after this phase ends (it records it).
         state.phases.end(PhaseName::Write);
         result.phases = state.phases.phases.clone();
         let json = serde_json::to_string_pretty(&result)
@@ -837,10 +910,16 @@ fn thermal_settle(
             && p0 > 0.0
             && ((p1 - p0) / p0).abs() < measurement.thermal_settle_drift
         {
-            return format!("settled after {:.1} s ({p0:.1} W → {p1:.1} W)", elapsed.as_secs_f64());
+            return format!(
+                "settled after {:.1} s ({p0:.1} W → {p1:.1} W)",
+                elapsed.as_secs_f64()
+            );
         }
         if stop.load(Ordering::Relaxed) || elapsed >= max {
-            return format!("not settled after {:.1} s; measuring anyway", elapsed.as_secs_f64());
+            return format!(
+                "not settled after {:.1} s; measuring anyway",
+                elapsed.as_secs_f64()
+            );
         }
         previous = power;
         last = now;

@@ -30,7 +30,10 @@ pub fn decide(e: &Evidence<'_>) -> (RunStatus, Vec<String>) {
         .collect();
     let failed = measured.iter().filter(|r| !r.success).count();
     if e.interrupted {
-        reasons.insert(0, "stopped by a signal (Ctrl-C, SIGTERM or SIGHUP) before the end".into());
+        reasons.insert(
+            0,
+            "stopped by a signal (Ctrl-C, SIGTERM or SIGHUP) before the end".into(),
+        );
         return (RunStatus::Interrupted, reasons);
     }
     if let Some(error) = e.error {
@@ -38,7 +41,10 @@ pub fn decide(e: &Evidence<'_>) -> (RunStatus, Vec<String>) {
         return (RunStatus::Failed, reasons);
     }
     if e.total_j.is_none() {
-        reasons.insert(0, "no energy source produced a figure for the measured window".into());
+        reasons.insert(
+            0,
+            "no energy source produced a figure for the measured window".into(),
+        );
         return (RunStatus::Failed, reasons);
     }
     if e.inference {
@@ -53,7 +59,10 @@ pub fn decide(e: &Evidence<'_>) -> (RunStatus, Vec<String>) {
                 .unwrap_or("unknown error");
             reasons.insert(
                 0,
-                format!("every measured request failed ({failed} of {}); first error: {first}", measured.len()),
+                format!(
+                    "every measured request failed ({failed} of {}); first error: {first}",
+                    measured.len()
+                ),
             );
             return (RunStatus::Failed, reasons);
         }
@@ -114,7 +123,10 @@ mod tests {
         let records = vec![record(false); 4];
         let (status, reasons) = decide(&evidence(&records, &[]));
         assert_eq!(status, RunStatus::Failed);
-        assert!(reasons[0].contains("every measured request failed (4 of 4)"), "{reasons:?}");
+        assert!(
+            reasons[0].contains("every measured request failed (4 of 4)"),
+            "{reasons:?}"
+        );
         assert!(reasons[0].contains("HTTP 500"));
     }
 

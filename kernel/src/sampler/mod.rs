@@ -296,7 +296,11 @@ impl Sampler {
             }
             out.push((source.config, source.devices, source.shared.clone()));
         }
-        let spool_errors = self.spool.take().map(|mut s| s.finish()).unwrap_or_default();
+        let spool_errors = self
+            .spool
+            .take()
+            .map(|mut s| s.finish())
+            .unwrap_or_default();
         let out = out
             .into_iter()
             .map(|(config, devices, shared)| {

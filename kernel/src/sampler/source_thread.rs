@@ -106,7 +106,10 @@ impl Reader {
                         acc.push(t_ns, reading);
                         series.readings.push((t_ns, *reading));
                         series.latest[index] = Some((t_ns, *reading));
-                        if let Some(joules) = acc.energy_j() {
+                        // Cumulative energy starts at 0 J on the first reading
+                        // (a figure needs two readings), so every reading is a point.
+                        if reading.energy_uj.is_some() || reading.power_mw.is_some() {
+                            let joules = acc.energy_j().unwrap_or(0.0);
                             series.energy_track[index].push((t_ns, joules));
                         }
                     }

@@ -55,7 +55,13 @@ impl Writers {
                 .map_or("?", |d| d.id.as_str());
             let energy = r.energy_uj.map(|v| v.to_string()).unwrap_or_default();
             let power = r.power_mw.map(|v| v.to_string()).unwrap_or_default();
-            let row = [t_ns.to_string(), source.to_owned(), id.to_owned(), energy, power];
+            let row = [
+                t_ns.to_string(),
+                source.to_owned(),
+                id.to_owned(),
+                energy,
+                power,
+            ];
             if let Err(e) = self.timeseries.write_record(&row) {
                 self.error(format!("writing {TIMESERIES_FILE}: {e}"));
                 return;
@@ -199,7 +205,6 @@ impl Spool {
             None => Vec::new(),
         }
     }
-
 }
 
 impl Drop for Spool {

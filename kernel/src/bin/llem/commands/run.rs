@@ -91,14 +91,32 @@ pub fn run(args: Args) -> CmdResult {
         warn(&format!("Ctrl-C will not save partial results: {e}"));
     }
 
+    let experiment = Experiment::new(plan, &catalog);
+    let cycles = experiment.plan().experiment.cycles.max(1);
+    let mut worst = 0u8;
+    for cycle in 1..=cycles {
+        if cycles > 1 {
+            ok(&format!("cycle {cycle} of {cycles}"));
+        }
+        let code = run_one(&experiment, cycle, &stop)?;
+        // The exit code is the worst cycle's; an interrupted cycle ends the series.
+        worst = worst.max(code);
+        if code == crate::exit::INTERRUPTED {
+            break;
+        }
+    }
+    Ok(ExitCode::from(worst))
+}
+
+/// One cycle: a run directory, a summary, and its status's exit code.
+fn run_one(experiment: &Experiment<'_>, cycle: u32, stop: &Arc<AtomicBool>) -> Result<u8, Failure> {
     let bar = ProgressBar::new(1000);
     bar.set_style(
         ProgressStyle::with_template("  measuring  {bar:30} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("█░ "),
     );
-    let experiment = Experiment::new(plan, &catalog);
-    let outcome = experiment.run(&stop, |event| match event {
+    let outcome = experiment.run_cycle(cycle, stop, |event| match event {
         Event::Opened {
             instance,
             kind,
@@ -144,7 +162,7 @@ pub fn run(args: Args) -> CmdResult {
     let outcome = outcome.map_err(|e| Failure::failed(e.to_string()))?;
     print_summary(&outcome.result, &outcome.dir);
     // Documented in docs/result-schema.md: 0 complete, 3 degraded, 4 failed, 130 interrupted.
-    Ok(ExitCode::from(outcome.result.status.exit_code()))
+    Ok(outcome.result.status.exit_code())
 }
 
 fn print_inference(i: &llem::experiment::InferenceSummary) {
@@ -287,7 +305,10 @@ fn print_summary(result: &RunResult, dir: &std::path::Path) {
             b.duration_s, b.measured_at
         );
         if let (Some(base), Some(net)) = (result.energy.baseline_j, result.energy.net_j) {
-            println!("  gross / idle / net     {:.3} J / {base:.3} J / {net:.3} J", result.energy.total_j.unwrap_or(0.0));
+            println!(
+                "  gross / idle / net     {:.3} J / {base:.3} J / {net:.3} J",
+                result.energy.total_j.unwrap_or(0.0)
+            );
         }
     }
     if let Some(inference) = &result.inference {
@@ -297,7 +318,13 @@ fn print_summary(result: &RunResult, dir: &std::path::Path) {
         println!("  error: {error}");
     }
     for reason in &result.status_reasons {
-        println!("  {}: {reason}", serde_json::to_value(&result.status).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default());
+        println!(
+            "  {}: {reason}",
+            serde_json::to_value(&result.status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        );
     }
     if result.sampling.missed_ticks > 0 {
         println!(

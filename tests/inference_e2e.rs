@@ -146,16 +146,28 @@ fn a_server_run_measures_requests_latency_and_energy_per_token() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(records.len(), 12);
+    // No batch limit is known, so the headline is the whole window, and
+    // ML.ENERGY's per-request figure is that J/token × 8.
+    assert_eq!(inference["headline"], "measured_window");
+    let mut attributed = 0.0;
     for r in records.iter().filter(|r| r["phase"] == "measured") {
         assert_eq!(r["output_tokens"], 8);
-        assert!((r["energy_j"].as_f64().unwrap() - per_token * 8.0).abs() < 1e-12);
+        assert!((r["energy_ml_j"].as_f64().unwrap() - per_token * 8.0).abs() < 1e-12);
         assert_eq!(r["chunk_ns"].as_array().unwrap().len(), 8);
+        attributed += r["energy_j"].as_f64().unwrap();
     }
+    // Interval attribution: the parts plus the idle (unattributed) energy
+    // add up to the window's energy, recomputed here from requests.jsonl.
+    let unattributed = inference["attribution"]["unattributed_j"].as_f64().unwrap();
+    assert!(
+        ((attributed + unattributed) - window_j).abs() / window_j < 1e-9,
+        "{attributed} + {unattributed} vs {window_j}"
+    );
     assert!(
         records
             .iter()
             .filter(|r| r["phase"] == "warmup")
-            .all(|r| r["energy_j"].is_null())
+            .all(|r| r["energy_j"].is_null() && r["energy_ml_j"].is_null())
     );
     let log = std::fs::read_to_string(run.join("engine.log")).unwrap();
     assert!(log.contains("fake engine listening"), "{log}");

@@ -15,12 +15,12 @@ use llem_analysis::{EnergyInterval, EnergySeries, RequestTiming};
 use serde::{Deserialize, Serialize};
 
 /// One device's energy over the measured window as intervals between its own
-/// readings: from the reading the window opened on to the one it closed on,
-/// so the intervals sum exactly to the device's window figure.
-pub fn device_series(window: &WindowMeasurement, track: &[(u64, f64)]) -> Option<EnergySeries> {
-    let first = track.iter().rposition(|(t, _)| *t <= window.start_ns)?;
-    let last = track.iter().rposition(|(t, _)| *t <= window.end_ns)?;
-    if last <= first {
+/// readings: from the reading the window opened on to the one it closed on
+/// (`range`, indices into its energy track), so the intervals sum exactly to
+/// the device's window figure.
+pub fn device_series(range: (usize, usize), track: &[(u64, f64)]) -> Option<EnergySeries> {
+    let (first, last) = range;
+    if last <= first || last >= track.len() {
         return None;
     }
     let intervals = track[first..=last]
@@ -50,10 +50,14 @@ pub fn included_series(
             if !in_total {
                 continue;
             }
-            if let Some(s) = series
-                .energy_track
-                .get(i)
-                .and_then(|t| device_series(window, t))
+            let range = window
+                .devices
+                .iter()
+                .find(|w| w.source == config.name && w.device == d.id)
+                .and_then(|w| w.track);
+            if let Some(s) = range
+                .zip(series.energy_track.get(i))
+                .and_then(|(r, t)| device_series(r, t))
             {
                 out.push(s);
             }
@@ -77,13 +81,22 @@ pub fn timing(r: &RequestRecord) -> RequestTiming {
 }
 
 /// Energy over `[a, b]` summed over devices; `None` if any device has no
-/// figure there.
-fn energy_between(series: &[EnergySeries], a: u64, b: u64) -> Option<f64> {
+/// figure there. Each device's series runs from the reading the measured
+/// window opened on to the one it closed on, so the window's own edges map to
+/// those readings: the whole window gets exactly its own energy, and a
+/// sub-window inside it is interpolated between readings.
+fn energy_between(series: &[EnergySeries], window: (u64, u64), a: u64, b: u64) -> Option<f64> {
     let mut total = 0.0;
     for s in series {
+        let (start, end) = s.span()?;
+        let a = if a <= window.0 { start } else { a.max(start) };
+        let b = if b >= window.1 { end } else { b.min(end) };
+        if b < a {
+            return None;
+        }
         total += s.energy_between(a, b)?;
     }
-    Some(total)
+    (!series.is_empty()).then_some(total)
 }
 
 pub fn steady_state(
@@ -103,7 +116,7 @@ pub fn steady_state(
         max_num_seqs,
         max_concurrency,
         (window.start_ns, window.end_ns),
-        |a, b| energy_between(series, a, b),
+        |a, b| energy_between(series, (window.start_ns, window.end_ns), a, b),
     )
 }
 

@@ -245,13 +245,17 @@ impl Sampler {
     }
 
     fn snapshot(&self) -> window::OpenWindow {
+        let mut accumulators = Vec::with_capacity(self.sources.len());
+        let mut track_len = Vec::with_capacity(self.sources.len());
+        for s in &self.sources {
+            let series = lock(&s.shared.series);
+            accumulators.push(series.accumulators.clone());
+            track_len.push(series.energy_track.iter().map(Vec::len).collect());
+        }
         window::OpenWindow {
             t_ns: monotonic_ns(),
-            accumulators: self
-                .sources
-                .iter()
-                .map(|s| lock(&s.shared.series).accumulators.clone())
-                .collect(),
+            accumulators,
+            track_len,
         }
     }
 

@@ -8,6 +8,9 @@ pub struct OpenWindow {
     pub t_ns: u64,
     /// Per source, per device.
     pub accumulators: Vec<Vec<DeviceAccumulator>>,
+    /// Per source, per device: how many points the energy track had, so the
+    /// window's share of the track is exactly the readings its snapshots hold.
+    pub track_len: Vec<Vec<usize>>,
 }
 
 /// One device's share of a window.
@@ -21,6 +24,10 @@ pub struct DeviceWindow {
     pub energy_j: Option<f64>,
     /// Readings the figure rests on: the one the window opened on, and those after.
     pub samples: u64,
+    /// Indices (first, last) into the source's `energy_track` of this device
+    /// that the window spans: the reading it opened on to the one it closed on.
+    #[serde(skip)]
+    pub track: Option<(usize, usize)>,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -66,6 +73,11 @@ pub fn measure(
                 }
                 _ => (EnergyMethod::None, None, 0),
             };
+            let len = |w: &OpenWindow| w.track_len.get(index).and_then(|l| l.get(d)).copied();
+            let track = match (len(begin), len(end)) {
+                (Some(b), Some(e)) if b > 0 && e >= b => Some((b - 1, e - 1)),
+                _ => None,
+            };
             devices.push(DeviceWindow {
                 source: source.clone(),
                 device: device.id.clone(),
@@ -73,6 +85,7 @@ pub fn measure(
                 estimated: device.estimated,
                 energy_j,
                 samples,
+                track,
             });
         }
     }

@@ -542,6 +542,177 @@ fn sigterm_mid_run_keeps_the_result() {
     assert!(gone(&pid_file), "no engine left behind after SIGTERM");
 }
 
+/// (t_ns, cumulative µJ) of the one fixture device, from timeseries.csv.
+fn counter_rows(run: &Path) -> Vec<(u64, f64)> {
+    let mut rows = Vec::new();
+    let mut last: Option<u64> = None;
+    let mut total = 0.0;
+    for line in std::fs::read_to_string(run.join("timeseries.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+    {
+        let f: Vec<&str> = line.split(',').collect();
+        let (t, v): (u64, u64) = (f[0].parse().unwrap(), f[3].parse().unwrap());
+        if let Some(l) = last {
+            total += (v - l) as f64;
+        }
+        last = Some(v);
+        rows.push((t, total));
+    }
+    rows
+}
+
+/// ML.ENERGY's steady state and interval attribution, recomputed here from
+/// requests.jsonl and timeseries.csv alone (an implementation of the rules
+/// that shares no code with llem's), on a server run with a known schedule:
+/// 10 requests of 12 tokens, 5 ms apart, max_num_seqs 3 and concurrency 3.
+#[test]
+fn steady_state_and_attribution_agree_with_an_independent_recomputation() {
+    let plugins = plugins();
+    let dir = tempfile::tempdir().unwrap();
+    let path = manifest(
+        dir.path(),
+        10,
+        12,
+        &server_command(&["--token-ms", "5", "--max-num-seqs", "3"]),
+        "\n[load]\nmax_concurrency = 3\n",
+    );
+    let (code, stdout, stderr) = output(
+        llem(plugins.path())
+            .arg("run")
+            .args(["--set", "measurement.baseline=off"])
+            .arg(&path)
+            .arg("--output")
+            .arg(dir.path()),
+    );
+    assert_eq!(code, 0, "{stderr}\n{stdout}");
+    let (run, result) = the_run(dir.path());
+    let inference = &result["inference"];
+    let records = requests(&run);
+    let measured: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["phase"] == "measured")
+        .collect();
+    assert_eq!(measured.len(), 10);
+    let rows = counter_rows(&run);
+    let (w0, w1) = (
+        result["window"]["start_ns"].as_u64().unwrap(),
+        result["window"]["end_ns"].as_u64().unwrap(),
+    );
+    // The readings the window opened and closed on.
+    let opened = rows.iter().rposition(|(t, _)| *t <= w0).unwrap();
+    let closed = rows.iter().rposition(|(t, _)| *t <= w1).unwrap();
+    let rows = &rows[opened..=closed];
+    let window_j = (rows.last().unwrap().1 - rows[0].1) / 1e6;
+    assert!((window_j - inference["window_energy_j"].as_f64().unwrap()).abs() < 1e-12);
+    let energy_at = |t: u64| -> f64 {
+        let t = t.clamp(rows[0].0, rows.last().unwrap().0);
+        let k = rows.partition_point(|(rt, _)| *rt < t).max(1);
+        let ((t0, e0), (t1, e1)) = (rows[k - 1], rows[k.min(rows.len() - 1)]);
+        if t1 == t0 {
+            e1 / 1e6
+        } else {
+            (e0 + (e1 - e0) * (t - t0) as f64 / (t1 - t0) as f64) / 1e6
+        }
+    };
+    let tokens = |r: &Value| -> Vec<u64> {
+        r["chunk_ns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_u64().unwrap())
+            .collect()
+    };
+
+    // Steady state: from the 3rd first token to the (10 − 3 − 1) = 6th finish.
+    let mut firsts: Vec<u64> = measured
+        .iter()
+        .map(|r| r["first_token_ns"].as_u64().unwrap())
+        .collect();
+    firsts.sort_unstable();
+    let mut ends: Vec<u64> = measured
+        .iter()
+        .map(|r| r["end_ns"].as_u64().unwrap())
+        .collect();
+    ends.sort_unstable();
+    let (s0, s1) = (firsts[2], ends[5]);
+    let ss = &inference["steady_state"]["steady_state"];
+    assert_eq!(ss["start_ns"].as_u64(), Some(s0));
+    assert_eq!(ss["end_ns"].as_u64(), Some(s1));
+    let ss_tokens: usize = measured
+        .iter()
+        .map(|r| tokens(r).iter().filter(|t| **t >= s0 && **t <= s1).count())
+        .sum();
+    assert_eq!(ss["output_tokens"].as_u64(), Some(ss_tokens as u64));
+    let ss_j = energy_at(s1) - energy_at(s0);
+    let expected = ss_j / ss_tokens as f64;
+    let reported = inference["headline_energy_per_output_token_j"]
+        .as_f64()
+        .unwrap();
+    assert_eq!(inference["headline"], "steady_state");
+    assert!(
+        (reported - expected).abs() / expected < 1e-9,
+        "{reported} vs {expected}"
+    );
+
+    // Attribution: each reading interval's energy split by the tokens each
+    // request produced in it ([start, end)), else equally among the requests
+    // in flight, else idle.
+    let mut mine = vec![0.0f64; measured.len()];
+    let mut idle = 0.0;
+    for pair in rows.windows(2) {
+        let ((a, ea), (b, eb)) = (pair[0], pair[1]);
+        if b <= a {
+            continue;
+        }
+        let joules = (eb - ea) / 1e6;
+        let counts: Vec<usize> = measured
+            .iter()
+            .map(|r| tokens(r).iter().filter(|t| **t >= a && **t < b).count())
+            .collect();
+        let total: usize = counts.iter().sum();
+        if total > 0 {
+            for (m, c) in mine.iter_mut().zip(&counts) {
+                *m += joules * *c as f64 / total as f64;
+            }
+            continue;
+        }
+        let flying: Vec<usize> = (0..measured.len())
+            .filter(|&i| {
+                let (send, end) = (
+                    measured[i]["send_ns"].as_u64().unwrap(),
+                    measured[i]["end_ns"].as_u64().unwrap(),
+                );
+                send < b && end > a
+            })
+            .collect();
+        if flying.is_empty() {
+            idle += joules;
+        } else {
+            for i in &flying {
+                mine[*i] += joules / flying.len() as f64;
+            }
+        }
+    }
+    for (r, expected) in measured.iter().zip(&mine) {
+        let got = r["energy_j"].as_f64().unwrap();
+        assert!(
+            (got - expected).abs() <= 1e-9 * window_j,
+            "request {}: {got} vs {expected}",
+            r["index"]
+        );
+        assert!((r["energy_ml_j"].as_f64().unwrap() - reported * 12.0).abs() < 1e-12);
+    }
+    let unattributed = inference["attribution"]["unattributed_j"].as_f64().unwrap();
+    assert!(
+        (unattributed - idle).abs() <= 1e-9 * window_j,
+        "{unattributed} vs {idle}"
+    );
+    let parts: f64 = mine.iter().sum();
+    assert!(((parts + idle) - window_j).abs() / window_j < 1e-9);
+}
+
 unsafe extern "C" {
     fn kill(pid: i32, signal: i32) -> i32;
 }

@@ -410,6 +410,8 @@ impl<'c> Experiment<'c> {
 
         write_timeseries(&dir, &collected).map_err(io("writing timeseries.csv"))?;
         write_telemetry(&dir, &collected).map_err(io("writing telemetry.csv"))?;
+        let (energy, energy_warnings) = crate::energy::summarize(&window, &collected);
+        warnings.extend(energy_warnings);
         let result = RunResult {
             schema_version: SCHEMA_VERSION.into(),
             run_id: dir
@@ -431,7 +433,7 @@ impl<'c> Experiment<'c> {
             },
             started_at: timestamp::rfc3339(started),
             duration_s: window.duration_s(),
-            energy: energy_summary(&window, &collected),
+            energy,
             sampling: SamplingSummary {
                 interval_ms: experiment.sample_interval_ms,
                 ticks: collected.iter().map(|(_, _, s)| s.ticks).sum(),
@@ -515,37 +517,6 @@ fn describe_devices(devices: &[llem_sdk::Device]) -> String {
         })
         .collect();
     format!("{} device(s): {}", devices.len(), names.join(", "))
-}
-
-fn energy_summary(window: &WindowMeasurement, sources: &[Collected]) -> EnergySummary {
-    let mut devices = Vec::new();
-    let mut measured = window.devices.iter();
-    let duration = window.duration_s();
-    for (config, source_devices, series) in sources {
-        for (device, acc) in source_devices.iter().zip(&series.accumulators) {
-            let in_window = measured.next();
-            let energy_j = in_window.and_then(|w| w.energy_j);
-            devices.push(DeviceEnergy {
-                source: config.name.clone(),
-                device: device.id.clone(),
-                name: device.name.clone(),
-                kind: device.kind,
-                method: acc.method(),
-                estimated: device.estimated,
-                energy_j,
-                average_power_w: energy_j.filter(|_| duration > 0.0).map(|e| e / duration),
-                samples: in_window.map_or(0, |w| w.samples),
-                counter_wraps: acc.wraps,
-                counter_resets: acc.resets,
-            });
-        }
-    }
-    let figures: Vec<f64> = devices.iter().filter_map(|d| d.energy_j).collect();
-    EnergySummary {
-        total_j: (!figures.is_empty()).then(|| figures.iter().sum()),
-        includes_estimates: devices.iter().any(|d| d.estimated && d.energy_j.is_some()),
-        devices,
-    }
 }
 
 /// Device telemetry (utilisation, temperature, clocks, throttling…), one row

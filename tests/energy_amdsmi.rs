@@ -189,7 +189,10 @@ fn a_counter_that_goes_backwards_is_a_reset_and_a_gap() {
         readings.push(read_one(&mut source));
     }
     let energy: Vec<_> = readings.iter().map(|r| r.energy_uj).collect();
-    assert_eq!(energy, [Some(2_000_000), Some(4_000_000), Some(200), Some(600)]);
+    assert_eq!(
+        energy,
+        [Some(2_000_000), Some(4_000_000), Some(200), Some(600)]
+    );
     let acc = accumulate(&source.devices()[0], &readings);
     assert_eq!(acc.resets, 1);
     assert_eq!(acc.wraps, 0);

@@ -207,7 +207,14 @@ fn a_counter_that_drops_to_a_large_value_is_not_counted_as_that_value() {
     let fake = FakeNvml::new();
     let mut source = fake.open(&["0"]).unwrap();
     let mut acc = DeviceAccumulator::new(&source.devices()[0]);
-    let counter_mj = [250_000_000u64, 250_300_000, 101_488_000, 101_788_000, 102_088_000, 102_388_000];
+    let counter_mj = [
+        250_000_000u64,
+        250_300_000,
+        101_488_000,
+        101_788_000,
+        102_088_000,
+        102_388_000,
+    ];
     for (i, mj) in counter_mj.into_iter().enumerate() {
         fake.set_energy_mj(0, mj);
         acc.push(i as u64 * S, &read(&mut *source, 0));
@@ -216,7 +223,9 @@ fn a_counter_that_drops_to_a_large_value_is_not_counted_as_that_value() {
     assert_eq!(acc.gaps.count, 1);
     assert_eq!(acc.gaps.first[0].t_ns, 2 * S);
     assert!(
-        acc.gaps.first[0].reason.contains("went back from 250300000000 to 101488000000 µJ"),
+        acc.gaps.first[0]
+            .reason
+            .contains("went back from 250300000000 to 101488000000 µJ"),
         "{:?}",
         acc.gaps
     );
@@ -229,7 +238,13 @@ fn an_absurd_counter_jump_is_a_gap_not_petajoules() {
     let fake = FakeNvml::new();
     let mut source = fake.open(&["0"]).unwrap();
     let mut acc = DeviceAccumulator::new(&source.devices()[0]);
-    let counter_mj = [1_000_000u64, 1_300_000, 4_600_000_000_000_000_000, 1_900_000, 2_200_000];
+    let counter_mj = [
+        1_000_000u64,
+        1_300_000,
+        4_600_000_000_000_000_000,
+        1_900_000,
+        2_200_000,
+    ];
     for (i, mj) in counter_mj.into_iter().enumerate() {
         fake.set_energy_mj(0, mj);
         acc.push(i as u64 * S, &read(&mut *source, 0));
@@ -237,7 +252,11 @@ fn an_absurd_counter_jump_is_a_gap_not_petajoules() {
     // The jump up and the way back down are both gaps; 300 J either side count.
     assert_eq!(acc.energy_j(), Some(600.0));
     assert_eq!(acc.gaps.count, 2);
-    assert!(acc.gaps.first[0].reason.contains("plausible maximum of 2000 W"));
+    assert!(
+        acc.gaps.first[0]
+            .reason
+            .contains("plausible maximum of 2000 W")
+    );
 }
 
 #[test]
@@ -247,7 +266,10 @@ fn absurd_power_on_a_gpu_without_counter_is_a_gap_not_energy() {
     let mut source = fake.open(&["1"]).unwrap();
     let mut acc = DeviceAccumulator::new(&source.devices()[0]);
     // 300 W, then 4 294 967 W (the largest NVML can report), then 300 W twice.
-    for (i, mw) in [300_000u32, u32::MAX, 300_000, 300_000].into_iter().enumerate() {
+    for (i, mw) in [300_000u32, u32::MAX, 300_000, 300_000]
+        .into_iter()
+        .enumerate()
+    {
         fake.set_power_mw(1, mw, mw);
         acc.push(i as u64 * S, &read(&mut *source, 0));
     }

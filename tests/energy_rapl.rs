@@ -543,7 +543,10 @@ fn amd_total_counts_packages_not_their_cores() {
     let window = window_over(source, || advance(&sys, &zones, &start, &[50, 30, 45, 25]));
     // 50 + 45 = 95 J; every zone summed gave 150 J (+58 %).
     assert_eq!(window.total_j(), Some(95.0));
-    assert_eq!(window.total_includes(), ["rapl/package-0", "rapl/package-1"]);
+    assert_eq!(
+        window.total_includes(),
+        ["rapl/package-0", "rapl/package-1"]
+    );
 }
 
 #[test]

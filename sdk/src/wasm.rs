@@ -294,7 +294,9 @@ impl<T: EnergySource> wit_energy::GuestSource for EnergyGuest<T> {
 
 /// `energy-topology.places`: each device's parent (by index) and power bound,
 /// from the SDK's `Device::parent` (an id) and `Device::max_power_w`.
-pub fn places<T: EnergySource>(src: wit_energy::SourceBorrow<'_>) -> Vec<wit_topology::DevicePlace> {
+pub fn places<T: EnergySource>(
+    src: wit_energy::SourceBorrow<'_>,
+) -> Vec<wit_topology::DevicePlace> {
     let guest = src.get::<EnergyGuest<T>>();
     let devices = guest.inner.borrow().devices();
     device_places(&devices)

@@ -140,7 +140,10 @@ pub fn include(devices: &[TotalDevice<'_>]) -> (Vec<Inclusion>, Vec<String>) {
         }
         if d.estimated
             && let Some(m) = devices.iter().find(|m| {
-                !m.estimated && m.source != d.source && m.energy_j.is_some() && covers(m.kind, d.kind)
+                !m.estimated
+                    && m.source != d.source
+                    && m.energy_j.is_some()
+                    && covers(m.kind, d.kind)
             })
         {
             warnings.push(format!(
@@ -203,8 +206,20 @@ mod tests {
         // 120 J. Summing every zone gave 195 J (+62 %).
         let devices = [
             dev("rapl", "package-0", None, CpuPackage, Some(100.0)),
-            dev("rapl", "package-0-core", Some("package-0"), CpuCore, Some(40.0)),
-            dev("rapl", "package-0-uncore", Some("package-0"), CpuUncore, Some(35.0)),
+            dev(
+                "rapl",
+                "package-0-core",
+                Some("package-0"),
+                CpuCore,
+                Some(40.0),
+            ),
+            dev(
+                "rapl",
+                "package-0-uncore",
+                Some("package-0"),
+                CpuUncore,
+                Some(35.0),
+            ),
             dev("rapl", "package-0-dram", None, Dram, Some(20.0)),
         ];
         assert_eq!(total(&devices), Some(120.0));
@@ -224,7 +239,13 @@ mod tests {
     fn psys_contains_everything_below_it() {
         let devices = [
             dev("rapl", "package-0", Some("psys"), CpuPackage, Some(100.0)),
-            dev("rapl", "package-0-core", Some("package-0"), CpuCore, Some(40.0)),
+            dev(
+                "rapl",
+                "package-0-core",
+                Some("package-0"),
+                CpuCore,
+                Some(40.0),
+            ),
             dev("rapl", "package-0-dram", Some("psys"), Dram, Some(20.0)),
             dev("rapl", "psys", None, Psys, Some(150.0)),
         ];
@@ -242,7 +263,13 @@ mod tests {
             dev("rapl", "psys", None, Psys, None),
             dev("rapl", "package-0", Some("psys"), CpuPackage, Some(100.0)),
             dev("rapl", "package-1", Some("psys"), CpuPackage, Some(90.0)),
-            dev("rapl", "package-1-core", Some("package-1"), CpuCore, Some(50.0)),
+            dev(
+                "rapl",
+                "package-1-core",
+                Some("package-1"),
+                CpuCore,
+                Some(50.0),
+            ),
         ];
         assert_eq!(total(&devices), Some(190.0));
         let (inc, _) = include(&devices);

@@ -20,7 +20,9 @@ pub fn summarize(
         for (device, acc) in source_devices.iter().zip(&series.accumulators) {
             let in_window = measured.next();
             let energy_j = in_window.and_then(|w| w.energy_j);
-            let covered_s = in_window.filter(|_| energy_j.is_some()).map(|w| w.covered_s);
+            let covered_s = in_window
+                .filter(|_| energy_j.is_some())
+                .map(|w| w.covered_s);
             let gaps = in_window.map(|w| w.gaps.clone()).unwrap_or_default();
             if !gaps.is_empty() {
                 let first = gaps

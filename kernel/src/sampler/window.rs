@@ -81,7 +81,13 @@ impl WindowMeasurement {
         self.devices
             .iter()
             .filter(|d| d.in_total)
-            .map(|d| if window > 0.0 { (d.covered_s / window).min(1.0) } else { 1.0 })
+            .map(|d| {
+                if window > 0.0 {
+                    (d.covered_s / window).min(1.0)
+                } else {
+                    1.0
+                }
+            })
             .reduce(f64::min)
     }
 }

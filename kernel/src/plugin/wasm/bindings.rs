@@ -57,6 +57,6 @@ pub mod energy_ext {
     });
 }
 
-pub use energy_ext::exports::llem::plugin_ext::energy_topology as topology;
 pub use energy::llem::plugin::host as wit_host;
 pub use energy::llem::plugin::types as wit_types;
+pub use energy_ext::exports::llem::plugin_ext::energy_topology as topology;

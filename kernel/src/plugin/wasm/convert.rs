@@ -3,11 +3,11 @@
 use super::bindings::{backend, dataset, energy, sink, wit_types};
 use llem_sdk as sdk;
 
+use super::bindings::topology::DevicePlace;
 use backend::exports::llem::plugin::backend as wb;
 use dataset::exports::llem::plugin::dataset as wd;
 use energy::exports::llem::plugin::energy as we;
 use sink::exports::llem::plugin::sink as ws;
-use super::bindings::topology::DevicePlace;
 
 pub fn plugin_error(e: wit_types::PluginError) -> sdk::PluginError {
     use wit_types::ErrorCode as W;

@@ -288,7 +288,9 @@ fn places(
         .load(&mut guest.store, &guest.instance)
         .map_err(|e| mismatch(code, "places", &e))?;
     guest
-        .call("places", |_, store, r| exported.call_places(store, r).map(Ok))
+        .call("places", |_, store, r| {
+            exported.call_places(store, r).map(Ok)
+        })
         .map(Some)
 }
 

@@ -13,6 +13,8 @@ pub mod energy_world {
     wit_bindgen::generate!({
         path: ["../wit/llem-plugin-0.1.0", "../wit/llem-plugin-ext-0.1.0"],
         world: "llem:plugin-ext/energy-plugin@0.1.0",
+        // The shared `types`/`host` interfaces live in the 0.1.0 package.
+        generate_all,
         pub_export_macro: true,
         default_bindings_module: "llem_sdk::wasm::energy_world",
     });

@@ -251,9 +251,14 @@ mod tests {
         ];
         assert_eq!(total(&devices), Some(150.0));
         let (inc, _) = include(&devices);
+        // Each names its nearest measured container.
+        assert_eq!(
+            inc[0].excluded_because.as_deref(),
+            Some("inside rapl/psys, whose figure already includes it")
+        );
         assert_eq!(
             inc[1].excluded_because.as_deref(),
-            Some("inside rapl/psys, whose figure already includes it")
+            Some("inside rapl/package-0, whose figure already includes it")
         );
     }
 

@@ -13,7 +13,7 @@ pub use result::*;
 use crate::catalog::Catalog;
 use crate::clock::monotonic_ns;
 use crate::plugin::{PluginFailure, Sandbox};
-use crate::sampler::{Sampler, SourceConfig, SourceSeries, WindowMeasurement};
+use crate::sampler::{Sampler, SourceConfig, SourceSeries};
 use llem_manifest::{Plan, PluginPlan};
 use llem_sdk::{LoadRequest, PlanRequest, PluginKind, ResultDocument, Sample, SampleBatch};
 use serde_json::Map;

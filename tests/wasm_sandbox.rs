@@ -275,7 +275,11 @@ fn a_plugin_built_before_energy_topology_loads_with_top_level_devices() {
         .unwrap_or_else(|e| panic!("open: {e}"));
     let devices = source.devices().to_vec();
     assert_eq!(devices.len(), 2);
-    assert!(devices.iter().all(|d| d.parent.is_none() && d.max_power_w.is_none()));
+    assert!(
+        devices
+            .iter()
+            .all(|d| d.parent.is_none() && d.max_power_w.is_none())
+    );
     let mut readings = Vec::new();
     source.read(&mut readings).unwrap();
     assert_eq!(readings.len(), 2);
@@ -291,7 +295,10 @@ fn a_plugin_built_before_energy_topology_loads_with_top_level_devices() {
     sampler.sync(Duration::from_secs(60));
     let window = sampler.end_window("w").unwrap();
     assert!(window.devices.iter().all(|d| d.in_total));
-    assert_eq!(window.total_includes(), ["old/package-0", "old/package-0-core"]);
+    assert_eq!(
+        window.total_includes(),
+        ["old/package-0", "old/package-0-core"]
+    );
 }
 
 #[test]

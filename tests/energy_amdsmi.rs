@@ -177,24 +177,29 @@ fn an_unchanged_counter_is_zero_joules_not_missing() {
 }
 
 #[test]
-fn a_counter_that_goes_backwards_is_counted_as_a_reset() {
+fn a_counter_that_goes_backwards_is_a_reset_and_a_gap() {
     let fake = Fake::get();
     fake.set_resolution(2, 2.0);
     fake.set_energy(2, 1_000);
     let mut source = open(&[2]);
     let mut readings = Vec::new();
-    // 2000 µJ, 4000 µJ, driver reload: 200 µJ, 600 µJ.
-    for accumulator in [1_000u64, 2_000, 100, 300] {
+    // 2 J, 4 J, driver reload: 200 µJ, 600 µJ.
+    for accumulator in [1_000_000u64, 2_000_000, 100, 300] {
         fake.set_energy(2, accumulator);
         readings.push(read_one(&mut source));
     }
     let energy: Vec<_> = readings.iter().map(|r| r.energy_uj).collect();
-    assert_eq!(energy, [Some(2_000), Some(4_000), Some(200), Some(600)]);
+    assert_eq!(
+        energy,
+        [Some(2_000_000), Some(4_000_000), Some(200), Some(600)]
+    );
     let acc = accumulate(&source.devices()[0], &readings);
     assert_eq!(acc.resets, 1);
     assert_eq!(acc.wraps, 0);
-    // 2000 before the reset, 200 accrued since it, then 400.
-    assert_eq!(acc.energy_j(), Some(2_600.0 / 1e6));
+    // 2 J before the reset, 400 µJ after; the interval across it is a gap
+    // (before: the 200 µJ after the restart were counted as its energy).
+    assert_eq!(acc.energy_j(), Some(2_000_400.0 / 1e6));
+    assert_eq!(acc.gaps.count, 1);
 }
 
 #[test]

@@ -5,7 +5,7 @@
 
 use llem_integration_tests::powercap::FakeSys;
 use llem_integration_tests::{build_c_library, llem, output};
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -161,4 +161,26 @@ fn monitor_and_run_measure_a_live_powercap_counter_exactly() {
         "{joules}"
     );
     assert_eq!(result["energy"]["includes_estimates"], false);
+    // psys contains the packages: the total is psys alone (still at 0 J in
+    // this fake, where only package-0 moves), and every other zone says why
+    // it is left out.
+    assert_eq!(result["energy"]["total_includes"], json!(["rapl/psys"]));
+    assert_eq!(result["energy"]["total_j"], 0.0);
+    assert_eq!(p0["in_total"], false);
+    assert_eq!(p0["parent"], "psys");
+    assert_eq!(
+        p0["excluded_because"],
+        "inside rapl/psys, whose figure already includes it"
+    );
+    let core = devices
+        .iter()
+        .find(|d| d["device"] == "package-0-core")
+        .unwrap();
+    assert_eq!(
+        core["excluded_because"],
+        "inside rapl/package-0, whose figure already includes it"
+    );
+    assert_eq!(p0["gaps"]["count"], 0);
+    let coverage = p0["coverage"].as_f64().unwrap();
+    assert!(coverage > 0.95 && coverage <= 1.0, "{coverage}");
 }

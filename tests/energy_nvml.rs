@@ -181,7 +181,7 @@ fn an_unchanged_counter_adds_zero_joules_not_an_error() {
 }
 
 #[test]
-fn a_driver_reset_is_counted_and_energy_stays_positive() {
+fn a_driver_reset_is_a_gap_and_energy_stays_positive() {
     let fake = FakeNvml::new();
     let mut source = fake.open(&["2"]).unwrap();
     let mut acc = DeviceAccumulator::new(&source.devices()[0]);
@@ -192,8 +192,92 @@ fn a_driver_reset_is_counted_and_energy_stays_positive() {
     }
     assert_eq!(acc.resets, 1);
     assert_eq!(acc.wraps, 0);
-    // 1 J before the reset, 0.2 J up to the first read after it, 0.5 J after.
-    assert_eq!(acc.energy_j(), Some(1.7));
+    // 1 J before the reset, 0.5 J after; the interval across it is a gap
+    // (what the counter held after the restart is not that interval's energy).
+    assert_eq!(acc.energy_j(), Some(1.5));
+    assert_eq!(acc.gaps.count, 1);
+    assert_eq!(acc.covered_s(), 2.0);
+}
+
+#[test]
+fn a_counter_that_drops_to_a_large_value_is_not_counted_as_that_value() {
+    // 300 W for 5 s read every second; at t = 2 s the driver reloads and the
+    // counter comes back at 101 488 J, not 0. Before: 300 + 101 488 + 900 =
+    // 102 688 J. Now: the four good seconds, 1 200 J, one gap, 4 of 5 s covered.
+    let fake = FakeNvml::new();
+    let mut source = fake.open(&["0"]).unwrap();
+    let mut acc = DeviceAccumulator::new(&source.devices()[0]);
+    let counter_mj = [
+        250_000_000u64,
+        250_300_000,
+        101_488_000,
+        101_788_000,
+        102_088_000,
+        102_388_000,
+    ];
+    for (i, mj) in counter_mj.into_iter().enumerate() {
+        fake.set_energy_mj(0, mj);
+        acc.push(i as u64 * S, &read(&mut *source, 0));
+    }
+    assert_eq!(acc.energy_j(), Some(1_200.0));
+    assert_eq!(acc.gaps.count, 1);
+    assert_eq!(acc.gaps.first[0].t_ns, 2 * S);
+    assert!(
+        acc.gaps.first[0]
+            .reason
+            .contains("went back from 250300000000 to 101488000000 µJ"),
+        "{:?}",
+        acc.gaps
+    );
+    assert_eq!(acc.covered_s(), 4.0);
+}
+
+#[test]
+fn an_absurd_counter_jump_is_a_gap_not_petajoules() {
+    // A read returning 4.6e15 J (a 4.6e15 W step over 1 s) between good reads.
+    let fake = FakeNvml::new();
+    let mut source = fake.open(&["0"]).unwrap();
+    let mut acc = DeviceAccumulator::new(&source.devices()[0]);
+    let counter_mj = [
+        1_000_000u64,
+        1_300_000,
+        4_600_000_000_000_000_000,
+        1_900_000,
+        2_200_000,
+    ];
+    for (i, mj) in counter_mj.into_iter().enumerate() {
+        fake.set_energy_mj(0, mj);
+        acc.push(i as u64 * S, &read(&mut *source, 0));
+    }
+    // The jump up and the way back down are both gaps; 300 J either side count.
+    assert_eq!(acc.energy_j(), Some(600.0));
+    assert_eq!(acc.gaps.count, 2);
+    assert!(
+        acc.gaps.first[0]
+            .reason
+            .contains("plausible maximum of 2000 W")
+    );
+}
+
+#[test]
+fn absurd_power_on_a_gpu_without_counter_is_a_gap_not_energy() {
+    let fake = FakeNvml::new();
+    fake.set_supported(1, "energy", false);
+    let mut source = fake.open(&["1"]).unwrap();
+    let mut acc = DeviceAccumulator::new(&source.devices()[0]);
+    // 300 W, then 4 294 967 W (the largest NVML can report), then 300 W twice.
+    for (i, mw) in [300_000u32, u32::MAX, 300_000, 300_000]
+        .into_iter()
+        .enumerate()
+    {
+        fake.set_power_mw(1, mw, mw);
+        acc.push(i as u64 * S, &read(&mut *source, 0));
+    }
+    assert_eq!(acc.method(), EnergyMethod::PowerIntegration);
+    assert_eq!(acc.gaps.count, 1);
+    // Only the last second is integrated: the spike breaks both neighbours.
+    assert!((acc.energy_j().unwrap() - 300.0).abs() < 1e-9);
+    assert_eq!(acc.covered_s(), 1.0);
 }
 
 #[test]

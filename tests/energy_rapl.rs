@@ -392,3 +392,196 @@ fn child_wasm() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| wasm_artifact("energy-rapl"))
 }
+
+// ---------------------------------------------------------------- hierarchy
+
+/// Measure one window over a source whose counters are moved by `advance`
+/// between the window's two forced reads (the sampler's own ticks are an hour
+/// apart, so the window rests on exactly those reads).
+fn window_over(
+    source: Box<dyn EnergyInstance>,
+    advance: impl FnOnce(),
+) -> llem::sampler::WindowMeasurement {
+    let config = llem::sampler::SourceConfig {
+        name: "rapl".into(),
+        interval: std::time::Duration::from_secs(3600),
+        telemetry_interval: std::time::Duration::ZERO,
+    };
+    let sampler = llem::sampler::Sampler::start(vec![(config, source)]).unwrap();
+    // The window's own syncs wait at most 2 s; on a loaded CI machine a read
+    // can take longer, so make sure every read before `advance` has finished
+    // (and one after it has happened) before the window edges are cut.
+    let patient = std::time::Duration::from_secs(60);
+    sampler.sync(patient);
+    sampler.begin_window("w");
+    sampler.sync(patient);
+    advance();
+    sampler.sync(patient);
+    let window = sampler.end_window("w").unwrap();
+    drop(sampler);
+    window
+}
+
+fn parents(devices: &[Device]) -> Vec<(&str, Option<&str>)> {
+    devices
+        .iter()
+        .map(|d| (d.id.as_str(), d.parent.as_deref()))
+        .collect()
+}
+
+fn in_total(window: &llem::sampler::WindowMeasurement) -> Vec<(&str, bool)> {
+    window
+        .devices
+        .iter()
+        .map(|d| (d.device.as_str(), d.in_total))
+        .collect()
+}
+
+/// Joules each Intel zone gains in the window, in the order of
+/// `FakeSys::intel_two_sockets` (package, core, uncore, dram per socket, psys).
+const INTEL_STEP_J: [u64; 9] = [100, 40, 35, 20, 90, 30, 25, 15, 260];
+
+fn advance(sys: &FakeSys, zones: &[PathBuf], start: &[u64], step_j: &[u64]) {
+    for ((zone, start), j) in zones.iter().zip(start).zip(step_j) {
+        sys.set(zone, start + j * 1_000_000);
+    }
+}
+
+#[test]
+fn intel_parents_core_and_uncore_in_their_package_packages_and_dram_in_psys() {
+    let (sys, _) = FakeSys::intel_two_sockets();
+    let source = open_wasm(&sys.devices(), &[], &sys.sandbox());
+    assert_eq!(
+        parents(source.devices()),
+        [
+            ("package-0", Some("psys")),
+            ("package-0-core", Some("package-0")),
+            ("package-0-uncore", Some("package-0")),
+            ("package-0-dram", Some("psys")),
+            ("package-1", Some("psys")),
+            ("package-1-core", Some("package-1")),
+            ("package-1-uncore", Some("package-1")),
+            ("package-1-dram", Some("psys")),
+            ("psys", None),
+        ]
+    );
+    // The same through the native build (parents cross as JSON there).
+    let native = loader()
+        .load(&native_artifact("energy-rapl"))
+        .unwrap()
+        .open_energy(&config(&sys.devices(), &[]), &Sandbox::default())
+        .unwrap();
+    assert_eq!(native.devices(), source.devices());
+}
+
+#[test]
+fn intel_total_counts_psys_once_not_every_zone() {
+    let (sys, zones) = FakeSys::intel_two_sockets();
+    let source = open_wasm(&sys.devices(), &[], &sys.sandbox());
+    let start = counters(&read(&mut open_wasm(&sys.devices(), &[], &sys.sandbox())));
+    let window = window_over(source, || advance(&sys, &zones, &start, &INTEL_STEP_J));
+    // psys contains everything: 260 J. Summing every zone gave 615 J (+137 %).
+    assert_eq!(window.total_j(), Some(260.0));
+    assert_eq!(window.total_includes(), ["rapl/psys"]);
+    let core = &window.devices[1];
+    assert_eq!(core.energy_j, Some(40.0));
+    assert_eq!(
+        core.excluded_because.as_deref(),
+        Some("inside rapl/package-0, whose figure already includes it")
+    );
+    assert_eq!(
+        window.devices[0].excluded_because.as_deref(),
+        Some("inside rapl/psys, whose figure already includes it")
+    );
+    assert!(window.warnings.is_empty(), "{:?}", window.warnings);
+}
+
+#[test]
+fn intel_total_without_psys_is_packages_plus_dram() {
+    let (sys, zones) = FakeSys::intel_two_sockets();
+    let domains = ["package", "core", "uncore", "dram"];
+    let source = open_wasm(&sys.devices(), &domains, &sys.sandbox());
+    // psys left out by `domains`: the packages and DRAM become top-level.
+    assert_eq!(source.devices()[0].parent, None);
+    assert_eq!(source.devices()[3].parent, None);
+    assert_eq!(source.devices()[1].parent.as_deref(), Some("package-0"));
+    let start = counters(&read(&mut open_wasm(&sys.devices(), &[], &sys.sandbox())));
+    let window = window_over(source, || advance(&sys, &zones, &start, &INTEL_STEP_J));
+    // 100 + 20 + 90 + 15 = 225 J; every zone summed gave 355 J (+58 %).
+    assert_eq!(window.total_j(), Some(225.0));
+    assert_eq!(
+        in_total(&window),
+        [
+            ("package-0", true),
+            ("package-0-core", false),
+            ("package-0-uncore", false),
+            ("package-0-dram", true),
+            ("package-1", true),
+            ("package-1-core", false),
+            ("package-1-uncore", false),
+            ("package-1-dram", true),
+        ]
+    );
+}
+
+#[test]
+fn only_core_zones_are_summed_when_no_package_is_measured() {
+    let (sys, zones) = FakeSys::intel_two_sockets();
+    let source = open_wasm(&sys.devices(), &["core"], &sys.sandbox());
+    let start = counters(&read(&mut open_wasm(&sys.devices(), &[], &sys.sandbox())));
+    let window = window_over(source, || advance(&sys, &zones, &start, &INTEL_STEP_J));
+    assert_eq!(window.total_j(), Some(70.0));
+}
+
+#[test]
+fn amd_total_counts_packages_not_their_cores() {
+    let (sys, zones) = FakeSys::amd_zen();
+    let source = open_wasm(&sys.devices(), &[], &sys.sandbox());
+    assert_eq!(
+        parents(source.devices()),
+        [
+            ("package-0", None),
+            ("package-0-core", Some("package-0")),
+            ("package-1", None),
+            ("package-1-core", Some("package-1")),
+        ]
+    );
+    let start = counters(&read(&mut open_wasm(&sys.devices(), &[], &sys.sandbox())));
+    let window = window_over(source, || advance(&sys, &zones, &start, &[50, 30, 45, 25]));
+    // 50 + 45 = 95 J; every zone summed gave 150 J (+58 %).
+    assert_eq!(window.total_j(), Some(95.0));
+    assert_eq!(
+        window.total_includes(),
+        ["rapl/package-0", "rapl/package-1"]
+    );
+}
+
+#[test]
+fn a_counter_one_microjoule_back_is_jitter_not_a_262_kj_wrap() {
+    let sys = FakeSys::new();
+    let pkg = sys.zone("intel-rapl", &[0], "package-0", 10_000_000, INTEL_MAX);
+    let source = open_wasm(&sys.devices(), &[], &sys.sandbox());
+    let window = window_over(source, || sys.set(&pkg, 9_999_999));
+    // Before: one full wrap, 262 143.328 850 J. Now: 0 J, no gap, no wrap.
+    assert_eq!(window.total_j(), Some(0.0));
+    assert!(window.devices[0].gaps.is_empty());
+}
+
+#[test]
+fn a_value_above_the_declared_range_is_a_gap_not_energy() {
+    let sys = FakeSys::new();
+    let pkg = sys.zone("intel-rapl", &[0], "package-0", 10_000_000, INTEL_MAX);
+    let source = open_wasm(&sys.devices(), &[], &sys.sandbox());
+    let window = window_over(source, || sys.set(&pkg, INTEL_MAX + 5));
+    // Both reads after it (the helper's sync and the window's end) are gaps.
+    assert_eq!(window.devices[0].gaps.count, 2);
+    assert!(
+        window.devices[0].gaps.first[0]
+            .reason
+            .contains("outside the device's declared range"),
+        "{:?}",
+        window.devices[0].gaps
+    );
+    // The reads were dropped: the figure rests on the readings before them.
+    assert_eq!(window.total_j(), Some(0.0));
+}

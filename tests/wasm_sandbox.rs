@@ -267,6 +267,41 @@ fn a_component_built_for_another_wit_major_is_refused() {
 }
 
 #[test]
+fn a_plugin_built_before_energy_topology_loads_with_top_level_devices() {
+    // Built against llem:plugin@0.1.0 alone: no `energy-topology` export.
+    let plugin = loader().load(&wasm_artifact("energy-v010")).unwrap();
+    let mut source = plugin
+        .open_energy(&Map::new(), &Sandbox::default())
+        .unwrap_or_else(|e| panic!("open: {e}"));
+    let devices = source.devices().to_vec();
+    assert_eq!(devices.len(), 2);
+    assert!(
+        devices
+            .iter()
+            .all(|d| d.parent.is_none() && d.max_power_w.is_none())
+    );
+    let mut readings = Vec::new();
+    source.read(&mut readings).unwrap();
+    assert_eq!(readings.len(), 2);
+    // Nothing says the core is inside the package: both count, as before.
+    let config = llem::sampler::SourceConfig {
+        name: "old".into(),
+        interval: Duration::from_secs(3600),
+        telemetry_interval: Duration::ZERO,
+    };
+    let sampler = llem::sampler::Sampler::start(vec![(config, source)]).unwrap();
+    sampler.sync(Duration::from_secs(60));
+    sampler.begin_window("w");
+    sampler.sync(Duration::from_secs(60));
+    let window = sampler.end_window("w").unwrap();
+    assert!(window.devices.iter().all(|d| d.in_total));
+    assert_eq!(
+        window.total_includes(),
+        ["old/package-0", "old/package-0-core"]
+    );
+}
+
+#[test]
 fn garbage_and_core_modules_are_not_plugins() {
     let dir = tempfile::tempdir().unwrap();
     let garbage = dir.path().join("garbage.wasm");

@@ -93,7 +93,17 @@ typedef struct llem_plugin_vtable_v1 {
     void (*close)(void *instance);
 
     /* LLEM_KIND_ENERGY (NULL otherwise) */
-    llem_status (*energy_devices)(void *instance); /* JSON array of devices */
+    /* JSON array of devices: {"id","name","kind","has_energy_counter",
+     * "counter_wrap_uj"?,"has_power","power_average_window_ms","estimated",
+     * "parent"?,"max_power_w"?}. Optional keys may be left out; hosts ignore
+     * keys they do not know, so new optional keys need no new ABI version.
+     *   parent:      id of another device of this instance whose energy already
+     *                includes this one (RAPL core inside its package); totals
+     *                then count the energy once.
+     *   max_power_w: the most power the device can plausibly draw; readings
+     *                implying more are recorded as gaps, not energy. Absent:
+     *                the host's default for the device kind. */
+    llem_status (*energy_devices)(void *instance);
     llem_status (*energy_read)(void *instance, llem_reading *out, size_t capacity,
                                size_t *count);
     llem_status (*energy_telemetry)(void *instance); /* JSON array */

@@ -106,6 +106,17 @@ macro_rules! export_energy {
             impl $crate::wasm::energy_world::exports::llem::plugin::energy::Guest for LlemExport {
                 type Source = $crate::wasm::EnergyGuest<$ty>;
             }
+            impl $crate::wasm::energy_world::exports::llem::plugin_ext::energy_topology::Guest
+                for LlemExport
+            {
+                fn places(
+                    src: $crate::wasm::energy_world::exports::llem::plugin::energy::SourceBorrow<'_>,
+                ) -> ::std::vec::Vec<
+                    $crate::wasm::energy_world::exports::llem::plugin_ext::energy_topology::DevicePlace,
+                > {
+                    $crate::wasm::places::<$ty>(src)
+                }
+            }
             $crate::wasm::energy_world::export!(LlemExport with_types_in $crate::wasm::energy_world);
         };
     };

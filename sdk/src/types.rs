@@ -299,6 +299,16 @@ pub struct Device {
     /// Values are modelled (e.g. TDP x utilisation), not measured.
     #[serde(default)]
     pub estimated: bool,
+    /// Id of the device of the same source whose figure already includes this
+    /// one (RAPL `core` inside its `package`, a package inside `psys`), so
+    /// totals count the energy once. `None` for a top-level device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// The most power this device can plausibly draw, watts; a counter delta
+    /// or power reading implying more is a gap, not energy. `None` lets the
+    /// kernel use a generous default for the device's kind (docs/architecture.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_power_w: Option<f64>,
 }
 
 /// One read of one device. Counters are raw: the kernel computes deltas,

@@ -6,10 +6,15 @@ use crate::types as sdk;
 use crate::{Backend, Config, Dataset, EnergySource, Sink};
 use std::cell::RefCell;
 
+/// The energy world of `llem:plugin@0.1.0` plus the optional
+/// `llem:plugin-ext/energy-topology` export (device parents and power bounds);
+/// hosts that predate it ignore the extra export.
 pub mod energy_world {
     wit_bindgen::generate!({
-        path: "../wit/llem-plugin-0.1.0",
-        world: "energy-plugin",
+        path: ["../wit/llem-plugin-0.1.0", "../wit/llem-plugin-ext-0.1.0"],
+        world: "llem:plugin-ext/energy-plugin@0.1.0",
+        // The shared `types`/`host` interfaces live in the 0.1.0 package.
+        generate_all,
         pub_export_macro: true,
         default_bindings_module: "llem_sdk::wasm::energy_world",
     });
@@ -59,6 +64,7 @@ pub mod sink_world {
 use backend_world::exports::llem::plugin::backend as wit_backend;
 use dataset_world::exports::llem::plugin::dataset as wit_dataset;
 use energy_world::exports::llem::plugin::energy as wit_energy;
+use energy_world::exports::llem::plugin_ext::energy_topology as wit_topology;
 use energy_world::llem::plugin::host as wit_host;
 pub use energy_world::llem::plugin::types as wit_types;
 use sink_world::exports::llem::plugin::sink as wit_sink;
@@ -286,6 +292,41 @@ impl<T: EnergySource> wit_energy::GuestSource for EnergyGuest<T> {
             })
             .collect())
     }
+}
+
+/// `energy-topology.places`: each device's parent (by index) and power bound,
+/// from the SDK's `Device::parent` (an id) and `Device::max_power_w`.
+pub fn places<T: EnergySource>(
+    src: wit_energy::SourceBorrow<'_>,
+) -> Vec<wit_topology::DevicePlace> {
+    let guest = src.get::<EnergyGuest<T>>();
+    let devices = guest.inner.borrow().devices();
+    device_places(&devices)
+}
+
+/// Devices with a parent or a bound, as `device-place` records.
+fn device_places(devices: &[sdk::Device]) -> Vec<wit_topology::DevicePlace> {
+    devices
+        .iter()
+        .enumerate()
+        .filter_map(|(i, d)| {
+            let parent = d
+                .parent
+                .as_ref()
+                .and_then(|p| devices.iter().position(|x| &x.id == p))
+                .filter(|p| *p != i)
+                .map(|p| p as u32);
+            let max_power_mw = d
+                .max_power_w
+                .filter(|w| w.is_finite() && *w > 0.0)
+                .map(|w| (w * 1000.0).round() as u64);
+            (parent.is_some() || max_power_mw.is_some()).then_some(wit_topology::DevicePlace {
+                device: i as u32,
+                parent,
+                max_power_mw,
+            })
+        })
+        .collect()
 }
 
 /// The `backend` resource wrapping a [`Backend`].

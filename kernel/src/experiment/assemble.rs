@@ -13,35 +13,6 @@ pub struct Assembled {
     pub per_request: Vec<(Option<f64>, Option<f64>)>,
 }
 
-/// Share of the window a device's readings cover: from the reading the window
-/// opened on (the last at or before its start) to the last reading at or
-/// before its end, over the window. 1.0 for a device read throughout (both
-/// edges are fresh reads); less for one that stopped or went stale.
-pub fn coverage(
-    window: &WindowMeasurement,
-    series: &crate::sampler::SourceSeries,
-    device: usize,
-) -> f64 {
-    let length = window.end_ns.saturating_sub(window.start_ns);
-    let Some(track) = series.energy_track.get(device) else {
-        return 0.0;
-    };
-    if length == 0 {
-        return 0.0;
-    }
-    let opened = track.iter().rev().find(|(t, _)| *t <= window.start_ns);
-    let last = track.iter().rev().find(|(t, _)| *t <= window.end_ns);
-    match (opened, last) {
-        (Some((_, _)), Some((t1, _))) => {
-            // A reading within one sampling tick of the end covers it: the
-            // closing read is taken right before the window's end is stamped.
-            let covered = t1.saturating_sub(window.start_ns);
-            (covered as f64 / length as f64).min(1.0)
-        }
-        _ => 0.0,
-    }
-}
-
 #[allow(clippy::too_many_lines)]
 pub fn assemble(
     plan: &Plan,
@@ -55,8 +26,10 @@ pub fn assemble(
         start_ns: 0,
         end_ns: 0,
         devices: Vec::new(),
+        warnings: Vec::new(),
     });
-    let mut energy = energy_summary(&window, &state.collected);
+    let (mut energy, energy_warnings) = crate::energy::summarize(&window, &state.collected);
+    state.warnings.extend(energy_warnings);
     let duration = window.duration_s();
 
     // Baseline: idle power of the devices in the total × the window.
@@ -64,7 +37,7 @@ pub fn assemble(
         let idle: Vec<f64> = energy
             .devices
             .iter()
-            .filter(|d| d.energy_j.is_some())
+            .filter(|d| d.in_total && d.energy_j.is_some())
             .filter_map(|d| b.power_of(&d.source, &d.device))
             .collect();
         if !idle.is_empty() {
@@ -77,7 +50,7 @@ pub fn assemble(
 
     // Sources that stopped or left gaps make the figures partial.
     let mut reasons = state.reasons.clone();
-    for (config, devices, series) in &state.collected {
+    for (config, _, series) in &state.collected {
         if series.gave_up {
             reasons.push(format!(
                 "energy source `{}` was lost during the run (see warnings)",
@@ -90,18 +63,24 @@ pub fn assemble(
                 config.name
             ));
         }
-        if state.measured.is_some() && !series.gave_up {
-            for (i, d) in devices.iter().enumerate() {
-                let c = coverage(&window, series, i);
-                if c < plan.measurement.min_coverage {
-                    reasons.push(format!(
-                        "`{}/{}` readings cover {:.0} % of the measured window (below [measurement].min_coverage = {:.0} %)",
-                        config.name,
-                        d.id,
-                        c * 100.0,
-                        plan.measurement.min_coverage * 100.0
-                    ));
-                }
+    }
+    if state.measured.is_some() {
+        for d in energy.devices.iter().filter(|d| d.in_total) {
+            let c = d.coverage.unwrap_or(0.0);
+            if c < plan.measurement.min_coverage {
+                reasons.push(format!(
+                    "`{}/{}` readings account for {:.0} % of the measured window (below [measurement].min_coverage = {:.0} %)",
+                    d.source,
+                    d.device,
+                    c * 100.0,
+                    plan.measurement.min_coverage * 100.0
+                ));
+            }
+            if d.gaps.count > 0 {
+                reasons.push(format!(
+                    "`{}/{}`: {} implausible reading(s) became gaps, not energy",
+                    d.source, d.device, d.gaps.count
+                ));
             }
         }
     }
@@ -245,41 +224,6 @@ pub fn assemble(
     }
 }
 
-fn energy_summary(window: &WindowMeasurement, sources: &[Collected]) -> EnergySummary {
-    let mut devices = Vec::new();
-    let duration = window.duration_s();
-    for (config, source_devices, series) in sources {
-        for (device, acc) in source_devices.iter().zip(&series.accumulators) {
-            let in_window = window
-                .devices
-                .iter()
-                .find(|w| w.source == config.name && w.device == device.id);
-            let energy_j = in_window.and_then(|w| w.energy_j);
-            devices.push(DeviceEnergy {
-                source: config.name.clone(),
-                device: device.id.clone(),
-                name: device.name.clone(),
-                kind: device.kind,
-                method: acc.method(),
-                estimated: device.estimated,
-                energy_j,
-                average_power_w: energy_j.filter(|_| duration > 0.0).map(|e| e / duration),
-                samples: in_window.map_or(0, |w| w.samples),
-                counter_wraps: acc.wraps,
-                counter_resets: acc.resets,
-            });
-        }
-    }
-    let figures: Vec<f64> = devices.iter().filter_map(|d| d.energy_j).collect();
-    EnergySummary {
-        total_j: (!figures.is_empty()).then(|| figures.iter().sum()),
-        baseline_j: None,
-        net_j: None,
-        includes_estimates: devices.iter().any(|d| d.estimated && d.energy_j.is_some()),
-        devices,
-    }
-}
-
 fn backend_option_u32(
     plugins: &[llem_manifest::PluginPlan],
     instance: &str,
@@ -347,10 +291,11 @@ fn quality(
     let mut devices = Vec::new();
     for (config, source_devices, series) in collected {
         for (i, d) in source_devices.iter().enumerate() {
+            // The verdict judges the devices whose energy makes the total.
             let Some(e) = energy
                 .devices
                 .iter()
-                .find(|e| e.source == config.name && e.device == d.id)
+                .find(|e| e.source == config.name && e.device == d.id && e.in_total)
             else {
                 continue;
             };
@@ -374,8 +319,8 @@ fn quality(
                 readings: e.samples,
                 refresh_period_s: refresh,
                 window_s,
-                covered_s: coverage(window, series, i) * window_s,
-                gaps: 0,
+                covered_s: e.covered_s.unwrap_or(0.0),
+                gaps: u32::try_from(e.gaps.count).unwrap_or(u32::MAX),
                 resets: e.counter_resets,
                 ticks: series.ticks,
                 missed_ticks: series.missed_ticks,

@@ -44,9 +44,9 @@ pub fn included_series(
     let mut out = Vec::new();
     for (config, source_devices, series) in collected {
         for (i, d) in source_devices.iter().enumerate() {
-            let in_total = devices
-                .iter()
-                .any(|e| e.source == config.name && e.device == d.id && e.energy_j.is_some());
+            let in_total = devices.iter().any(|e| {
+                e.source == config.name && e.device == d.id && e.in_total && e.energy_j.is_some()
+            });
             if !in_total {
                 continue;
             }

@@ -105,9 +105,14 @@ fn first_cycle() -> u32 {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EnergySummary {
-    /// Gross energy over the measured window: the sum over devices that
-    /// produced a figure; `None` when none did (never a silent 0 J).
+    /// Gross energy over the measured window: the sum over the devices in
+    /// `total_includes` (those with a figure that no other counted figure
+    /// contains); `None` when none did (never a silent 0 J).
     pub total_j: Option<f64>,
+    /// `source/device` of every device the total adds; each other device says
+    /// why not in its `excluded_because`.
+    #[serde(default)]
+    pub total_includes: Vec<String>,
     /// Idle energy the devices in the total would have used over the same
     /// window (baseline power × window length); `None` without a baseline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -135,6 +140,27 @@ pub struct DeviceEnergy {
     pub samples: u64,
     pub counter_wraps: u32,
     pub counter_resets: u32,
+    /// The device (same source) whose figure contains this one's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// Whether `energy.total_j` adds this figure; if not, why.
+    #[serde(default)]
+    pub in_total: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub excluded_because: Option<String>,
+    /// Readings in the window that became gaps rather than energy (count,
+    /// and the first few with their time and reason).
+    #[serde(default)]
+    pub gaps: crate::energy::GapLog,
+    /// Seconds of the measured window the figure accounts for, and that over
+    /// the window's length (1.0 = fully covered); `None` without a figure.
+    #[serde(default)]
+    pub covered_s: Option<f64>,
+    #[serde(default)]
+    pub coverage: Option<f64>,
+    /// The plausible maximum power readings were judged against, watts.
+    #[serde(default)]
+    pub max_power_w: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -63,6 +63,11 @@ pub struct SourceSeries {
     pub thread_cpu_ns: u64,
     /// Reads completed: lets a window wait for a fresh one.
     pub reads_done: u64,
+    /// What the source delivered that belongs to no device or is not a
+    /// number (a reading for an unknown device index, non-finite telemetry):
+    /// dropped, counted, the first few described. Per-device gaps are in
+    /// each accumulator's `gaps`.
+    pub source_gaps: crate::energy::GapLog,
 }
 
 struct SourceHandle {

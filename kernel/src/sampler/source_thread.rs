@@ -2,7 +2,7 @@
 
 use super::{SourceConfig, SourceSeries, lock};
 use crate::clock::monotonic_ns;
-use crate::energy::DeviceAccumulator;
+use crate::energy::{DeviceAccumulator, Gap};
 use crate::plugin::EnergyInstance;
 use llem_sdk::{Device, Reading};
 use std::sync::{Arc, Condvar, Mutex};
@@ -100,6 +100,7 @@ impl Reader {
         match result {
             Ok(()) => {
                 self.failures_in_a_row = 0;
+                let devices = series.accumulators.len();
                 for reading in &self.buffer {
                     let index = reading.device as usize;
                     if let Some(acc) = series.accumulators.get_mut(index) {
@@ -112,6 +113,15 @@ impl Reader {
                             let joules = acc.energy_j().unwrap_or(0.0);
                             series.energy_track[index].push((t_ns, joules));
                         }
+                    } else {
+                        series.source_gaps.record(Gap {
+                            t_ns,
+                            lost_s: 0.0,
+                            reason: format!(
+                                "`{}` returned a reading for device index {}, but it has {devices} device(s); dropped",
+                                self.name, reading.device
+                            ),
+                        });
                     }
                 }
             }
@@ -137,9 +147,42 @@ impl Reader {
 
     fn telemetry(&mut self, shared: &Shared) {
         match self.instance.telemetry() {
-            Ok(items) => {
+            Ok(mut items) => {
                 let t_ns = monotonic_ns();
                 let mut series = lock(&shared.series);
+                let devices = series.accumulators.len();
+                for item in &mut items {
+                    let device = item.device;
+                    let source_gaps = &mut series.source_gaps;
+                    item.metrics.retain(|m| {
+                        let finite = m.value.is_finite();
+                        if !finite {
+                            source_gaps.record(Gap {
+                                t_ns,
+                                lost_s: 0.0,
+                                reason: format!(
+                                    "telemetry `{}` of device {device} is {}, not a number; dropped",
+                                    m.name, m.value
+                                ),
+                            });
+                        }
+                        finite
+                    });
+                }
+                items.retain(|item| {
+                    let known = (item.device as usize) < devices;
+                    if !known {
+                        series.source_gaps.record(Gap {
+                            t_ns,
+                            lost_s: 0.0,
+                            reason: format!(
+                                "telemetry for device index {}, but the source has {devices} device(s); dropped",
+                                item.device
+                            ),
+                        });
+                    }
+                    known
+                });
                 series
                     .telemetry
                     .extend(items.into_iter().map(|item| (t_ns, item)));

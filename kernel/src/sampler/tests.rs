@@ -62,6 +62,8 @@ fn source(
             has_power: false,
             power_average_window_ms: 0,
             estimated: false,
+            parent: None,
+            max_power_w: None,
         }],
         step_uj,
         reads: reads.clone(),
@@ -177,4 +179,97 @@ fn overrunning_reads_count_missed_ticks_instead_of_drifting() {
         series.ticks,
         series.missed_ticks
     );
+}
+
+/// A source that reports a reading for a device it does not have, and
+/// telemetry that is not a number.
+struct Garbage {
+    devices: Vec<Device>,
+    reads: u64,
+}
+
+impl EnergyInstance for Garbage {
+    fn devices(&self) -> &[Device] {
+        &self.devices
+    }
+
+    fn read(&mut self, out: &mut Vec<Reading>) -> CallResult<()> {
+        self.reads += 1;
+        out.push(Reading {
+            device: 0,
+            energy_uj: Some(self.reads * 1_000),
+            power_mw: None,
+        });
+        out.push(Reading {
+            device: 7,
+            energy_uj: Some(u64::MAX),
+            power_mw: None,
+        });
+        Ok(())
+    }
+
+    fn telemetry(&mut self) -> CallResult<Vec<DeviceTelemetry>> {
+        let metric = |name: &str, value: f64| llem_sdk::Metric {
+            name: name.into(),
+            value,
+            unit: "C".into(),
+            labels: Vec::new(),
+        };
+        Ok(vec![
+            DeviceTelemetry {
+                device: 0,
+                metrics: vec![metric("temperature", f64::NAN), metric("fan", 40.0)],
+            },
+            DeviceTelemetry {
+                device: 3,
+                metrics: vec![metric("temperature", 50.0)],
+            },
+        ])
+    }
+}
+
+#[test]
+fn unknown_devices_and_non_finite_telemetry_are_recorded_gaps_not_data() {
+    let ((_, scripted), _) = source("g", 10, 1, u64::MAX);
+    let instance = Garbage {
+        devices: scripted.devices().to_vec(),
+        reads: 0,
+    };
+    let config = SourceConfig {
+        name: "g".into(),
+        interval: Duration::from_millis(10),
+        telemetry_interval: Duration::from_millis(10),
+    };
+    let sampler = Sampler::start(vec![(config, Box::new(instance))]).unwrap();
+    std::thread::sleep(Duration::from_millis(60));
+    let collected = sampler.stop();
+    let series = &collected[0].2;
+    let reads = series.reads_done;
+    assert!(reads >= 2);
+    // Every read carried one reading for device 7: each is a gap, none is kept.
+    assert!(series.readings.iter().all(|(_, r)| r.device == 0));
+    let telemetry_reads = series
+        .telemetry
+        .iter()
+        .filter(|(_, t)| t.device == 0)
+        .count() as u64;
+    // One gap per bad reading, two per telemetry read (NaN, unknown device).
+    assert_eq!(series.source_gaps.count, reads + 2 * telemetry_reads);
+    assert!(
+        series.source_gaps.first[0]
+            .reason
+            .contains("device index 7, but it has 1 device(s)"),
+        "{:?}",
+        series.source_gaps.first
+    );
+    assert!(
+        series
+            .telemetry
+            .iter()
+            .all(|(_, t)| t.device == 0 && t.metrics.iter().all(|m| m.value.is_finite()))
+    );
+    // The good device's energy is untouched: 1 mJ per read.
+    let acc = &series.accumulators[0];
+    let expected = (reads - 1) as f64 * 1e-3;
+    assert!((acc.energy_j().unwrap() - expected).abs() < 1e-12);
 }

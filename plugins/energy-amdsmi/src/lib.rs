@@ -339,6 +339,8 @@ impl Plugin for AmdSmi {
                     _ => 0,
                 },
                 estimated: false,
+                parent: None,
+                max_power_w: None,
             });
             gpus.push(Gpu {
                 handle: handle as usize,

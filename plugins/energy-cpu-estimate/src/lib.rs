@@ -116,6 +116,8 @@ impl EnergySource for CpuEstimate {
             has_power: true,
             power_average_window_ms: 0,
             estimated: true,
+            parent: None,
+            max_power_w: None,
         }]
     }
 

@@ -233,6 +233,8 @@ impl Gpu {
                 0
             },
             estimated: false,
+            parent: None,
+            max_power_w: None,
         }
     }
 

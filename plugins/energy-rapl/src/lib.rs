@@ -62,6 +62,8 @@ struct Zone {
     /// `max_energy_range_uj`.
     max_energy_range_uj: u64,
     dir: PathBuf,
+    /// Id of the zone whose energy already includes this one (see [`contain`]).
+    parent: Option<String>,
 }
 
 impl Zone {
@@ -84,7 +86,34 @@ impl Zone {
             has_power: false,
             power_average_window_ms: 0,
             estimated: false,
+            parent: self.parent.clone(),
+            max_power_w: None,
         }
+    }
+}
+
+/// Which zone's energy already includes which, so the kernel counts it once.
+/// A `core` or `uncore` subzone is part of its package (Intel SDM vol. 3B
+/// 15.10: PP0/PP1 are power planes of the package; AMD Zen's core likewise).
+/// `dram` is listed under the package in sysfs but is a separate domain, not
+/// part of the package's energy. `psys` is the whole platform (Intel: "SoC and
+/// the rest of the platform"), so it contains every package and DRAM domain.
+/// `parent_id` is where sysfs nests the zone.
+fn contain(zones: &mut [Zone]) {
+    let psys = zones
+        .iter()
+        .find(|z| z.kind == DeviceKind::Psys)
+        .map(|z| z.id.clone());
+    for zone in zones.iter_mut() {
+        // A subzone stays inside its package (an unknown one too: counting it
+        // once inside is safer than twice), except DRAM.
+        if zone.parent.is_some() && zone.kind != DeviceKind::Dram {
+            continue;
+        }
+        zone.parent = match zone.kind {
+            DeviceKind::Psys => None,
+            _ => psys.clone(),
+        };
     }
 }
 
@@ -208,6 +237,7 @@ fn discover(root: &Path) -> Result<Vec<Zone>, PluginError> {
             }
         }
     }
+    contain(&mut found);
     match unfollowable {
         Some(link) if found.is_empty() => Err(escaping_link(root, &link)),
         _ => Ok(found),
@@ -273,6 +303,7 @@ fn zone(
         control,
         max_energy_range_uj,
         dir: dir.to_owned(),
+        parent: parent_id.map(str::to_owned),
     }))
 }
 
@@ -478,7 +509,15 @@ impl Plugin for Rapl {
         if zones.is_empty() {
             return Err(no_zones(&root));
         }
-        let zones = select(zones, &domains, &root)?;
+        let mut zones = select(zones, &domains, &root)?;
+        // A parent left out by `domains` measures nothing here: its children
+        // then stand on their own in the totals.
+        let kept: Vec<String> = zones.iter().map(|z| z.id.clone()).collect();
+        for zone in &mut zones {
+            if zone.parent.as_ref().is_some_and(|p| !kept.contains(p)) {
+                zone.parent = None;
+            }
+        }
         let mut devices = Vec::with_capacity(zones.len());
         let mut counters = Vec::with_capacity(zones.len());
         for zone in &zones {

@@ -42,5 +42,21 @@ pub mod sink {
     });
 }
 
+/// The optional `llem:plugin-ext/energy-topology` export (device parents and
+/// power bounds), added beside the published 0.1.0 package. Only its export
+/// is used: plugins are instantiated through the 0.1.0 world and probed for
+/// it, so plugins built before it load unchanged.
+pub mod energy_ext {
+    wasmtime::component::bindgen!({
+        path: ["../wit/llem-plugin-0.1.0", "../wit/llem-plugin-ext-0.1.0"],
+        world: "llem:plugin-ext/energy-plugin@0.1.0",
+        with: {
+            "llem:plugin/types": crate::plugin::wasm::bindings::energy::llem::plugin::types,
+            "llem:plugin/host": crate::plugin::wasm::bindings::energy::llem::plugin::host,
+        },
+    });
+}
+
 pub use energy::llem::plugin::host as wit_host;
 pub use energy::llem::plugin::types as wit_types;
+pub use energy_ext::exports::llem::plugin_ext::energy_topology as topology;

@@ -117,6 +117,12 @@ mod tests {
             Some(("energy", Some((0, 1, 0))))
         );
         assert_eq!(split_llem_name("wasi:cli/run@0.2.0"), None);
+        // The optional companion package is not a plugin kind of its own, so a
+        // host (this one, or one that predates it) ignores it when classifying.
+        assert_eq!(
+            split_llem_name("llem:plugin-ext/energy-topology@0.1.0"),
+            None
+        );
         assert_eq!(parse_version("1.2.3-rc.1"), Some((1, 2, 3)));
     }
 }

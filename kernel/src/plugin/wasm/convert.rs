@@ -3,6 +3,7 @@
 use super::bindings::{backend, dataset, energy, sink, wit_types};
 use llem_sdk as sdk;
 
+use super::bindings::topology::DevicePlace;
 use backend::exports::llem::plugin::backend as wb;
 use dataset::exports::llem::plugin::dataset as wd;
 use energy::exports::llem::plugin::energy as we;
@@ -94,6 +95,29 @@ pub fn device(d: we::Device) -> sdk::Device {
         has_power: d.has_power,
         power_average_window_ms: d.power_average_window_ms,
         estimated: d.estimated,
+        // Filled from the optional `energy-topology` export, if the plugin has it.
+        parent: None,
+        max_power_w: None,
+    }
+}
+
+/// Apply `energy-topology.places` to the devices: parents by index become
+/// ids; an index out of range, or a device its own parent, is ignored (with
+/// a debug log: the kernel then treats the device as top-level).
+pub fn apply_places(plugin: &str, devices: &mut [sdk::Device], places: Vec<DevicePlace>) {
+    for place in places {
+        let i = place.device as usize;
+        let parent = match place.parent.map(|p| p as usize) {
+            Some(p) if p != i => devices.get(p).map(|d| d.id.clone()),
+            _ => None,
+        };
+        match devices.get_mut(i) {
+            Some(device) => {
+                device.parent = parent;
+                device.max_power_w = place.max_power_mw.map(|mw| mw as f64 / 1000.0);
+            }
+            None => tracing::debug!(plugin, index = i, "energy-topology names no such device"),
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! Open WASM plugin instances: one store each, every call under a deadline,
 //! every failure turned into a [`PluginFailure`] that names the plugin.
 
-use super::bindings::{backend, dataset, energy, sink, wit_types};
+use super::bindings::{backend, dataset, energy, sink, topology, wit_types};
 use super::store::{StoreState, new_store};
 use super::{Code, EPOCH_TICK, convert};
 use crate::plugin::{
@@ -108,6 +108,7 @@ struct Guest<B> {
     name: String,
     store: Store<StoreState>,
     bindings: B,
+    instance: wasmtime::component::Instance,
     resource: ResourceAny,
     timeout: Duration,
     poisoned: Option<String>,
@@ -168,18 +169,22 @@ impl<B> Drop for Guest<B> {
 
 /// Create a store under `sandbox`, instantiate the world and call its `open`.
 macro_rules! open_guest {
-    ($code:expr, $config:expr, $sandbox:expr, $world:ident :: $pre:ident, $accessor:ident, $resource:ident) => {{
+    ($code:expr, $config:expr, $sandbox:expr, $world:ident :: $pre:ident, $bindings:ident, $accessor:ident, $resource:ident) => {{
         let code: &Code = $code;
         let sandbox: &Sandbox = $sandbox;
         let mut store = new_store(&code.engine, &code.name, sandbox).map_err(|e| {
             PluginFailure::new(&code.name, "open", FailureKind::PermissionDenied, e)
         })?;
         arm(&mut store, sandbox.call_timeout);
-        let instantiated = $world::$pre::new(code.pre.clone())
-            .map_err(|e| mismatch(code, "open", &e))?
-            .instantiate(&mut store);
-        let bindings = instantiated
+        // Type-check the world first (a mismatch is explained as such), then
+        // instantiate keeping the `Instance`, so optional exports can be probed.
+        let pre = $world::$pre::new(code.pre.clone()).map_err(|e| mismatch(code, "open", &e))?;
+        let instance = pre
+            .instance_pre()
+            .instantiate(&mut store)
             .map_err(|e| explain(&code.name, "open", &store, &e, sandbox.call_timeout))?;
+        let bindings = $world::$bindings::new(&mut store, &instance)
+            .map_err(|e| mismatch(code, "open", &e))?;
         let opened = bindings
             .$accessor()
             .$resource()
@@ -207,6 +212,7 @@ macro_rules! open_guest {
             name: code.name.clone(),
             store,
             bindings,
+            instance,
             resource,
             timeout: sandbox.call_timeout,
             poisoned: None,
@@ -251,6 +257,7 @@ impl WasmEnergy {
             config,
             sandbox,
             energy::EnergyPluginPre,
+            EnergyPlugin,
             llem_plugin_energy,
             source
         );
@@ -260,11 +267,31 @@ impl WasmEnergy {
                 .call_devices(store, r)
                 .map(Ok)
         })?;
-        Ok(WasmEnergy {
-            guest,
-            devices: devices.into_iter().map(convert::device).collect(),
-        })
+        let mut devices: Vec<Device> = devices.into_iter().map(convert::device).collect();
+        if let Some(places) = places(code, &mut guest)? {
+            convert::apply_places(&code.name, &mut devices, places);
+        }
+        Ok(WasmEnergy { guest, devices })
     }
+}
+
+/// The optional `energy-topology.places` export; `None` for a plugin built
+/// before it existed (its devices are then all top-level).
+fn places(
+    code: &Code,
+    guest: &mut Guest<energy::EnergyPlugin>,
+) -> CallResult<Option<Vec<topology::DevicePlace>>> {
+    let Ok(indices) = topology::GuestIndices::new(&code.pre) else {
+        return Ok(None);
+    };
+    let exported = indices
+        .load(&mut guest.store, &guest.instance)
+        .map_err(|e| mismatch(code, "places", &e))?;
+    guest
+        .call("places", |_, store, r| {
+            exported.call_places(store, r).map(Ok)
+        })
+        .map(Some)
 }
 
 impl EnergyInstance for WasmEnergy {
@@ -297,6 +324,7 @@ impl WasmBackend {
             config,
             sandbox,
             backend::BackendPluginPre,
+            BackendPlugin,
             llem_plugin_backend,
             backend
         )))
@@ -334,6 +362,7 @@ impl WasmDataset {
             config,
             sandbox,
             dataset::DatasetPluginPre,
+            DatasetPlugin,
             llem_plugin_dataset,
             dataset
         )))
@@ -361,6 +390,7 @@ impl WasmSink {
             config,
             sandbox,
             sink::SinkPluginPre,
+            SinkPlugin,
             llem_plugin_sink,
             sink
         )))

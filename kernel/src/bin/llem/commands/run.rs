@@ -274,8 +274,25 @@ fn print_summary(result: &RunResult, dir: &std::path::Path) {
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default();
         let estimated = if d.estimated { " (estimated)" } else { "" };
+        // Why a figure is not added (nested in a counted parent, an estimate
+        // beside a counter), and readings that became gaps rather than energy.
+        let excluded = match (&d.excluded_because, d.energy_j) {
+            (Some(why), Some(_)) => format!("  not in total: {why}"),
+            _ => String::new(),
+        };
+        let gaps = if d.gaps.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "  {} gap(s){}",
+                d.gaps.count,
+                d.coverage
+                    .map(|c| format!(", {:.1} % of the window covered", c * 100.0))
+                    .unwrap_or_default()
+            )
+        };
         println!(
-            "  {:<width$}  {energy:>12}  {power:>10}  {method}{estimated}",
+            "  {:<width$}  {energy:>12}  {power:>10}  {method}{estimated}{excluded}{gaps}",
             format!("{}/{}", d.source, d.device)
         );
     }

@@ -1,15 +1,22 @@
 //! The kernel side of the offline worker protocol, version 1: JSON lines over
 //! the worker's stdin/stdout (its stderr goes to `engine.log`).
 //!
-//! kernel → worker: `hello` {protocol, model, options}, then one `generate`
-//! {id, prompt | messages, max_tokens, ignore_eos} per request, then `shutdown`.
-//! worker → kernel: `ready` {protocol, engine, engine_version, device} once the
-//! model is loaded; per request `first_token` {id, t_ns}, `token` {id, t_ns, n},
+//! kernel → worker: `hello` {protocol, model, options, decoding}, then one
+//! `generate` {id, prompt | messages, max_tokens, temperature, top_p, seed?,
+//! ignore_eos?} per request, then `shutdown`. Decoding is always explicit
+//! ([`Decoding`]: `max_tokens` is the prompt's limit or `[load].max_tokens`;
+//! `seed` only when set, `ignore_eos` only when true); `hello.decoding` holds
+//! the run's settings ({temperature, top_p, seed, max_tokens, ignore_eos}).
+//! worker → kernel: `ready` {protocol, engine, engine_version, device,
+//! versions?} once the model is loaded (`versions`: [`SoftwareVersions`]);
+//! per request `first_token` {id, t_ns}, `token` {id, t_ns, n},
 //! `done` {id, t_ns, input_tokens, output_tokens}; `error` {id|null, message}.
 //! Every `t_ns` is `time.monotonic_ns()`: CLOCK_MONOTONIC, the sampler's clock.
 
 use super::process::EngineProcess;
+pub use super::versions::SoftwareVersions;
 use crate::clock::monotonic_ns;
+use crate::loadgen::Decoding;
 use llem_sdk::{Prompt, PromptBody};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -27,6 +34,10 @@ pub struct WorkerInfo {
     pub engine: String,
     pub engine_version: String,
     pub device: String,
+    /// Python, torch, engine, CUDA versions and device names, from the
+    /// worker's `ready` (absent from workers that do not send them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub versions: Option<SoftwareVersions>,
 }
 
 /// One request as the worker ran it.
@@ -68,6 +79,8 @@ enum Event {
         engine_version: String,
         #[serde(default)]
         device: String,
+        #[serde(default)]
+        versions: Option<SoftwareVersions>,
     },
     FirstToken {
         id: String,
@@ -130,7 +143,8 @@ pub struct Job<'a> {
     /// The backend's resolved options, passed on in `hello`.
     pub options: &'a Map<String, Value>,
     pub prompts: &'a [Prompt],
-    pub ignore_eos: bool,
+    /// Sent in `hello` and with every `generate`.
+    pub decoding: Decoding,
     /// How long loading the model may take before `ready`.
     pub ready_timeout: Duration,
 }
@@ -147,7 +161,7 @@ pub fn run(
         model,
         options,
         prompts,
-        ignore_eos,
+        decoding,
         ready_timeout,
     } = job;
     let mut stdin = engine
@@ -159,7 +173,8 @@ pub fn run(
     let events = reader(stdout);
     // A worker that died at once closes its stdin: the write fails, and the
     // wait below reports the exit with the log, which says why.
-    let hello = json!({"type": "hello", "protocol": PROTOCOL, "model": model, "options": options});
+    let hello = json!({"type": "hello", "protocol": PROTOCOL, "model": model, "options": options,
+                       "decoding": decoding});
     let _ = writeln!(stdin, "{hello}").and_then(|()| stdin.flush());
 
     let started = Instant::now();
@@ -171,6 +186,7 @@ pub fn run(
                 engine: name,
                 engine_version,
                 device,
+                versions,
             })) => {
                 if protocol != PROTOCOL {
                     return Err(WorkerError::Protocol(protocol));
@@ -179,6 +195,7 @@ pub fn run(
                     engine: name,
                     engine_version,
                     device,
+                    versions,
                 };
             }
             Ok(Line::Event(Event::Error { message, .. })) => {
@@ -208,12 +225,10 @@ pub fn run(
     let mut index_of: HashMap<String, usize> = HashMap::new();
     for (i, prompt) in prompts.iter().enumerate() {
         let id = format!("r{i}");
-        let mut message = json!({
-            "type": "generate",
-            "id": id,
-            "max_tokens": prompt.max_output_tokens,
-            "ignore_eos": ignore_eos,
-        });
+        let mut message = json!({"type": "generate", "id": id});
+        if let Value::Object(fields) = &mut message {
+            decoding.request_fields(prompt, fields);
+        }
         match &prompt.body {
             PromptBody::Text(text) => message["prompt"] = json!(text),
             PromptBody::Chat(turns) => message["messages"] = json!(turns),
@@ -361,7 +376,7 @@ done
             model,
             options: NO_OPTIONS.get_or_init(Map::new),
             prompts,
-            ignore_eos: false,
+            decoding: Decoding::default(),
             ready_timeout,
         }
     }
@@ -401,6 +416,56 @@ done
             assert!(r.first_token_ns.is_some() && r.end_ns.is_some());
         }
         assert_eq!(progress.last(), Some(&(4, 4)));
+    }
+
+    #[test]
+    fn hello_and_every_generate_carry_the_kernels_decoding() {
+        let dir = tempfile::tempdir().unwrap();
+        let seen = dir.path().join("seen.jsonl");
+        // FAKE_WORKER, also writing every line it reads to seen.jsonl; its
+        // ready line carries versions, as the Python workers' do.
+        let script = FAKE_WORKER
+            .replace("read hello\n", &format!("read hello\necho \"$hello\" >> '{}'\n", seen.display()))
+            .replace("while read line; do\n", &format!("while read line; do\n  echo \"$line\" >> '{}'\n", seen.display()))
+            .replace(
+                r#""device":"cpu"}'"#,
+                r#""device":"cpu","versions":{"python":"3.12.1","torch":"2.9.0","cuda":"12.8","devices":["GPU A"],"future_key":1}}'"#,
+            );
+        let mut engine = EngineProcess::spawn(&plan(&script), dir.path(), true).unwrap();
+        let mut prompts = prompts(2);
+        prompts[1].max_output_tokens = None;
+        let decoding = Decoding {
+            temperature: 0.7,
+            top_p: 0.9,
+            seed: Some(5),
+            max_tokens: 40,
+            ignore_eos: true,
+        };
+        let job = Job {
+            decoding,
+            ..job("tiny", &prompts, Duration::from_secs(5))
+        };
+        let stop = AtomicBool::new(false);
+        let (info, _) = run(&mut engine, job, &stop, |_, _| {}).unwrap();
+        let versions = info.versions.unwrap();
+        assert_eq!(versions.python.as_deref(), Some("3.12.1"));
+        assert_eq!((versions.cuda.as_deref(), versions.devices.len()), (Some("12.8"), 1));
+        let lines: Vec<Value> = std::fs::read_to_string(&seen)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(
+            lines[0]["decoding"],
+            json!({"temperature": 0.7, "top_p": 0.9, "seed": 5, "max_tokens": 40, "ignore_eos": true})
+        );
+        // The prompt's own limit (3), else [load].max_tokens (40); all explicit.
+        assert_eq!(
+            lines[1],
+            json!({"type": "generate", "id": "r0", "prompt": "prompt 0", "max_tokens": 3,
+                   "temperature": 0.7, "top_p": 0.9, "seed": 5, "ignore_eos": true})
+        );
+        assert_eq!(lines[2]["max_tokens"], 40);
     }
 
     #[test]

@@ -157,7 +157,7 @@ pub fn load_config(
     config.warmup_requests = load.warmup_requests;
     config.seed = seed;
     config.request_timeout = Duration::from_secs_f64(load.request_timeout_s);
-    config.ignore_eos = load.ignore_eos;
+    config.decoding = loadgen::Decoding::from_load(load);
     config
         .validate()
         .map_err(|e| RunError::Invalid(format!("[load]: {e}")))?;
@@ -225,7 +225,7 @@ pub fn drive(
                 model,
                 options: backend_options,
                 prompts: &prompts,
-                ignore_eos: load.ignore_eos,
+                decoding: loadgen::Decoding::from_load(load),
                 ready_timeout: ready,
             };
             let (info, records) = worker::run(process, job, stop, |done, _| {

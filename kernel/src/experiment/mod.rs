@@ -7,8 +7,10 @@ mod result;
 mod results;
 mod run_dir;
 mod timestamp;
+mod workload;
 
 pub use result::*;
+pub use workload::WorkloadSummary;
 
 use crate::catalog::Catalog;
 use crate::clock::monotonic_ns;

@@ -101,6 +101,7 @@ pub fn parse_metrics(
             }
         }
     }
+    warnings.extend(crate::engine::metrics::take_missing(&mut parsed));
     parsed
 }
 

@@ -510,8 +510,18 @@ fn vllm_time_per_output_token_is_read_under_both_release_names() {
         assert_eq!(
             got,
             vec![
-                metric("vllm:request_time_per_output_token_seconds_sum", 0.42, "s", &[]),
-                metric("vllm:request_time_per_output_token_seconds_count", 9.0, "count", &[]),
+                metric(
+                    "vllm:request_time_per_output_token_seconds_sum",
+                    0.42,
+                    "s",
+                    &[]
+                ),
+                metric(
+                    "vllm:request_time_per_output_token_seconds_count",
+                    9.0,
+                    "count",
+                    &[]
+                ),
             ],
             "{name}"
         );
@@ -873,7 +883,12 @@ fn trtllm_metrics_without_the_prefix_of_recent_releases_are_read_too() {
             metric("trtllm_num_requests_running", 4.0, "requests", &[]),
             metric("trtllm_kv_cache_utilization", 0.5, "ratio", &[]),
             metric("trtllm_time_per_output_token_seconds_sum", 1.25, "s", &[]),
-            metric("trtllm_time_per_output_token_seconds_count", 50.0, "count", &[]),
+            metric(
+                "trtllm_time_per_output_token_seconds_count",
+                50.0,
+                "count",
+                &[]
+            ),
         ]
     );
 }

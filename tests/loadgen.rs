@@ -128,7 +128,14 @@ fn timings_follow_the_server_schedule() {
                 .unwrap()
                 .starts_with("prompt number")
         );
-        assert!(body.get("max_tokens").is_none());
+        // Decoding is always explicit: greedy and [load].max_tokens for a
+        // prompt without its own limit (an engine's defaults differ).
+        assert_eq!(body["max_tokens"], 256, "{body}");
+        assert_eq!(
+            (&body["temperature"], &body["top_p"]),
+            (&serde_json::json!(0.0), &serde_json::json!(1.0))
+        );
+        assert!(body.get("seed").is_none() && body.get("ignore_eos").is_none());
     }
 }
 
@@ -185,7 +192,11 @@ fn chat_api_sends_text_prompts_as_one_user_message_and_ignores_role_only_chunks(
     for body in &bodies {
         assert_eq!(
             (&body["temperature"], &body["top_p"], &body["seed"]),
-            (&serde_json::json!(0.6), &serde_json::json!(0.9), &serde_json::json!(11)),
+            (
+                &serde_json::json!(0.6),
+                &serde_json::json!(0.9),
+                &serde_json::json!(11)
+            ),
             "{body}"
         );
     }

@@ -109,7 +109,9 @@ pub fn take_missing(parsed: &mut [(u64, Vec<llem_sdk::Metric>)]) -> Vec<String> 
                     .map(|(_, v)| v.clone())
                     .unwrap_or_default()
             };
-            *missing.entry((label("metric"), label("names"))).or_default() += 1;
+            *missing
+                .entry((label("metric"), label("names")))
+                .or_default() += 1;
             false
         });
     }

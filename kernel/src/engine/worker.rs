@@ -449,7 +449,10 @@ done
         let (info, _) = run(&mut engine, job, &stop, |_, _| {}).unwrap();
         let versions = info.versions.unwrap();
         assert_eq!(versions.python.as_deref(), Some("3.12.1"));
-        assert_eq!((versions.cuda.as_deref(), versions.devices.len()), (Some("12.8"), 1));
+        assert_eq!(
+            (versions.cuda.as_deref(), versions.devices.len()),
+            (Some("12.8"), 1)
+        );
         let lines: Vec<Value> = std::fs::read_to_string(&seen)
             .unwrap()
             .lines()

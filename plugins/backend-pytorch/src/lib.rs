@@ -481,7 +481,11 @@ mod tests {
             let err = open(config.clone()).unwrap_err();
             assert_eq!(err.key.as_deref(), Some(key), "{config}: {err:?}");
         }
-        let names: Vec<String> = Pytorch::describe().options.into_iter().map(|o| o.name).collect();
+        let names: Vec<String> = Pytorch::describe()
+            .options
+            .into_iter()
+            .map(|o| o.name)
+            .collect();
         for gone in ["do_sample", "temperature", "top_p"] {
             assert!(!names.iter().any(|n| n == gone), "{gone} is [load]'s now");
         }

@@ -124,14 +124,21 @@ pub fn metrics(text: &str, keep: &[Keep]) -> Vec<Metric> {
             labels: sample.labels,
         });
     }
-    for (k, _) in keep.iter().zip(&seen).filter(|(k, seen)| k.expected && !**seen) {
+    for (k, _) in keep
+        .iter()
+        .zip(&seen)
+        .filter(|(k, seen)| k.expected && !**seen)
+    {
         out.push(Metric {
             name: MISSING_METRIC.to_owned(),
             value: 1.0,
             unit: String::new(),
             labels: vec![
                 ("metric".to_owned(), k.name.to_owned()),
-                ("names".to_owned(), k.names().collect::<Vec<_>>().join(" | ")),
+                (
+                    "names".to_owned(),
+                    k.names().collect::<Vec<_>>().join(" | "),
+                ),
             ],
         });
     }

@@ -79,8 +79,9 @@ enum Event {
         engine_version: String,
         #[serde(default)]
         device: String,
+        /// Boxed: the other events are small, and every line is one.
         #[serde(default)]
-        versions: Option<SoftwareVersions>,
+        versions: Option<Box<SoftwareVersions>>,
     },
     FirstToken {
         id: String,
@@ -195,7 +196,7 @@ pub fn run(
                     engine: name,
                     engine_version,
                     device,
-                    versions,
+                    versions: versions.map(|v| *v),
                 };
             }
             Ok(Line::Event(Event::Error { message, .. })) => {

@@ -80,6 +80,16 @@ fn worker_source(path: &str) -> String {
     std::fs::read_to_string(workspace_root().join(path)).unwrap()
 }
 
+/// The entry a backend returns for an expected series the page lacks.
+fn missing(series: &str, names: &str) -> Metric {
+    metric(
+        llem_sdk::MISSING_METRIC,
+        1.0,
+        "",
+        &[("metric", series), ("names", names)],
+    )
+}
+
 fn metric(name: &str, value: f64, unit: &str, labels: &[(&str, &str)]) -> Metric {
     Metric {
         name: name.into(),
@@ -456,15 +466,66 @@ fn vllm_parses_its_metrics_page_exactly() {
                 &labels
             ),
             metric("vllm:time_to_first_token_seconds_sum", 21.75, "s", &labels),
+            // V0's name, recorded under V1's.
             metric(
-                "vllm:gpu_cache_usage_perc",
+                "vllm:kv_cache_usage_perc",
                 0.25,
                 "ratio",
                 &[("model_name", "old \"v0\" engine")]
             ),
+            // Expected, and on no line of this page: reported, not silently absent.
+            missing(
+                "vllm:request_time_per_output_token_seconds",
+                "vllm:request_time_per_output_token_seconds | vllm:time_per_output_token_seconds"
+            ),
+            missing(
+                "vllm:e2e_request_latency_seconds",
+                "vllm:e2e_request_latency_seconds"
+            ),
         ]
     );
-    assert!(backend.parse_metrics("").unwrap().is_empty());
+    let empty = backend.parse_metrics("").unwrap();
+    assert_eq!(empty.len(), 8, "{empty:?}");
+    assert!(empty.iter().all(|m| m.name == llem_sdk::MISSING_METRIC));
+}
+
+#[test]
+fn vllm_time_per_output_token_is_read_under_both_release_names() {
+    let mut backend = open("backend-vllm", json!({})).unwrap();
+    // vLLM 0.33 names it request_time_per_output_token_seconds; earlier
+    // releases time_per_output_token_seconds. Both land under the new name.
+    for name in [
+        "vllm:request_time_per_output_token_seconds",
+        "vllm:time_per_output_token_seconds",
+    ] {
+        let page = format!(
+            "{name}_bucket{{le=\"0.1\"}} 7\n{name}_sum 0.42\n{name}_count 9\n{name}_created 1.7e9\n"
+        );
+        let got: Vec<Metric> = backend
+            .parse_metrics(&page)
+            .unwrap()
+            .into_iter()
+            .filter(|m| m.name != llem_sdk::MISSING_METRIC)
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                metric(
+                    "vllm:request_time_per_output_token_seconds_sum",
+                    0.42,
+                    "s",
+                    &[]
+                ),
+                metric(
+                    "vllm:request_time_per_output_token_seconds_count",
+                    9.0,
+                    "count",
+                    &[]
+                ),
+            ],
+            "{name}"
+        );
+    }
 }
 
 // ------------------------------------------------------------------ TensorRT-LLM
@@ -787,6 +848,46 @@ fn trtllm_parses_its_prometheus_page_exactly() {
                 64.0,
                 "count",
                 &labels
+            ),
+            missing(
+                "trtllm_request_success_total",
+                "trtllm_request_success_total | request_success_total"
+            ),
+            missing(
+                "trtllm_time_per_output_token_seconds",
+                "trtllm_time_per_output_token_seconds | time_per_output_token_seconds"
+            ),
+            missing(
+                "trtllm_e2e_request_latency_seconds",
+                "trtllm_e2e_request_latency_seconds | e2e_request_latency_seconds"
+            ),
+        ]
+    );
+}
+
+#[test]
+fn trtllm_metrics_without_the_prefix_of_recent_releases_are_read_too() {
+    let mut backend = open("backend-trtllm", json!({"return_perf_metrics": true})).unwrap();
+    let page = "num_requests_running 4\nkv_cache_utilization 0.5\n\
+                time_per_output_token_seconds_sum 1.25\ntime_per_output_token_seconds_count 50\n\
+                process_cpu_seconds_total 12\n";
+    let got: Vec<Metric> = backend
+        .parse_metrics(page)
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.name != llem_sdk::MISSING_METRIC)
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            metric("trtllm_num_requests_running", 4.0, "requests", &[]),
+            metric("trtllm_kv_cache_utilization", 0.5, "ratio", &[]),
+            metric("trtllm_time_per_output_token_seconds_sum", 1.25, "s", &[]),
+            metric(
+                "trtllm_time_per_output_token_seconds_count",
+                50.0,
+                "count",
+                &[]
             ),
         ]
     );

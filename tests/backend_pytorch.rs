@@ -125,9 +125,6 @@ fn offline_options_go_to_the_worker_not_the_command_line() {
         "torch_compile": true,
         "static_cache": true,
         "quantization": "bnb-4bit",
-        "do_sample": true,
-        "temperature": 0.7,
-        "top_p": 0.9,
         "top_k": 40,
         "seed": 1,
         "ready_timeout_s": 900,
@@ -269,11 +266,8 @@ fn what_cannot_work_is_refused_with_its_key() {
     refused(json!({"python": ""}), "python");
     refused(json!({"device_map": " "}), "device_map");
     refused(json!({"env": {"A=B": "1"}}), "env.A=B");
-    // Sampling.
-    refused(json!({"temperature": 0.5}), "temperature");
-    refused(json!({"do_sample": true, "temperature": 0}), "temperature");
-    refused(json!({"do_sample": true, "top_p": 0}), "top_p");
-    refused(json!({"do_sample": true, "top_k": 0}), "top_k");
+    // Sampling (temperature, top_p and seed are [load]'s, the same for every engine).
+    refused(json!({"top_k": 0}), "top_k");
     // Options of the other mode.
     refused(json!({"continuous_batching": true}), "continuous_batching");
     refused(
@@ -285,7 +279,6 @@ fn what_cannot_work_is_refused_with_its_key() {
         json!({"mode": "server", "static_cache": true}),
         "static_cache",
     );
-    refused(json!({"mode": "server", "do_sample": true}), "do_sample");
     refused(json!({"mode": "server", "top_k": 5}), "top_k");
     refused(
         json!({"mode": "server", "device_map": "balanced"}),
@@ -323,14 +316,17 @@ fn every_option_is_documented_with_a_default() {
         "torch_compile",
         "quantization",
         "static_cache",
-        "do_sample",
-        "temperature",
-        "top_p",
         "top_k",
         "python",
         "ready_timeout_s",
     ] {
         assert!(names.contains(&name), "{name} is not declared");
+    }
+    for gone in ["do_sample", "temperature", "top_p"] {
+        assert!(
+            !names.contains(&gone),
+            "{gone} is decided once by the kernel ([load]), not per backend"
+        );
     }
     for option in &plugin.info().options {
         assert!(option.default.is_some(), "{} has no default", option.name);

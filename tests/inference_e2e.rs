@@ -6,7 +6,9 @@
 
 #![allow(clippy::unwrap_used)] // test helpers unwrap: a panic is a test failure
 
-use llem_integration_tests::{llem, output, plugin_dir, wasm_artifact, workspace_root};
+use llem_integration_tests::{
+    key_paths, llem, output, plugin_dir, schema_violations, wasm_artifact, workspace_root,
+};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -540,6 +542,43 @@ fn sigterm_mid_run_keeps_the_result() {
         "readings streamed to disk: {rows}"
     );
     assert!(gone(&pid_file), "no engine left behind after SIGTERM");
+}
+
+/// result.json follows docs/result.schema.json, and its key paths match the
+/// snapshot in tests/snapshots/result-keys.txt (a change to the document's
+/// shape must update the schema, docs/result-schema.md and the snapshot:
+/// rerun with LLEM_UPDATE_SNAPSHOTS=1 to rewrite it).
+fn check_result_shape(result: &Value) {
+    let root = workspace_root();
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("docs/result.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let violations = schema_violations(&schema, result);
+    assert!(
+        violations.is_empty(),
+        "result.json vs its schema:\n{}",
+        violations.join("\n")
+    );
+    let paths = key_paths(result).join("\n") + "\n";
+    let snapshot = root.join("tests/snapshots/result-keys.txt");
+    if std::env::var_os("LLEM_UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(&snapshot, &paths).unwrap();
+    }
+    let expected = std::fs::read_to_string(&snapshot).unwrap_or_default();
+    assert!(
+        paths == expected,
+        "result.json's shape changed (LLEM_UPDATE_SNAPSHOTS=1 rewrites {}):\nnew: {:?}\ngone: {:?}",
+        snapshot.display(),
+        paths
+            .lines()
+            .filter(|l| !expected.lines().any(|e| e == *l))
+            .collect::<Vec<_>>(),
+        expected
+            .lines()
+            .filter(|e| !paths.lines().any(|l| l == *e))
+            .collect::<Vec<_>>()
+    );
 }
 
 /// (t_ns, cumulative µJ) of the one fixture device, from timeseries.csv.

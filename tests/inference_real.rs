@@ -160,3 +160,34 @@ fn server_mode_against_transformers_serve_records_every_request() {
     let log = std::fs::read_to_string(run.join("engine.log")).unwrap();
     assert!(!log.is_empty());
 }
+
+/// Output tokens per prompt id, from requests.jsonl.
+fn output_tokens_by_prompt(run: &Path) -> std::collections::BTreeMap<String, u64> {
+    records(run)
+        .iter()
+        .map(|r| {
+            assert_eq!(r["success"], true, "{r}");
+            (
+                r["prompt_id"].as_str().unwrap().to_owned(),
+                r["output_tokens"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn offline_and_server_produce_the_same_output_tokens_with_greedy_decoding() {
+    // The kernel decides decoding once ([load]: greedy, the prompt's max_tokens)
+    // and sends it to the worker and in every request body alike, so the PyTorch
+    // worker and `transformers serve` run the same workload: the same tokens,
+    // prompt by prompt (one request at a time on the server, so no batching
+    // padding differs).
+    let (offline_run, offline, _a) = run("offline", &[]);
+    let (server_run, server, _b) = run("server", &["--set", "load.max_concurrency=1"]);
+    assert_eq!(offline["status"], "complete", "{}", offline["warnings"]);
+    assert_eq!(server["status"], "complete", "{}", server["warnings"]);
+    let offline = output_tokens_by_prompt(&offline_run);
+    let server = output_tokens_by_prompt(&server_run);
+    assert_eq!(offline.len(), 5);
+    assert_eq!(offline, server);
+}

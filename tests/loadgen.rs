@@ -128,7 +128,14 @@ fn timings_follow_the_server_schedule() {
                 .unwrap()
                 .starts_with("prompt number")
         );
-        assert!(body.get("max_tokens").is_none());
+        // Decoding is always explicit: greedy and [load].max_tokens for a
+        // prompt without its own limit (an engine's defaults differ).
+        assert_eq!(body["max_tokens"], 256, "{body}");
+        assert_eq!(
+            (&body["temperature"], &body["top_p"]),
+            (&serde_json::json!(0.0), &serde_json::json!(1.0))
+        );
+        assert!(body.get("seed").is_none() && body.get("ignore_eos").is_none());
     }
 }
 
@@ -156,10 +163,10 @@ fn chat_api_sends_text_prompts_as_one_user_message_and_ignores_role_only_chunks(
         max_output_tokens: Some(3),
     });
     let mut config = config(&server, Api::Chat);
-    config.ignore_eos = true;
-    config
-        .extra_body
-        .insert("temperature".into(), serde_json::json!(0.0));
+    config.decoding.ignore_eos = true;
+    config.decoding.temperature = 0.6;
+    config.decoding.top_p = 0.9;
+    config.decoding.seed = Some(11);
     let records = run_blocking(&config, &prompts, &no_stop(), |_| {}).unwrap();
     assert!(records.iter().all(|r| r.success), "{records:?}");
     // The role-only first chunk is not text: 6 and 3 text chunks.
@@ -181,7 +188,18 @@ fn chat_api_sends_text_prompts_as_one_user_message_and_ignores_role_only_chunks(
         serde_json::json!([{"role": "user", "content": "prompt number 0 here"}])
     );
     assert_eq!(text["ignore_eos"], true);
-    assert_eq!(text["temperature"], 0.0);
+    // The kernel's decoding, explicit in every body (issue 7: one workload).
+    for body in &bodies {
+        assert_eq!(
+            (&body["temperature"], &body["top_p"], &body["seed"]),
+            (
+                &serde_json::json!(0.6),
+                &serde_json::json!(0.9),
+                &serde_json::json!(11)
+            ),
+            "{body}"
+        );
+    }
     assert_eq!(by_tokens(3)["messages"][0]["role"], "system");
 }
 
@@ -463,6 +481,7 @@ async fn stop_flag_cancels_requests_in_flight() {
     let mut prompts = prompts(2, Some(1));
     prompts[1].max_output_tokens = Some(1000);
     let mut config = config(&server, Api::Completions);
+    config.decoding.ignore_eos = true; // p1 streams all 1000
     config.num_requests = Some(2);
     let stop = std::sync::Arc::new(AtomicBool::new(false));
     let setter = stop.clone();

@@ -10,12 +10,14 @@ Protocol (one JSON object per line; stdout carries protocol lines only, logs go
 to stderr):
 
 kernel -> worker
-    {"type":"hello","protocol":1,"model":"<dir or name>","options":{…}}
-    {"type":"generate","id":"…","prompt":"text","max_tokens":N,"ignore_eos":bool}
-    {"type":"generate","id":"…","messages":[{"role":…,"content":…}],"max_tokens":N,"ignore_eos":bool}
+    {"type":"hello","protocol":1,"model":"<dir or name>","options":{…},"decoding":{…}}
+    {"type":"generate","id":"…","prompt":"text","max_tokens":N,"ignore_eos":bool,
+     "temperature":T,"top_p":P,"seed":S|null}
+    {"type":"generate","id":"…","messages":[{"role":…,"content":…}], …the same keys…}
     {"type":"shutdown"}                      (end of input counts as shutdown)
 worker -> kernel
-    {"type":"ready","protocol":1,"engine":"transformers","engine_version":"…","device":"cpu"}
+    {"type":"ready","protocol":1,"engine":"transformers","engine_version":"…","device":"cpu",
+     "versions":{"python":…,"torch":…,"transformers":…,"cuda":…,"devices":[…]}}
     {"type":"first_token","id":"…","t_ns":T}
     {"type":"token","id":"…","t_ns":T,"n":k}   k tokens exist at T; the first
                                                token's step also gets a `token`
@@ -23,6 +25,13 @@ worker -> kernel
     {"type":"done","id":"…","t_ns":T,"input_tokens":I,"output_tokens":O,"text":"…"}
     {"type":"error","id":"…"|null,"message":"…"}
 
+Decoding is the kernel's (``[load]`` temperature, top_p, seed, max_tokens),
+sent with every ``generate``; ``hello``'s ``decoding`` object holds the same
+settings and fills any a ``generate`` leaves out (older kernels sent none:
+greedy then). Temperature 0 is greedy decoding (``do_sample=False``, the
+model's own sampling settings neutralised); above 0, ``do_sample=True`` with
+that temperature and top_p (and the plugin's ``top_k`` option, if set), and
+with a seed, ``torch.manual_seed(seed)`` before each ``generate`` call.
 ``max_tokens`` null means 256. Text prompts are tokenized with the
 tokenizer's special tokens (BOS); ``messages`` are rendered with the
 tokenizer's chat template (``add_generation_prompt=True``) and tokenized
@@ -31,14 +40,15 @@ tokens, padding excluded.
 
 ``options`` are the backend-pytorch plugin's resolved options; the ones used
 here: ``dtype``, ``device_map``, ``attn_implementation``, ``quantization``,
-``torch_compile``, ``static_cache``, ``batch_size``, ``do_sample``,
-``temperature``, ``top_p``, ``top_k``, ``seed``. Others are ignored.
+``torch_compile``, ``static_cache``, ``batch_size``, ``top_k``, ``seed``
+(``torch.manual_seed`` before loading). Others are ignored.
 
 Batching: requests are grouped in arrival order into batches of up to
 ``batch_size`` (left-padded) and run with one ``model.generate`` call each;
 after the first request of a batch arrives the worker waits up to 20 ms per
 further request to fill it (the kernel sends all requests at once). A request
-whose ``ignore_eos`` differs from the batch's starts the next batch.
+whose ``ignore_eos`` or sampling settings differ from the batch's starts the
+next batch.
 
 Timing: a streamer (``BaseStreamer``) is called by ``generate`` once per
 decoding step with that step's token for every row of the batch; it reads
@@ -94,6 +104,10 @@ class Output:
         self.emit({"type": "error", "id": request_id, "message": message})
 
 
+# Decoding when neither generate nor hello says: greedy, as llem's default.
+GREEDY = {"temperature": 0.0, "top_p": 1.0, "seed": None}
+
+
 class Request:
     def __init__(self, msg: dict):
         self.id = msg["id"]
@@ -101,6 +115,34 @@ class Request:
         self.messages = msg.get("messages")
         self.max_tokens = msg.get("max_tokens")
         self.ignore_eos = bool(msg.get("ignore_eos", False))
+        # None: not in the message; filled from hello's `decoding` (see Worker).
+        self.temperature = msg.get("temperature")
+        self.top_p = msg.get("top_p")
+        self.seed = msg.get("seed")
+
+    def fill_decoding(self, defaults: dict) -> None:
+        for key in ("temperature", "top_p", "seed"):
+            if getattr(self, key) is None:
+                setattr(self, key, defaults.get(key, GREEDY[key]))
+
+    def batch_key(self):
+        """Requests sharing one generate call must agree on these."""
+        return (self.ignore_eos, self.temperature, self.top_p, self.seed)
+
+
+def check_decoding(msg: dict):
+    """The error in a message's decoding settings (generate or hello's
+    `decoding`), or None. Absent keys are fine."""
+    t = msg.get("temperature")
+    if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or not t >= 0):
+        return f"`temperature` must be a number >= 0 (0: greedy), got {t!r}"
+    p = msg.get("top_p")
+    if p is not None and (isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p <= 1):
+        return f"`top_p` must be a number in (0, 1], got {p!r}"
+    seed = msg.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        return f"`seed` must be a non-negative integer or null, got {seed!r}"
+    return None
 
 
 class BadMessage(Exception):
@@ -127,7 +169,13 @@ def parse(line: str):
         options = msg.get("options") or {}
         if not isinstance(options, dict):
             raise BadMessage(None, "hello `options` must be an object")
-        return "hello", {"model": msg["model"], "options": options}
+        decoding = msg.get("decoding") or {}
+        if not isinstance(decoding, dict):
+            raise BadMessage(None, "hello `decoding` must be an object")
+        problem = check_decoding(decoding)
+        if problem:
+            raise BadMessage(None, f"hello `decoding`: {problem}")
+        return "hello", {"model": msg["model"], "options": options, "decoding": decoding}
     if kind == "generate":
         if rid is None:
             raise BadMessage(None, "generate needs a string `id`")
@@ -146,6 +194,9 @@ def parse(line: str):
             raise BadMessage(rid, f"`max_tokens` must be a positive integer, got {max_tokens!r}")
         if not isinstance(msg.get("ignore_eos", False), bool):
             raise BadMessage(rid, "`ignore_eos` must be true or false")
+        problem = check_decoding(msg)
+        if problem:
+            raise BadMessage(rid, problem)
         return "generate", Request(msg)
     if kind == "shutdown":
         return "shutdown", None
@@ -208,6 +259,18 @@ def count_new_tokens(new_ids, max_new: int, eos_ids) -> int:
         if token in eos_ids:
             return i + 1
     return n
+
+
+def sampling_kwargs(request: Request, top_k=None) -> dict:
+    """The sampling arguments of ``generate`` for the kernel's decoding settings:
+    greedy at temperature 0 (the model's generation_config may carry sampling
+    settings: they are neutralised), else sampling with that temperature and
+    top_p (top_k: the plugin's option, only when sampling)."""
+    if not request.temperature:
+        return {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+    kwargs = {"do_sample": True, "temperature": float(request.temperature), "top_p": float(request.top_p)}
+    kwargs["top_k"] = int(top_k) if top_k is not None else None
+    return kwargs
 
 
 def as_id_list(value):
@@ -278,23 +341,17 @@ class Engine:
             return self.tokenizer(text, add_special_tokens=False)["input_ids"]
         return self.tokenizer(request.prompt)["input_ids"]
 
-    def generate_kwargs(self, ignore_eos: bool) -> dict:
+    def generate_kwargs(self, request: Request) -> dict:
+        """``generate``'s keyword arguments for a batch led by ``request``
+        (its rows share ignore_eos and the sampling settings)."""
         o = self.options
         kwargs = {"pad_token_id": self.pad_id}
-        if ignore_eos:
+        if request.ignore_eos:
             # No end-of-sequence: every row runs to its max_tokens.
             kwargs["eos_token_id"] = None
         else:
             kwargs["eos_token_id"] = self.eos_ids
-        do_sample = bool(o.get("do_sample", False))
-        kwargs["do_sample"] = do_sample
-        if do_sample:
-            for key in ("temperature", "top_p", "top_k"):
-                if o.get(key) is not None:
-                    kwargs[key] = o[key]
-        else:
-            # Greedy: neutralise sampling settings the model's generation_config may carry.
-            kwargs.update(temperature=None, top_p=None, top_k=None)
+        kwargs.update(sampling_kwargs(request, o.get("top_k")))
         if o.get("static_cache"):
             kwargs["cache_implementation"] = "static"
         return kwargs
@@ -321,6 +378,8 @@ class Engine:
             return
         ignore_eos = batch[0].ignore_eos
         max_new = [r.max_tokens or DEFAULT_MAX_TOKENS for r in batch]
+        if batch[0].temperature and batch[0].seed is not None:
+            torch.manual_seed(int(batch[0].seed))
         inputs = self.tokenizer.pad({"input_ids": encoded}, padding=True, return_tensors="pt")
         inputs = {k: v.to(self.model.device) for k, v in inputs.items()}
         prompt_len = inputs["input_ids"].shape[1]
@@ -332,7 +391,7 @@ class Engine:
                 limit = torch.tensor(max_new, device=input_ids.device)
                 return (input_ids.shape[1] - prompt_len) >= limit
 
-        kwargs = self.generate_kwargs(ignore_eos)
+        kwargs = self.generate_kwargs(batch[0])
         eos_ids = set() if ignore_eos else set(self.eos_ids)
         streamer = StepStreamer(out, batch, max_new, eos_ids)
         try:
@@ -369,6 +428,47 @@ class Engine:
             )
 
 
+# Copied verbatim from kernel/src/engine/versions_probe.py (tests/python/test_versions.py
+# checks the copies agree), so offline and server runs record the same keys.
+def software_versions(torch=None):
+    """Versions of what runs the model, for the run's environment record.
+
+    Package versions come from their metadata (nothing is imported for them);
+    `cuda` (the CUDA version torch was built with) and `devices` (the CUDA
+    devices torch sees, by name) come from `torch` when it is passed in.
+    Keys: python, torch, transformers, vllm, tensorrt_llm (whichever are
+    installed), cuda, devices. Never raises: a version that cannot be read is
+    left out.
+    """
+    import platform
+
+    out = {"python": platform.python_version()}
+    try:
+        import importlib.metadata as metadata
+    except ImportError:  # Python < 3.8
+        return out
+    for key, dist in (
+        ("torch", "torch"),
+        ("transformers", "transformers"),
+        ("vllm", "vllm"),
+        ("tensorrt_llm", "tensorrt_llm"),
+    ):
+        try:
+            out[key] = metadata.version(dist)
+        except Exception:  # noqa: BLE001 - not installed, or broken metadata
+            pass
+    if torch is not None:
+        try:
+            cuda = getattr(getattr(torch, "version", None), "cuda", None)
+            if cuda:
+                out["cuda"] = str(cuda)
+            if torch.cuda.is_available():
+                out["devices"] = [str(torch.cuda.get_device_name(i)) for i in range(torch.cuda.device_count())]
+        except Exception:  # noqa: BLE001 - informative only
+            pass
+    return out
+
+
 class Worker:
     def __init__(self, out: Output, lines: "queue.Queue", make_engine=Engine, gather_s: float = GATHER_S):
         self.out = out
@@ -379,6 +479,7 @@ class Worker:
         self.batch_size = 1
         self.held = []  # parsed messages taken from the queue but not yet handled
         self.closing = False
+        self.decoding = {}  # hello's `decoding`: defaults for generate messages
 
     def next_message(self, timeout=None):
         """The next valid message, or None (end of input / timeout). Invalid
@@ -405,6 +506,7 @@ class Worker:
             if batch_size < 1:
                 raise ValueError("batch_size must be at least 1")
             self.batch_size = batch_size
+            self.decoding = body.get("decoding") or {}
             self.engine = self.make_engine(body["model"], options)
         except Exception as e:  # noqa: BLE001
             log(traceback.format_exc())
@@ -417,6 +519,7 @@ class Worker:
                 "engine": ENGINE,
                 "engine_version": str(self.engine.version),
                 "device": self.engine.device(),
+                "versions": software_versions(getattr(self.engine, "torch", None)),
             }
         )
         return True
@@ -441,12 +544,15 @@ class Worker:
             if kind == "hello":
                 self.out.error(None, "a second hello was ignored")
                 continue
+            body.fill_decoding(self.decoding)
             batch = [body]
             while len(batch) < self.batch_size:
                 message = self.next_message(timeout=self.gather_s)
                 if message is None:
                     break
-                if message[0] == "generate" and message[1].ignore_eos == batch[0].ignore_eos:
+                if message[0] == "generate":
+                    message[1].fill_decoding(self.decoding)
+                if message[0] == "generate" and message[1].batch_key() == batch[0].batch_key():
                     batch.append(message[1])
                     continue
                 self.held.append(message)

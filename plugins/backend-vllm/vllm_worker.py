@@ -8,13 +8,15 @@ Protocol (one JSON object per line; stdout carries protocol lines only, logs go
 to stderr):
 
 kernel -> worker
-    {"type":"hello","protocol":1,"model":"…","options":{…}}
-    {"type":"generate","id":"…","prompt":"text","max_tokens":N,"ignore_eos":bool}
-    {"type":"generate","id":"…","messages":[{"role":…,"content":…}],"max_tokens":N,"ignore_eos":bool}
+    {"type":"hello","protocol":1,"model":"…","options":{…},"decoding":{…}}
+    {"type":"generate","id":"…","prompt":"text","max_tokens":N,"ignore_eos":bool,
+     "temperature":T,"top_p":P,"seed":S|null}
+    {"type":"generate","id":"…","messages":[{"role":…,"content":…}], …the same keys…}
     {"type":"shutdown"}   no more input: requests in flight finish, then the
                           worker exits (end of input counts as shutdown)
 worker -> kernel
-    {"type":"ready","protocol":1,"engine":"vllm","engine_version":"…","device":"…"}
+    {"type":"ready","protocol":1,"engine":"vllm","engine_version":"…","device":"…",
+     "versions":{"python":…,"torch":…,"vllm":…,"cuda":…,"devices":[…]}}
     {"type":"first_token","id":"…","t_ns":T}
     {"type":"token","id":"…","t_ns":T,"n":k}   k tokens arrived at T; the first
                                                token's step also gets a `token`
@@ -51,6 +53,7 @@ import time
 
 PROTOCOL = 1
 ENGINE = "vllm"
+DEFAULT_MAX_TOKENS = 256
 
 
 def log(message):
@@ -65,15 +68,43 @@ class ProtocolError(Exception):
         self.request_id = request_id
 
 
-class Request:
-    __slots__ = ("id", "prompt", "messages", "max_tokens", "ignore_eos")
+# Decoding when neither generate nor hello says: greedy, as llem's default.
+GREEDY = {"temperature": 0.0, "top_p": 1.0, "seed": None}
 
-    def __init__(self, id, prompt, messages, max_tokens, ignore_eos):
+
+class Request:
+    __slots__ = ("id", "prompt", "messages", "max_tokens", "ignore_eos", "temperature", "top_p", "seed")
+
+    def __init__(self, id, prompt, messages, max_tokens, ignore_eos, temperature=None, top_p=None, seed=None):
         self.id = id
         self.prompt = prompt
         self.messages = messages
         self.max_tokens = max_tokens
         self.ignore_eos = ignore_eos
+        # None: not in the message; filled from hello's `decoding` (Worker.submit).
+        self.temperature = temperature
+        self.top_p = top_p
+        self.seed = seed
+
+    def fill_decoding(self, defaults):
+        for key in ("temperature", "top_p", "seed"):
+            if getattr(self, key) is None:
+                setattr(self, key, defaults.get(key, GREEDY[key]))
+
+
+def decoding_problem(msg):
+    """What is wrong with a message's decoding settings (generate, or hello's
+    `decoding`), or None. Absent keys are fine."""
+    t = msg.get("temperature")
+    if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or not t >= 0):
+        return f"temperature must be a number >= 0 (0: greedy), got {t!r}"
+    p = msg.get("top_p")
+    if p is not None and (isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p <= 1):
+        return f"top_p must be a number in (0, 1], got {p!r}"
+    seed = msg.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        return f"seed must be a non-negative integer or null, got {seed!r}"
+    return None
 
 
 def parse_message(line):
@@ -96,7 +127,13 @@ def parse_message(line):
         options = msg.get("options") or {}
         if not isinstance(options, dict):
             raise ProtocolError("hello options must be an object")
-        return "hello", {"model": model, "options": options}
+        decoding = msg.get("decoding") or {}
+        if not isinstance(decoding, dict):
+            raise ProtocolError("hello decoding must be an object")
+        problem = decoding_problem(decoding)
+        if problem:
+            raise ProtocolError(f"hello decoding: {problem}")
+        return "hello", {"model": model, "options": options, "decoding": decoding}
     if kind == "generate":
         rid = msg.get("id")
         if not isinstance(rid, str) or not rid:
@@ -119,15 +156,38 @@ def parse_message(line):
         max_tokens = msg.get("max_tokens")
         if max_tokens is not None and (
             isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1
-        ):  # null: the engine's limit (the context length for vLLM)
+        ):  # null (kernels before [load].max_tokens): 256, see sampling_kwargs
             raise ProtocolError("max_tokens must be a positive integer or null", rid)
         ignore_eos = msg.get("ignore_eos", False)
         if not isinstance(ignore_eos, bool):
             raise ProtocolError("ignore_eos must be a boolean", rid)
-        return "generate", Request(rid, prompt, messages, max_tokens, ignore_eos)
+        problem = decoding_problem(msg)
+        if problem:
+            raise ProtocolError(problem, rid)
+        request = Request(rid, prompt, messages, max_tokens, ignore_eos)
+        request.temperature, request.top_p, request.seed = msg.get("temperature"), msg.get("top_p"), msg.get("seed")
+        return "generate", request
     if kind == "shutdown":
         return "shutdown", None
     raise ProtocolError(f"unknown message type {kind!r}")
+
+
+def sampling_kwargs(request):
+    """`vllm.SamplingParams` arguments for one request, every setting explicit:
+    vLLM's own defaults (temperature 1.0, the context length for max_tokens)
+    would make engines run different workloads. Temperature 0 is vLLM's
+    greedy decoding; `seed` only matters when sampling (vLLM gives a seeded
+    request a generator of its own). `max_tokens` null (an older kernel) is
+    256, as the other workers do."""
+    kwargs = {
+        "max_tokens": request.max_tokens if request.max_tokens is not None else DEFAULT_MAX_TOKENS,
+        "ignore_eos": request.ignore_eos,
+        "temperature": float(request.temperature if request.temperature is not None else GREEDY["temperature"]),
+        "top_p": float(request.top_p if request.top_p is not None else GREEDY["top_p"]),
+    }
+    if request.seed is not None:
+        kwargs["seed"] = int(request.seed)
+    return kwargs
 
 
 class StepOutput:
@@ -201,7 +261,7 @@ class VllmEngine:
 
     def add(self, request):
         prompt = request.prompt if request.prompt is not None else self._chat_prompt(request.messages)
-        params = self._sampling_params(max_tokens=request.max_tokens, ignore_eos=request.ignore_eos)
+        params = self._sampling_params(**sampling_kwargs(request))
         if self._delta is not None:
             params.output_kind = self._delta
         self._seen[request.id] = 0
@@ -231,6 +291,47 @@ class VllmEngine:
             self._engine.abort_request(list(request_ids))
 
 
+# Copied verbatim from kernel/src/engine/versions_probe.py (tests/python/test_versions.py
+# checks the copies agree), so offline and server runs record the same keys.
+def software_versions(torch=None):
+    """Versions of what runs the model, for the run's environment record.
+
+    Package versions come from their metadata (nothing is imported for them);
+    `cuda` (the CUDA version torch was built with) and `devices` (the CUDA
+    devices torch sees, by name) come from `torch` when it is passed in.
+    Keys: python, torch, transformers, vllm, tensorrt_llm (whichever are
+    installed), cuda, devices. Never raises: a version that cannot be read is
+    left out.
+    """
+    import platform
+
+    out = {"python": platform.python_version()}
+    try:
+        import importlib.metadata as metadata
+    except ImportError:  # Python < 3.8
+        return out
+    for key, dist in (
+        ("torch", "torch"),
+        ("transformers", "transformers"),
+        ("vllm", "vllm"),
+        ("tensorrt_llm", "tensorrt_llm"),
+    ):
+        try:
+            out[key] = metadata.version(dist)
+        except Exception:  # noqa: BLE001 - not installed, or broken metadata
+            pass
+    if torch is not None:
+        try:
+            cuda = getattr(getattr(torch, "version", None), "cuda", None)
+            if cuda:
+                out["cuda"] = str(cuda)
+            if torch.cuda.is_available():
+                out["devices"] = [str(torch.cuda.get_device_name(i)) for i in range(torch.cuda.device_count())]
+        except Exception:  # noqa: BLE001 - informative only
+            pass
+    return out
+
+
 class Worker:
     """Protocol state: turns messages into engine calls and steps into events."""
 
@@ -241,6 +342,7 @@ class Worker:
         self.clock = clock
         self.gather_s = gather_s
         self.engine = None
+        self.decoding = {}  # hello's `decoding`: defaults for generate messages
         # id -> [output tokens emitted, input tokens]
         self.active = {}
         self.shutting_down = False
@@ -273,6 +375,7 @@ class Worker:
         if self.engine is not None:
             self.error(None, "a second hello was ignored")
             return
+        self.decoding = body.get("decoding") or {}
         args = dict(self.engine_args)
         extra = body["options"].get("engine_args")
         if isinstance(extra, dict):
@@ -285,6 +388,8 @@ class Worker:
                 "engine": ENGINE,
                 "engine_version": str(self.engine.version),
                 "device": str(self.engine.device()),
+                # The engine imported torch (vLLM and TensorRT-LLM run on it).
+                "versions": software_versions(sys.modules.get("torch")),
             }
         )
 
@@ -295,6 +400,7 @@ class Worker:
         if request.id in self.active:
             self.error(request.id, "a request with this id is already running")
             return
+        request.fill_decoding(self.decoding)
         try:
             self.engine.add(request)
         except Exception as e:  # noqa: BLE001 - one bad request must not end the run

@@ -31,6 +31,11 @@ pub use types::*;
 /// The WIT package version this SDK implements.
 pub const WIT_PACKAGE: &str = "llem:plugin@0.1.0";
 
+/// The name of the metric a backend's `parse_metrics` returns for an expected
+/// engine series that the page lacks (see [`Backend::parse_metrics`]). Not a
+/// valid Prometheus name on purpose (`/`), so no engine series can clash.
+pub const MISSING_METRIC: &str = "llem/missing-metric";
+
 /// What every plugin, of any kind, provides.
 pub trait Plugin: Sized + 'static {
     /// Name, kind, version, description and accepted options. Called before
@@ -57,7 +62,11 @@ pub trait EnergySource: Plugin {
 /// An inference backend: configuration in, engine plan out. Pure.
 pub trait Backend: Plugin {
     fn plan(&mut self, request: &PlanRequest) -> Result<EnginePlan, PluginError>;
-    /// Metrics worth keeping from the engine's Prometheus text.
+    /// Metrics worth keeping from the engine's Prometheus text. A series the
+    /// backend expects but this page lacks is reported as a
+    /// [`MISSING_METRIC`] entry (labels `metric`: the series, `names`: every
+    /// name it was looked for under); the kernel warns about a series missing
+    /// from every page of a run and records no such entry.
     fn parse_metrics(&mut self, _prometheus_text: &str) -> Result<Vec<Metric>, PluginError> {
         Ok(Vec::new())
     }

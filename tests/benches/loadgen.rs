@@ -64,7 +64,7 @@ fn run_case(case: &Case) {
             id: format!("p{i}"),
             body: PromptBody::Text(format!("stream {i}")),
             input_tokens: None,
-            max_output_tokens: None,
+            max_output_tokens: Some(case.chunks),
         })
         .collect();
     let mut config = LoadConfig::new(server.base_url(), Api::Completions, "bench");

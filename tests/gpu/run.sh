@@ -6,6 +6,12 @@
 #
 # Needs: nvidia-smi and the NVIDIA driver, python3 with torch (CUDA), numpy and nvidia-ml-py.
 # No network, no Rust. Zeus comes as a wheel in .gpu/whl and is installed into /tmp/site.
+# The bundle is .gpu/ at the repository root, or $LLEM_GPU_BUNDLE.
+#
+# Bounded: validate.py gets $GPU_DEADLINE_S seconds (default 360) and stops itself when they
+# run out (exit 4); `timeout` kills it 30 s after that if it hangs; `llem env` and the wheel
+# install have 30 s and 60 s. The whole script ends within ~8 min, under the device tool's
+# 10 min per command.
 #
 # Writes into $OUT when set (the device tool's result folder), else tests/gpu/out/:
 #   run.log  everything printed here     results.json  all figures
@@ -13,41 +19,57 @@
 #   llem.jsonl  llem monitor's output     llem.stderr  llem monitor's diagnostics
 # (six files: the device tool brings back eight at most.)
 #
-# Exit status: 0 goal met; 1 goal missed; 2 could not measure (no GPU, llem failed, ...);
-# 3 llem agrees with NVML but Zeus could not be run, so the goal is only half checked.
+# Exit status: 0 goal met; 1 goal missed; 2 could not measure (no GPU, no NVML, llem failed or
+# gave no figure, any error); 3 llem agrees with NVML but Zeus could not be run, so the goal is
+# only half checked; 4 out of time. results.json is written on every one of these paths.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
 OUT_DIR=${OUT:-$ROOT/tests/gpu/out}
+BUNDLE=${LLEM_GPU_BUNDLE:-$ROOT/.gpu}
+DEADLINE_S=${GPU_DEADLINE_S:-360}
 mkdir -p "$OUT_DIR"
+# A results.json from an earlier run must not pass for this one's.
+rm -f "$OUT_DIR/results.json" "$OUT_DIR/results.md"
+
+# results.json for a failure before validate.py could write its own: exit status and why.
+fail_json() {
+  local status=$1 why=$2
+  why=${why//\\/\\\\}
+  why=${why//\"/\\\"}
+  printf '{\n  "exit_status": %d,\n  "error": "%s",\n  "verdict": "could not measure: %s",\n  "meta": {},\n  "windows": []\n}\n' \
+    "$status" "$why" "$why" >"$OUT_DIR/results.json"
+}
 
 main() {
 echo "== tests/gpu/run.sh at $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname)"
-if [ ! -x .gpu/llem ] || [ ! -d .gpu/plugins ]; then
-  echo "error: .gpu/llem or .gpu/plugins is missing: run 'bash tests/gpu/bundle.sh' on the"
+if [ ! -x "$BUNDLE/llem" ] || [ ! -d "$BUNDLE/plugins" ]; then
+  echo "error: $BUNDLE/llem or $BUNDLE/plugins is missing: run 'bash tests/gpu/bundle.sh' on the"
   echo "       development machine and carry .gpu to this one"
+  fail_json 2 "the bundle ($BUNDLE/llem, $BUNDLE/plugins) is missing: run tests/gpu/bundle.sh"
   return 2
 fi
-[ -f .gpu/MANIFEST.txt ] && cat .gpu/MANIFEST.txt
+[ -f "$BUNDLE/MANIFEST.txt" ] && cat "$BUNDLE/MANIFEST.txt"
 
 echo "== nvidia-smi"
-if ! nvidia-smi; then
+if ! timeout 30 nvidia-smi; then
   echo "error: nvidia-smi failed: no NVIDIA GPU or driver here"
+  fail_json 2 "nvidia-smi failed: no NVIDIA GPU or driver here"
   return 2
 fi
-nvidia-smi --query-gpu=index,name,uuid,driver_version,vbios_version,pstate,power.limit,power.default_limit,clocks.max.sm,temperature.gpu,persistence_mode,mig.mode.current --format=csv || true
+timeout 30 nvidia-smi --query-gpu=index,name,uuid,driver_version,vbios_version,pstate,power.limit,power.default_limit,clocks.max.sm,temperature.gpu,persistence_mode,mig.mode.current --format=csv || true
 echo "kernel: $(uname -r)"
 [ -r /proc/driver/nvidia/version ] && cat /proc/driver/nvidia/version
 
 echo "== installing carried wheels into /tmp/site"
 export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
-if compgen -G ".gpu/whl/*.whl" >/dev/null; then
+if compgen -G "$BUNDLE/whl/*.whl" >/dev/null; then
   # --no-deps: the GPU image already has what ZeusMonitor imports (see bundle.sh); a failed
   # install is not fatal: validate.py then reports Zeus as missing and still compares llem
   # with NVML.
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .gpu/whl/*.whl || echo "warning: installing the wheels failed"
+  timeout 60 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site "$BUNDLE"/whl/*.whl || echo "warning: installing the wheels failed"
 else
   echo "warning: no wheels in .gpu/whl: Zeus will be missing"
 fi
@@ -62,15 +84,30 @@ for name in ("torch", "numpy", "nvidia-ml-py", "zeus", "scikit-learn", "pandas")
 EOF
 
 echo "== llem env (what llem's plugins find here)"
-export LLEM_PLUGIN_PATH="$ROOT/.gpu/plugins"
+export LLEM_PLUGIN_PATH="$BUNDLE/plugins"
 export LLEM_CACHE_DIR=${LLEM_CACHE_DIR:-/tmp/llem-cache}
-.gpu/llem --version || true
-timeout 60 .gpu/llem env || echo "(llem env exited $?)"
+timeout 10 "$BUNDLE/llem" --version || true
+timeout 30 "$BUNDLE/llem" env || echo "(llem env exited $?)"
 
-echo "== validate.py"
-PYTHONUNBUFFERED=1 python3 tests/gpu/validate.py --out "$OUT_DIR" \
-  --llem "$ROOT/.gpu/llem" --plugin-path "$ROOT/.gpu/plugins" "$@"
+echo "== validate.py (budget ${DEADLINE_S} s)"
+PYTHONUNBUFFERED=1 timeout -k 10 $((DEADLINE_S + 30)) python3 tests/gpu/validate.py \
+  --out "$OUT_DIR" --llem "$BUNDLE/llem" --plugin-path "$BUNDLE/plugins" \
+  --deadline-s "$DEADLINE_S" "$@"
 status=$?
+case $status in
+124 | 137)
+  echo "error: validate.py did not stop within its ${DEADLINE_S} s budget and was killed"
+  [ -f "$OUT_DIR/results.json" ] || fail_json 4 "validate.py was killed after ${DEADLINE_S} + 30 s"
+  status=4
+  ;;
+0 | 1 | 2 | 3 | 4) ;;
+*)
+  echo "error: validate.py exited $status (not one of its documented codes)"
+  [ -f "$OUT_DIR/results.json" ] || fail_json 2 "validate.py exited $status without results"
+  status=2
+  ;;
+esac
+[ -f "$OUT_DIR/results.json" ] || { fail_json 2 "validate.py wrote no results.json"; status=2; }
 echo "== validate.py exited $status; files in $OUT_DIR:"
 ls -la "$OUT_DIR"
 return $status

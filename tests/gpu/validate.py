@@ -12,21 +12,33 @@
     (c) Zeus      ZeusMonitor(gpu_indices=[0]).begin_window / end_window at the same edges
                   (Zeus reads the same NVML counter on Volta and newer).
 
-Phases, in order: llem monitor starts; CUDA context and matrices are set up; settle (3 s);
-IDLE window (--idle-s, 10 s); warm-up (--warmup-s, 10 s, a steady bf16 matmul loop, not
-measured); LOADED window (--load-s, 30 s, the same loop). The idle window comes first so the
+Phases, in order: llem monitor starts; CUDA context and matrices are set up; settle (3 s),
+during which the NVML counter's refresh period is measured (distinct values of
+nvmlDeviceGetTotalEnergyConsumption read in a tight loop, --refresh-probe-s); IDLE window
+(--idle-s, 10 s); idle pad (--pad-s); warm-up (--warmup-s, 10 s, a steady bf16 matmul loop,
+not measured); LOADED window (--load-s, 30 s, the same loop); loaded pad (the loop goes on for
+--pad-s after the window closes); tail (idle, so llem writes lines after the last edge).
+Power is steady on both sides of every window edge: llem's energy at an edge is interpolated
+between its lines around the edge, and a power step right after an edge would leak into it
+(+1 to +11 % on the idle window before the pads existed). The idle window comes first so the
 GPU is as cool as it gets. The goal, checked on the LOADED window only:
 |llem - NVML| <= 0.5 % of NVML and |llem - Zeus| <= 0.5 % of NVML.
+
+The whole run is bounded by --deadline-s (default 420 s, under the device tool's 10 min per
+command): a phase that would not fit is not started, and an alarm stops anything that hangs.
 
 A background thread records power (NVML_FI_DEV_POWER_INSTANT when the driver has it, and
 nvmlDeviceGetPowerUsage, a 1 s average on Ampere and newer), the energy counter, SM clock and
 temperature at 10 Hz into traces.csv, to explain any disagreement afterwards.
 
-Outputs (in --out): results.json, results.md (a table for docs/validation.md), traces.csv,
-llem.jsonl (the monitor's raw output), llem.stderr.
+Outputs (in --out): results.json (ALWAYS written, whatever happens: on a failure it holds
+`exit_status`, `error` and every figure measured until then), results.md (a table for
+docs/validation.md), traces.csv, llem.jsonl (the monitor's raw output), llem.stderr.
 
-Exit status: 0 goal met; 1 goal missed; 2 could not measure (no CUDA, no energy counter,
-llem failed to start or died); 3 llem within the goal of NVML but Zeus missing or failed.
+Exit status: 0 goal met; 1 goal missed; 2 could not measure (no CUDA, no NVML library or
+energy counter, llem failed to start, died or gave no figure for the GPU, any unexpected
+error); 3 llem within the goal of NVML but Zeus missing or failed; 4 out of time (the
+--deadline-s budget ran out).
 
 Plain Python plus what the GPU image has (torch, nvidia-ml-py) and the carried Zeus wheel.
 torch and pynvml are imported only inside the measurement, so `--self-test` (the pure
@@ -51,7 +63,7 @@ import threading
 import time
 
 GOAL_PCT = 0.5
-EXIT_OK, EXIT_MISSED, EXIT_ERROR, EXIT_PARTIAL = 0, 1, 2, 3
+EXIT_OK, EXIT_MISSED, EXIT_ERROR, EXIT_PARTIAL, EXIT_TIMEOUT = 0, 1, 2, 3, 4
 # NVML field id of instantaneous power (nvml.h); older pynvml builds lack the constant.
 NVML_FI_DEV_POWER_INSTANT = 186
 
@@ -66,6 +78,39 @@ INTERPOLATION_NOTE = (
 
 class MeasureError(Exception):
     """Something that stops the measurement (exit 2)."""
+
+
+class OutOfTime(Exception):
+    """The run's time budget (--deadline-s) ran out (exit 4)."""
+
+
+class Budget:
+    """The run's time budget: `need` refuses to start a phase that would not fit, and an
+    alarm (SIGALRM, main thread) stops a phase that hangs past the deadline."""
+
+    def __init__(self, seconds, clock=time.monotonic):
+        self.clock = clock
+        self.deadline = clock() + seconds
+        self.seconds = seconds
+
+    def left(self):
+        return self.deadline - self.clock()
+
+    def need(self, seconds, what):
+        if seconds > self.left():
+            raise OutOfTime(f"{what} needs {seconds:.1f} s but only {max(0.0, self.left()):.1f} s "
+                            f"of the {self.seconds:g} s budget are left (--deadline-s)")
+
+    def arm(self):
+        def expired(signum, frame):
+            raise OutOfTime(f"the {self.seconds:g} s budget (--deadline-s) ran out mid-phase")
+
+        signal.signal(signal.SIGALRM, expired)
+        signal.setitimer(signal.ITIMER_REAL, max(0.001, self.left()))
+
+    @staticmethod
+    def disarm():
+        signal.setitimer(signal.ITIMER_REAL, 0)
 
 
 # ---------------------------------------------------------------------------------------
@@ -217,8 +262,43 @@ def parse_llem_line(line, device):
     return int(record["t_ns"]), float(record["energy_j"]), record.get("power_w")
 
 
+def refresh_stats(reads):
+    """The counter's refresh period from reads taken in a tight loop.
+
+    reads: list of (t_ns, value) in read order. The counter changes only when the driver
+    refreshes it, so the instants where the value differs from the previous read are the
+    refreshes (to within one read); the intervals between consecutive changes are the
+    refresh period. Returns counts and interval statistics in ms (None when fewer than
+    three changes were seen: no period can be told).
+    """
+    changes = [t for (t, v), (_, prev) in zip(reads[1:], reads) if v != prev]
+    intervals = sorted((b - a) / 1e6 for a, b in zip(changes, changes[1:]))
+    span_s = (reads[-1][0] - reads[0][0]) / 1e9 if len(reads) > 1 else 0.0
+    out = {"reads": len(reads), "changes": len(changes),
+           "reads_per_s": len(reads) / span_s if span_s > 0 else None}
+    if len(intervals) < 2:
+        out.update(median_ms=None, p10_ms=None, p90_ms=None, min_ms=None, max_ms=None)
+        return out
+
+    def q(p):
+        return intervals[min(len(intervals) - 1, int(p * (len(intervals) - 1) + 0.5))]
+
+    out.update(median_ms=q(0.5), p10_ms=q(0.1), p90_ms=q(0.9), min_ms=intervals[0],
+               max_ms=intervals[-1])
+    return out
+
+
 def fmt(value, digits=1, unit=""):
     return "–" if value is None else f"{value:,.{digits}f}{unit}"
+
+
+def refresh_line(r):
+    if not r:
+        return "not measured"
+    if r.get("median_ms") is None:
+        return f"not identifiable ({r.get('changes', 0)} changes in {r.get('reads', 0)} reads)"
+    return (f"median {r['median_ms']:.1f} ms (p10 {r['p10_ms']:.1f}, p90 {r['p90_ms']:.1f}, "
+            f"{r['changes']} changes in {r['reads']} reads)")
 
 
 def fmt_pct(value):
@@ -268,6 +348,9 @@ def format_markdown(meta, windows, exit_status, message):
         f"{fmt_pct(meta.get('loaded_lag_corrected_vs_nvml_pct'))}",
         f"- Power read by the trace: {meta.get('trace_power_source', '?')}; "
         f"Zeus: {meta.get('zeus_status', '?')}",
+        f"- NVML energy counter refresh period: {refresh_line(meta.get('refresh'))}",
+        f"- Edges: power held steady {meta.get('pad_s', '?')} s on both sides of every window "
+        f"edge (idle before and after the idle window; load before and after the loaded one)",
         f"- Software: {meta.get('software', '?')}",
     ]
     for w in windows:
@@ -379,6 +462,25 @@ def self_test():
     md_partial = format_markdown({**meta, "zeus_version": None}, [no_zeus], *verdict(no_zeus, "x"))
     check("markdown Zeus missing", "Zeus (missing)" in md_partial and "NVML only" in md_partial)
     check("results serialisable", bool(json.dumps({"windows": [idle, good], "meta": meta})))
+
+    # 6. Refresh period: a counter refreshed every 20 ms, read every 1 ms.
+    reads = [(i * 1_000_000, (i // 20) * 7) for i in range(2001)]
+    r = refresh_stats(reads)
+    check("refresh period 20 ms", r["median_ms"] == 20.0 and r["changes"] == 100, r)
+    check("refresh reads per s", abs(r["reads_per_s"] - 1000.5) < 1, r["reads_per_s"])
+    check("refresh not identifiable", refresh_stats([(0, 1), (1, 1), (2, 1)])["median_ms"] is None)
+    check("refresh line", "median 20.0 ms" in refresh_line(r))
+
+    # 7. The time budget refuses a phase that does not fit.
+    t = [100.0]
+    b = Budget(10, clock=lambda: t[0])
+    b.need(9.5, "ok phase")
+    t[0] += 5
+    try:
+        b.need(6, "too long")
+        check("budget refuses", False)
+    except OutOfTime as e:
+        check("budget refuses", "too long" in str(e) and "5.0 s" in str(e), e)
 
     if failures:
         print("failed: " + ", ".join(failures))
@@ -598,8 +700,37 @@ def busy(torch, a, b, c, until_ns, batch):
     return n
 
 
-def measure(args):
+def probe_refresh(pynvml, handle, seconds):
+    """Read the energy counter in a tight loop for `seconds`: see refresh_stats."""
+    reads, end = [], time.monotonic_ns() + int(seconds * 1e9)
+    while True:
+        t = time.monotonic_ns()
+        if t >= end:
+            break
+        reads.append((t, pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)))
+    return refresh_stats(reads)
+
+
+def llem_run_phases(args, state):
+    """`llem run` with its own phases (idle baseline, warm-up, steady state) checked against
+    the same NVML counter.
+
+    TODO(issue 7, deliver 15): the kernel's run phases (open sources, idle baseline, warm-up,
+    measured window, steady state) are being built; once `llem run` writes them into
+    result.json, run it here on an energy-only manifest with a baseline phase and compare
+    its baseline power and window energy with NVML over the same phase bounds (monotonic ns
+    in result.json). Until then this hook records that it did not run.
+    """
+    state["llem_run"] = {"status": "not run",
+                         "why": "llem run's phases (baseline, steady state) are not in this "
+                                "build yet (issue 7, deliver 1/5/7); see llem_run_phases"}
+
+
+def measure(args, state, budget):
+    """The measurement. Fills `state` as it goes (meta, refresh, windows), so that a
+    failure part-way still leaves every figure measured until then in results.json."""
     os.makedirs(args.out, exist_ok=True)
+    meta = state["meta"]
     try:
         import torch
     except ImportError as e:
@@ -611,16 +742,21 @@ def measure(args):
     if not torch.cuda.is_available():
         raise MeasureError("torch sees no CUDA device")
 
-    pynvml.nvmlInit()
-    nvml_index, how = nvml_index_of_cuda_device(torch, pynvml, args.gpu)
-    handle = pynvml.nvmlDeviceGetHandleByIndex(nvml_index)
+    try:
+        pynvml.nvmlInit()
+        nvml_index, how = nvml_index_of_cuda_device(torch, pynvml, args.gpu)
+        handle = pynvml.nvmlDeviceGetHandleByIndex(nvml_index)
+    except pynvml.NVMLError as e:
+        # NVMLError_LibraryNotFound, DriverNotLoaded, ...: nothing to compare with.
+        raise MeasureError(f"NVML is not usable here ({type(e).__name__}: {e}): no "
+                           "libnvidia-ml.so.1 or no driver") from e
     try:
         pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)
     except pynvml.NVMLError as e:
         raise MeasureError(f"GPU {nvml_index} has no NVML energy counter ({e}): pre-Volta or "
                            "vGPU; this validation compares counters") from e
     device = f"gpu{nvml_index}"
-    meta = {
+    meta.update({
         "date": datetime.date.today().isoformat(),
         "started_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "host": platform.node(),
@@ -630,7 +766,9 @@ def measure(args):
         "llem_device": device,
         "driver": text(pynvml.nvmlSystemGetDriverVersion()),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-    }
+        "pad_s": args.pad_s,
+        "deadline_s": args.deadline_s,
+    })
     try:
         meta["power_limit_w"] = pynvml.nvmlDeviceGetEnforcedPowerLimit(handle) / 1000.0
     except pynvml.NVMLError:
@@ -639,7 +777,7 @@ def measure(args):
           f"driver {meta['driver']}; llem device {device}")
 
     # Zeus: optional. Its absence or failure is reported, not fatal.
-    zeus, zeus_error = None, None
+    zeus = None
     try:
         import importlib.metadata
         from zeus.monitor import ZeusMonitor
@@ -649,10 +787,10 @@ def measure(args):
         zeus = ZeusMonitor(gpu_indices=[args.gpu], cpu_indices=[])
         meta["zeus_status"] = f"Zeus {meta['zeus_version']}, ZeusMonitor(gpu_indices=[{args.gpu}])"
     except Exception as e:  # ImportError, or Zeus failing to initialise on this machine
-        zeus_error = f"{type(e).__name__}: {e}"
+        state["zeus_error"] = f"{type(e).__name__}: {e}"
         meta["zeus_version"] = None
-        meta["zeus_status"] = f"missing: {zeus_error}"
-        print(f"warning: Zeus unavailable ({zeus_error}); comparing llem with NVML only")
+        meta["zeus_status"] = f"missing: {state['zeus_error']}"
+        print(f"warning: Zeus unavailable ({state['zeus_error']}); comparing llem with NVML only")
 
     try:
         version = subprocess.run([args.llem, "--version"], capture_output=True, text=True,
@@ -666,13 +804,21 @@ def measure(args):
             meta["bundle_commit"] = next((ln.split(":", 1)[1].strip() for ln in f
                                           if ln.startswith("commit:")), "?")
 
+    interval_s = parse_interval_s(args.interval)
+    tail_s = max(0.6, 5 * interval_s)
+    # Everything after llem's start, so a run that cannot fit is refused before it begins.
+    planned = (args.settle_s + args.refresh_probe_s + args.idle_s + args.pad_s + args.warmup_s
+               + args.load_s + args.pad_s + tail_s + 5)
+    budget.need(planned, f"the measurement ({planned:.0f} s of phases)")
+
     # 1. llem monitor, for the whole experiment.
     llem = LlemMonitor(args.llem, args.plugin_path, device, args.interval, args.out)
     meta["llem_command"] = " ".join(["llem"] + llem.command[1:])
     print(f"started: {meta['llem_command']} (pid {llem.proc.pid})")
     tracer = None
+    edges = {}
     try:
-        llem.wait_started()
+        llem.wait_started(timeout_s=min(60.0, max(1.0, budget.left() - planned)))
         print(f"llem monitor: first energy figure for {device} received")
 
         tracer = Tracer(pynvml, handle)
@@ -692,12 +838,11 @@ def measure(args):
         meta["workload"] = (f"torch {torch.__version__} bf16 {n}×{n}×{n} matmul loop on "
                             f"cuda:{args.gpu}, synchronised every {args.batch}; idle "
                             f"{args.idle_s:g} s, warm-up {args.warmup_s:g} s (not measured), "
-                            f"loaded {args.load_s:g} s")
+                            f"loaded {args.load_s:g} s; {args.pad_s:g} s of the same power on "
+                            f"both sides of every edge")
         meta["software"] = (f"python {platform.python_version()}, torch {torch.__version__}, "
                             f"nvidia-ml-py {pkg_version('nvidia-ml-py')}, "
                             f"zeus {meta.get('zeus_version') or 'missing'}, {platform.platform()}")
-
-        edges = {}
 
         def edge(window, which):
             """One window edge, read the three ways as close together as possible."""
@@ -707,14 +852,13 @@ def measure(args):
             t_raw = time.monotonic_ns()
             zeus_result = None
             if zeus is not None:
-                nonlocal zeus_error
                 try:
                     if which == "start":
                         zeus.begin_window(window, sync_execution=False)
                     else:
                         zeus_result = zeus.end_window(window, sync_execution=False)
                 except Exception as e:
-                    zeus_error = f"{type(e).__name__} in Zeus {which} of {window}: {e}"
+                    state["zeus_error"] = f"{type(e).__name__} in Zeus {which} of {window}: {e}"
             edges[(window, which)] = {
                 "t_ns": t_ns, "nvml_mj": raw_mj, "nvml_read_us": (t_raw - t_ns) / 1e3,
                 "zeus_after_us": (time.monotonic_ns() - t_ns) / 1e3,
@@ -722,19 +866,26 @@ def measure(args):
                     "time_s": zeus_result.time, "gpu_energy_j": zeus_result.gpu_energy.get(args.gpu)},
             }
 
-        # 3. Settle, then the idle window.
+        # 3. Settle (idle), measuring the counter's refresh period meanwhile, then the idle
+        #    window, with idle on both sides of it.
         tracer.phase = "settle"
-        time.sleep(args.settle_s)
+        settle_until = time.monotonic() + args.settle_s + args.refresh_probe_s
+        if args.refresh_probe_s > 0:
+            state["refresh"] = meta["refresh"] = probe_refresh(pynvml, handle, args.refresh_probe_s)
+            print(f"NVML counter refresh period: {refresh_line(meta['refresh'])}")
+        time.sleep(max(0.0, settle_until - time.monotonic()))
         print(f"idle window: {args.idle_s:g} s")
         tracer.phase = "idle"
         edge("idle", "start")
         time.sleep(args.idle_s)
         edge("idle", "end")
+        tracer.phase = "idle-pad"
+        time.sleep(args.pad_s)
 
-        # 4. Warm-up, then the loaded window, on the same loop.
+        # 4. Warm-up, then the loaded window on the same loop, and the loop goes on after it.
         print(f"warm-up: {args.warmup_s:g} s")
         tracer.phase = "warmup"
-        products = busy(torch, a, b, c, time.monotonic_ns() + int(args.warmup_s * 1e9), args.batch)
+        busy(torch, a, b, c, time.monotonic_ns() + int(args.warmup_s * 1e9), args.batch)
         print(f"loaded window: {args.load_s:g} s")
         tracer.phase = "loaded"
         edge("loaded", "start")
@@ -742,25 +893,28 @@ def measure(args):
         products = busy(torch, a, b, c, t_load + int(args.load_s * 1e9), args.batch)
         edge("loaded", "end")
         elapsed = (time.monotonic_ns() - t_load) / 1e9
+        tracer.phase = "loaded-pad"
+        busy(torch, a, b, c, time.monotonic_ns() + int(args.pad_s * 1e9), args.batch)
         meta["loaded_tflops"] = 2 * n ** 3 * products / elapsed / 1e12
         print(f"loaded: {products} products, {meta['loaded_tflops']:.0f} TFLOP/s")
 
-        # 5. Let llem write a few more lines so the last edge has a sample after it.
+        # 5. Let llem write a few more lines so the last edge's pad has samples after it.
         tracer.phase = "tail"
-        time.sleep(max(0.6, 5 * parse_interval_s(args.interval)))
+        time.sleep(tail_s)
         if not llem.alive():
             raise MeasureError(f"llem monitor died during the run (status {llem.proc.returncode})."
                                f"\n--- llem stderr ---\n{llem.stderr_text()}")
     finally:
+        # No alarm from here on: llem must be stopped, whatever stopped the run.
+        budget.disarm()
         if tracer is not None:
             tracer.stop()
             # Written even when the run fails: the trace is what explains a failure.
             tracer.write_csv(os.path.join(args.out, "traces.csv"))
-        llem_status = llem.stop()
-    meta["llem_exit_status"] = llem_status
+        meta["llem_exit_status"] = llem.stop()
 
     # 6. Figures per window.
-    windows = []
+    windows = state["windows"]
     for name in ("idle", "loaded"):
         start, end = edges[(name, "start")], edges[(name, "end")]
         w = {"name": name, "duration_s": (end["t_ns"] - start["t_ns"]) / 1e9,
@@ -777,6 +931,10 @@ def measure(args):
             w["llem_j"], w["llem_error"] = None, str(e)
         w["trace"] = tracer.summary(start["t_ns"], end["t_ns"])
         windows.append(compare(w))
+    if all(w["llem_j"] is None for w in windows):
+        raise MeasureError(f"llem gave no energy figure for {device} over either window "
+                           f"({len(llem.series)} samples): " + "; ".join(
+                               w.get("llem_error", "") for w in windows))
 
     # Diagnostic: how late llem's figures are against the raw counter, and what the loaded
     # window would read without that lag (reported, never used for the goal).
@@ -797,7 +955,7 @@ def measure(args):
     meta["llem_samples"] = len(llem.series)
     meta["interpolation"] = INTERPOLATION_NOTE
     meta["goal"] = f"|llem − NVML| and |llem − Zeus| ≤ {GOAL_PCT} % of NVML, loaded window"
-    return meta, windows, zeus_error
+    llem_run_phases(args, state)
 
 
 def parse_interval_s(text_value):
@@ -816,21 +974,50 @@ def pkg_version(name):
         return "?"
 
 
+def write_results(out, state, status, message):
+    """results.json, and results.md when there are windows to show. Never raises: it is
+    the last thing that runs, on every path."""
+    try:
+        os.makedirs(out, exist_ok=True)
+        doc = {"exit_status": status, "verdict": message, "error": state.get("error"),
+               "meta": state["meta"], "windows": state["windows"],
+               "refresh": state.get("refresh"), "llem_run": state.get("llem_run"),
+               "zeus_error": state.get("zeus_error"),
+               "elapsed_s": time.monotonic() - state["started"]}
+        with open(os.path.join(out, "results.json"), "w") as f:
+            json.dump(doc, f, indent=2, default=str)
+        if len(state["windows"]) == 2:
+            md = format_markdown(state["meta"], state["windows"], status, message)
+            with open(os.path.join(out, "results.md"), "w") as f:
+                f.write(md)
+            print()
+            print(md)
+    except Exception as e:  # noqa: BLE001 - the exit status still says what happened
+        print(f"error: could not write results.json: {e}", file=sys.stderr)
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     root = os.path.dirname(os.path.dirname(here))
+    bundle = os.environ.get("LLEM_GPU_BUNDLE") or os.path.join(root, ".gpu")
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--self-test", action="store_true",
                    help="check the interpolation, comparison and formatting on synthetic series")
     p.add_argument("--out", default=os.environ.get("OUT") or os.path.join(here, "out"))
-    p.add_argument("--llem", default=os.path.join(root, ".gpu", "llem"))
-    p.add_argument("--plugin-path", default=os.path.join(root, ".gpu", "plugins"))
+    p.add_argument("--llem", default=os.path.join(bundle, "llem"))
+    p.add_argument("--plugin-path", default=os.path.join(bundle, "plugins"))
     p.add_argument("--interval", default="100ms", help="llem monitor's sampling interval")
     p.add_argument("--gpu", type=int, default=0, help="CUDA index of the GPU to load and measure")
     p.add_argument("--idle-s", type=float, default=10.0)
     p.add_argument("--warmup-s", type=float, default=10.0)
     p.add_argument("--load-s", type=float, default=30.0)
     p.add_argument("--settle-s", type=float, default=3.0)
+    p.add_argument("--pad-s", type=float, default=2.0,
+                   help="steady power kept on both sides of every window edge")
+    p.add_argument("--refresh-probe-s", type=float, default=2.0,
+                   help="tight-loop reads of the energy counter to measure its refresh period")
+    p.add_argument("--deadline-s", type=float, default=420.0,
+                   help="the whole run's time budget; exit 4 when it runs out")
     p.add_argument("--size", type=int, default=8192, help="matrix side of the bf16 products")
     p.add_argument("--batch", type=int, default=16, help="products between synchronisations")
     args = p.parse_args()
@@ -838,25 +1025,30 @@ def main():
     if args.self_test:
         return self_test()
 
+    budget = Budget(args.deadline_s)
+    state = {"meta": {}, "windows": [], "started": time.monotonic(), "zeus_error": None}
+    status, message = EXIT_ERROR, "did not finish"
     try:
-        meta, windows, zeus_error = measure(args)
+        budget.arm()
+        try:
+            measure(args, state, budget)
+        finally:
+            budget.disarm()
+        status, message = verdict(state["windows"][1], state["zeus_error"])
+    except OutOfTime as e:
+        status, message = EXIT_TIMEOUT, f"out of time: {e}"
     except MeasureError as e:
-        print(f"error: {e}", file=sys.stderr)
-        os.makedirs(args.out, exist_ok=True)
-        with open(os.path.join(args.out, "results.json"), "w") as f:
-            json.dump({"error": str(e), "exit_status": EXIT_ERROR}, f, indent=2)
-        return EXIT_ERROR
+        status, message = EXIT_ERROR, f"could not measure: {e}"
+    except Exception as e:  # noqa: BLE001 - any failure still gets exit 2 and a results.json
+        import traceback
 
-    status, message = verdict(windows[1], zeus_error)
-    meta["zeus_error"] = zeus_error
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump({"meta": meta, "windows": windows, "exit_status": status, "verdict": message},
-                  f, indent=2, default=str)
-    md = format_markdown(meta, windows, status, message)
-    with open(os.path.join(args.out, "results.md"), "w") as f:
-        f.write(md)
-    print()
-    print(md)
+        traceback.print_exc()
+        status, message = EXIT_ERROR, f"unexpected {type(e).__name__}: {e}"
+    finally:
+        if status not in (EXIT_OK, EXIT_MISSED, EXIT_PARTIAL):
+            state["error"] = message
+            print(f"error: {message}", file=sys.stderr)
+        write_results(args.out, state, status, message)
     print(message)
     return status
 

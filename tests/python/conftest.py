@@ -53,3 +53,25 @@ def tiny_hf(tiny_model):
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     model = AutoModelForCausalLM.from_pretrained(tiny_model).eval()
     return tokenizer, model
+
+
+def expected_versions(with_torch=None) -> dict:
+    """What a worker's `ready.versions` must hold in this Python, computed
+    here independently of the workers' own code: the interpreter's version,
+    each engine package's installed version (absent when not installed), and
+    with torch, its CUDA build and visible devices."""
+    import importlib.metadata as metadata
+    import platform
+
+    out = {"python": platform.python_version()}
+    for key in ("torch", "transformers", "vllm", "tensorrt_llm"):
+        try:
+            out[key] = metadata.version(key)
+        except metadata.PackageNotFoundError:
+            pass
+    if with_torch is not None:
+        if with_torch.version.cuda:
+            out["cuda"] = with_torch.version.cuda
+        if with_torch.cuda.is_available():
+            out["devices"] = [with_torch.cuda.get_device_name(i) for i in range(with_torch.cuda.device_count())]
+    return out

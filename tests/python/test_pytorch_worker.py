@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import REPO, require
+from conftest import REPO, expected_versions, require
 
 WORKER = REPO / "plugins" / "backend-pytorch" / "pytorch_worker.py"
 
@@ -112,8 +112,10 @@ def worker(tmp_path):
     w.close()
 
 
-def generate(rid, max_tokens, prompt=None, messages=None, ignore_eos=False):
-    m = {"type": "generate", "id": rid, "max_tokens": max_tokens, "ignore_eos": ignore_eos}
+def generate(rid, max_tokens, prompt=None, messages=None, ignore_eos=False, temperature=0.0, top_p=1.0, seed=None):
+    """A generate line as the kernel writes it: decoding always explicit (greedy by default)."""
+    m = {"type": "generate", "id": rid, "max_tokens": max_tokens, "ignore_eos": ignore_eos,
+         "temperature": temperature, "top_p": top_p, "seed": seed}
     if messages is not None:
         m["messages"] = messages
     else:
@@ -217,6 +219,7 @@ def test_ready_then_ordered_timed_events_per_request(worker, tiny_model, tiny_hf
         "engine": "transformers",
         "engine_version": transformers.__version__,
         "device": "cpu",
+        "versions": expected_versions(torch),
     }
     prompts = {"a": "The quick brown fox", "b": "Energy is measured in"}
     lo = time.monotonic_ns()
@@ -371,13 +374,57 @@ def test_end_of_input_is_a_shutdown(worker, tiny_model):
     assert worker.proc.wait(timeout=30) == 0
 
 
-def test_sampling_options_are_used(worker, tiny_model):
-    worker.hello(tiny_model, do_sample=True, temperature=1.5, top_k=50, top_p=0.95, seed=1)
-    worker.send(*(generate(f"s{i}", 8, prompt="Once upon a time", ignore_eos=True) for i in range(4)))
+def test_the_kernels_sampling_settings_are_used(worker, tiny_model):
+    worker.hello(tiny_model, top_k=50)
+    worker.send(*(generate(f"s{i}", 8, prompt="Once upon a time", ignore_eos=True, temperature=1.5, top_p=0.95)
+                  for i in range(4)))
     dones = [e for e in worker.until_done([f"s{i}" for i in range(4)]) if e["type"] == "done"]
     assert all(d["output_tokens"] == 8 for d in dones)
     # Greedy would repeat one text four times; sampling at temperature 1.5 does not.
     assert len({d["text"] for d in dones}) > 1
+
+
+def test_a_seed_makes_sampling_repeatable(worker, tiny_model):
+    worker.hello(tiny_model)
+    sample = dict(prompt="Once upon a time", ignore_eos=True, temperature=1.5, top_p=1.0)
+    texts = {}
+    for rid, seed in (("a", 7), ("b", 7), ("c", 8)):
+        worker.send(generate(rid, 12, seed=seed, **sample))
+        texts[rid] = [e for e in worker.until_done([rid]) if e["type"] == "done"][0]["text"]
+    assert texts["a"] == texts["b"], "the same seed gives the same sample"
+    assert texts["a"] != texts["c"], "another seed gives another sample"
+
+
+def test_hello_decoding_fills_generate_lines_without_it(worker, tiny_model, tiny_hf):
+    """An older kernel's generate lines carry no decoding: hello's `decoding`
+    (here greedy) applies, and the result equals a direct greedy generate."""
+    tokenizer, _ = tiny_hf
+    worker.send({"type": "hello", "protocol": 1, "model": tiny_model, "options": {"device_map": "cpu"},
+                 "decoding": {"temperature": 0.0, "top_p": 1.0, "seed": None}})
+    assert worker.next()["type"] == "ready"
+    worker.send({"type": "generate", "id": "x", "prompt": "Once upon a time", "max_tokens": 20})
+    done = [e for e in worker.until_done(["x"]) if e["type"] == "done"][0]
+    counts, texts = reference(tiny_hf, [tokenizer("Once upon a time")["input_ids"]], 20)
+    assert (done["output_tokens"], done["text"]) == (counts[0], texts[0])
+
+
+def test_sampling_kwargs_for_generate():
+    w = load_worker_module()
+    greedy = w.Request({"id": "a", "temperature": 0.0, "top_p": 1.0})
+    assert w.sampling_kwargs(greedy, top_k=50) == {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+    hot = w.Request({"id": "b", "temperature": 0.8, "top_p": 0.9, "seed": 3})
+    assert w.sampling_kwargs(hot) == {"do_sample": True, "temperature": 0.8, "top_p": 0.9, "top_k": None}
+    assert w.sampling_kwargs(hot, top_k=20)["top_k"] == 20
+    bare = w.Request({"id": "c"})
+    bare.fill_decoding({})
+    assert (bare.temperature, bare.top_p, bare.seed) == (0.0, 1.0, None)
+    assert w.Request({"id": "d", "temperature": 0.5}).batch_key() != w.Request({"id": "e", "temperature": 0.6}).batch_key()
+    for line in ('{"type":"generate","id":"a","prompt":"x","temperature":-1}',
+                 '{"type":"generate","id":"a","prompt":"x","top_p":0}',
+                 '{"type":"generate","id":"a","prompt":"x","seed":"7"}'):
+        with pytest.raises(w.BadMessage) as e:
+            w.parse(line)
+        assert e.value.request_id == "a"
 
 
 @pytest.mark.parametrize(
@@ -385,8 +432,8 @@ def test_sampling_options_are_used(worker, tiny_model):
     [
         # The plugin's defaults as the kernel resolves them (device_map "auto").
         {"device_map": "auto", "dtype": "auto", "batch_size": 1, "attn_implementation": None, "torch_compile": False,
-         "quantization": "none", "static_cache": False, "do_sample": False, "temperature": None, "top_p": None,
-         "top_k": None, "seed": None, "mode": "offline", "python": "python3", "ready_timeout_s": 600},
+         "quantization": "none", "static_cache": False, "top_k": None, "seed": None, "mode": "offline",
+         "python": "python3", "ready_timeout_s": 600},
         {"static_cache": True, "attn_implementation": "eager", "dtype": "bfloat16", "batch_size": 2},
     ],
     ids=["plugin-defaults", "static-cache-eager-bf16"],

@@ -147,3 +147,64 @@ def test_streamed_chat_completion_reports_usage(server, tiny_model, tiny_hf):
     assert usage[0]["completion_tokens"] == n, (usage, new)
     assert usage[0]["prompt_tokens"] == len(ids)
     assert text == tokenizer.decode(new[:n], skip_special_tokens=True)
+
+
+def stream(port, path, body):
+    """POST a streaming request to `path`; the parsed `data:` chunks in order."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    try:
+        conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+        response = conn.getresponse()
+        assert response.status == 200, response.read()
+        chunks = []
+        for raw in response:
+            line = raw.decode().strip()
+            if line.startswith("data:"):
+                data = line[len("data:") :].strip()
+                if data == "[DONE]":
+                    break
+                chunks.append(json.loads(data))
+        return chunks
+    finally:
+        conn.close()
+
+
+def test_offline_worker_and_server_agree_on_output_tokens_with_greedy_decoding(server, tiny_model, tmp_path):
+    """Issue 7's must-show: the same prompts through the PyTorch worker (offline)
+    and through `transformers serve` (server), with the decoding llem sends to
+    both (temperature 0, top_p 1, an explicit max_tokens), produce the same
+    output-token counts, prompt by prompt, on both APIs."""
+    from test_pytorch_worker import Worker, generate
+
+    max_tokens = 24
+    texts = ["Hello there", "Why is the sky blue?", "Count to five", "Write a poem", "What is energy?",
+             "Once upon a time", "def add(a, b):"]
+    chats = [[{"role": "user", "content": t}] for t in texts]
+    decoding = {"temperature": 0.0, "top_p": 1.0, "max_tokens": max_tokens}
+
+    def usage(chunks):
+        found = [c["usage"]["completion_tokens"] for c in chunks if c.get("usage")]
+        assert len(found) == 1, chunks
+        return found[0]
+
+    served = {}
+    for i, text in enumerate(texts):
+        body = {"model": tiny_model, "prompt": text, "stream": True, "stream_options": {"include_usage": True}}
+        served[f"t{i}"] = usage(stream(server, "/v1/completions", {**body, **decoding}))
+    for i, messages in enumerate(chats):
+        body = {"model": tiny_model, "messages": messages, "stream": True, "stream_options": {"include_usage": True}}
+        served[f"c{i}"] = usage(stream(server, "/v1/chat/completions", {**body, **decoding}))
+
+    worker = Worker(tmp_path)
+    try:
+        worker.hello(tiny_model)
+        worker.send(*(generate(f"t{i}", max_tokens, prompt=t) for i, t in enumerate(texts)))
+        worker.send(*(generate(f"c{i}", max_tokens, messages=m) for i, m in enumerate(chats)))
+        offline = {e["id"]: e["output_tokens"] for e in worker.until_done(list(served)) if e["type"] == "done"}
+    finally:
+        worker.close()
+
+    assert offline == served
+    # Both ways a request ends are exercised: at end of sequence and at max_tokens.
+    counts = list(served.values())
+    assert any(n < max_tokens for n in counts) and any(n == max_tokens for n in counts), served

@@ -16,6 +16,8 @@ import sys
 
 import pytest
 
+from conftest import expected_versions
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 WORKER = ROOT / "plugins/backend-trtllm/trtllm_worker.py"
 
@@ -94,6 +96,7 @@ def generate(rid, max_tokens=3, prompt="Hello", **extra):
         msg["messages"] = extra.pop("messages")
     else:
         msg["prompt"] = prompt
+    msg.update(extra)
     return json.dumps(msg)
 
 
@@ -127,7 +130,7 @@ def by_id(events, rid):
 
 
 def test_parse_messages():
-    assert w.parse_message(hello("m"))[1] == {"model": "m", "options": {}}
+    assert w.parse_message(hello("m"))[1] == {"model": "m", "options": {}, "decoding": {}}
     _, req = w.parse_message(generate("a", messages=[{"role": "user", "content": "Hi"}]))
     assert req.messages == [{"role": "user", "content": "Hi"}] and req.prompt is None
     with pytest.raises(w.ProtocolError) as err:
@@ -149,6 +152,7 @@ def test_a_session_streams_timed_events_and_shuts_the_engine_down():
         "engine": "trtllm",
         "engine_version": "1.0.0+fake",
         "device": "Fake GPU",
+        "versions": expected_versions(sys.modules.get("torch")),
     }
     assert engine.llm_args == {"backend": "pytorch", "tensor_parallel_size": 1}
     a = by_id(events, "a")
@@ -226,3 +230,98 @@ def test_the_worker_runs_as_a_script_and_keeps_stdout_for_the_protocol():
     assert lines == [
         {"type": "error", "id": None, "message": "ModuleNotFoundError: No module named 'tensorrt_llm'"}
     ]
+
+
+# ------------------------------------------------------------ decoding (issue 7)
+
+
+class RecordingParams:
+    """Stands in for tensorrt_llm.SamplingParams: keeps the keyword arguments."""
+
+    def __init__(self, **kwargs):
+        self.kwargs = kwargs
+
+
+class FakeLLM:
+    """Stands in for tensorrt_llm.LLM: one finished output per request."""
+
+    def __init__(self):
+        self.params = []
+
+    async def generate_async(self, prompt, sampling_params, streaming):
+        self.params.append(sampling_params.kwargs)
+
+        class Completion:
+            token_ids = [1, 2]
+
+        class Output:
+            outputs = [Completion()]
+            prompt_token_ids = [5, 6, 7]
+            finished = True
+
+        yield Output()
+
+
+def real_engine_with_fake_llm():
+    """TrtllmEngine's own `stream` on a fake LLM: what TensorRT-LLM would receive."""
+    engine = w.TrtllmEngine.__new__(w.TrtllmEngine)
+    engine._sampling_params = RecordingParams
+    engine._llm = FakeLLM()
+    engine._tokenizer = None
+    engine.version = "fake"
+    engine.device = lambda: "Fake GPU"
+    engine.shutdown = lambda: None
+    return engine
+
+
+def params_received(lines):
+    engine = real_engine_with_fake_llm()
+    out = io.StringIO()
+    worker = w.Worker(lambda model, args: engine, out, clock=Clock())
+
+    async def main():
+        inbox = asyncio.Queue()
+        for line in lines:
+            inbox.put_nowait(line + "\n")
+        inbox.put_nowait(None)
+        await worker.serve(inbox)
+
+    asyncio.run(main())
+    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert not [e for e in events if e["type"] == "error"], events
+    return engine._llm.params
+
+
+def test_greedy_is_top_k_1_with_an_explicit_max_tokens():
+    # TensorRT-LLM's SamplingParams.max_tokens defaults to 32: it must always be sent.
+    params = params_received([hello(), generate("a", max_tokens=300, temperature=0.0, top_p=1.0, seed=None)])
+    assert params == [{"max_tokens": 300, "ignore_eos": False, "top_k": 1}]
+
+
+def test_sampling_settings_reach_the_engine():
+    params = params_received([hello(), generate("a", max_tokens=5, temperature=0.7, top_p=0.9, seed=42)])
+    assert params == [{"max_tokens": 5, "ignore_eos": False, "temperature": 0.7, "top_p": 0.9, "seed": 42}]
+
+
+def test_hello_decoding_fills_what_generate_leaves_out():
+    decoding = {"temperature": 1.2, "top_p": 0.5, "seed": 3}
+    line = json.dumps({"type": "hello", "protocol": 1, "model": "m", "options": {}, "decoding": decoding})
+    params = params_received([line, generate("a", max_tokens=4), generate("b", max_tokens=4, seed=9)])
+    assert params[0] == {"max_tokens": 4, "ignore_eos": False, "temperature": 1.2, "top_p": 0.5, "seed": 3}
+    assert params[1]["seed"] == 9
+
+
+def test_an_old_kernel_without_decoding_or_max_tokens_gets_greedy_256():
+    line = json.dumps({"type": "generate", "id": "a", "prompt": "p", "max_tokens": None})
+    assert params_received([hello(), line]) == [{"max_tokens": 256, "ignore_eos": False, "top_k": 1}]
+
+
+@pytest.mark.parametrize(
+    "extra, words",
+    [({"temperature": -0.1}, "temperature"), ({"top_p": 0}, "top_p"), ({"top_p": 1.5}, "top_p"),
+     ({"seed": -1}, "seed"), ({"seed": 1.5}, "seed"), ({"temperature": "hot"}, "temperature")],
+)
+def test_bad_decoding_settings_are_refused_by_request(extra, words):
+    with pytest.raises(w.ProtocolError) as err:
+        w.parse_message(generate("z", **extra))
+    assert err.value.request_id == "z" and words in str(err.value)

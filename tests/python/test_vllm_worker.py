@@ -15,6 +15,8 @@ import sys
 
 import pytest
 
+from conftest import expected_versions
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 WORKER = ROOT / "plugins/backend-vllm/vllm_worker.py"
 
@@ -131,7 +133,7 @@ def by_id(events, rid):
 
 def test_parse_hello_generate_and_shutdown():
     kind, body = w.parse_message(hello("m", engine_args={"seed": 1}))
-    assert kind == "hello" and body == {"model": "m", "options": {"engine_args": {"seed": 1}}}
+    assert kind == "hello" and body == {"model": "m", "options": {"engine_args": {"seed": 1}}, "decoding": {}}
     kind, req = w.parse_message(generate("a", max_tokens=16))
     assert kind == "generate"
     assert (req.id, req.prompt, req.messages, req.max_tokens, req.ignore_eos) == ("a", "Hello", None, 16, True)
@@ -185,6 +187,7 @@ def test_a_session_gives_ready_then_timed_events_per_request():
         "engine": "vllm",
         "engine_version": "0.0.0+fake",
         "device": "Fake GPU 80GB",
+        "versions": expected_versions(sys.modules.get("torch")),
     }
     assert engine.model == "tiny-model"
     assert engine.engine_args == {"dtype": "bfloat16"}
@@ -319,3 +322,82 @@ def test_the_worker_runs_as_a_script_and_keeps_stdout_for_the_protocol(tmp_path)
     lines = [json.loads(line) for line in code.stdout.splitlines()]
     assert lines[-1]["type"] == "error" and lines[-1]["id"] is None
     assert "vllm" in lines[-1]["message"]
+
+
+# ------------------------------------------------------------ decoding (issue 7)
+
+
+class RecordingParams:
+    """Stands in for vllm.SamplingParams: keeps the keyword arguments."""
+
+    def __init__(self, **kwargs):
+        self.kwargs = kwargs
+
+
+class RecordingLLMEngine:
+    def __init__(self):
+        self.requests = []
+
+    def add_request(self, request_id, prompt, params):
+        self.requests.append((request_id, prompt, params.kwargs))
+
+
+def vllm_received(*lines):
+    """The SamplingParams arguments VllmEngine.add (the real method) gives
+    vLLM for each generate line, after hello's decoding fills the gaps."""
+    engine = w.VllmEngine.__new__(w.VllmEngine)
+    engine._sampling_params = RecordingParams
+    engine._delta = None
+    engine._seen = {}
+    engine._tokenizer = None
+    engine._engine = RecordingLLMEngine()
+    worker = w.Worker(lambda model, args: engine, io.StringIO(), clock=Clock())
+    for line in lines:
+        kind, body = w.parse_message(line)
+        if kind == "hello":
+            worker.decoding = body["decoding"]
+            worker.engine = engine
+        else:
+            worker.submit(body)
+    return [kwargs for _, _, kwargs in engine._engine.requests]
+
+
+def test_greedy_is_sent_explicitly_not_left_to_vllms_defaults():
+    # vLLM's own default temperature is 1.0: greedy must be asked for.
+    got = vllm_received(hello(), generate("a", max_tokens=7, temperature=0.0, top_p=1.0, seed=None))
+    assert got == [{"max_tokens": 7, "ignore_eos": True, "temperature": 0.0, "top_p": 1.0}]
+
+
+def test_sampling_settings_reach_vllm():
+    got = vllm_received(hello(), generate("a", max_tokens=3, temperature=0.8, top_p=0.95, seed=11))
+    assert got == [{"max_tokens": 3, "ignore_eos": True, "temperature": 0.8, "top_p": 0.95, "seed": 11}]
+
+
+def test_hello_decoding_fills_generate_and_old_kernels_get_greedy_256():
+    hello_line = json.dumps({"type": "hello", "protocol": 1, "model": "m", "options": {},
+                             "decoding": {"temperature": 0.6, "top_p": 0.7, "seed": 5}})
+    got = vllm_received(hello_line, generate("a", max_tokens=2), generate("b", max_tokens=2, temperature=0.0))
+    assert got[0] == {"max_tokens": 2, "ignore_eos": True, "temperature": 0.6, "top_p": 0.7, "seed": 5}
+    assert got[1]["temperature"] == 0.0
+    old = json.dumps({"type": "generate", "id": "c", "prompt": "x", "max_tokens": None})
+    assert vllm_received(hello(), old) == [{"max_tokens": 256, "ignore_eos": False, "temperature": 0.0, "top_p": 1.0}]
+
+
+def test_a_session_passes_decoding_to_the_engine():
+    events, engine = run([hello(), generate("a", max_tokens=2, temperature=0.9, top_p=0.8, seed=4), SHUTDOWN])
+    request = engine.added[0]
+    assert (request.temperature, request.top_p, request.seed) == (0.9, 0.8, 4)
+    assert by_id(events, "a")[-1]["type"] == "done"
+
+
+@pytest.mark.parametrize(
+    "extra, words",
+    [({"temperature": -1}, "temperature"), ({"top_p": 0.0}, "top_p"), ({"seed": "1"}, "seed"),
+     ({"temperature": True}, "temperature")],
+)
+def test_bad_decoding_settings_are_refused_by_request(extra, words):
+    with pytest.raises(w.ProtocolError) as err:
+        w.parse_message(generate("z", **extra))
+    assert err.value.request_id == "z" and words in str(err.value)
+    with pytest.raises(w.ProtocolError):
+        w.parse_message(json.dumps({"type": "hello", "protocol": 1, "model": "m", "decoding": extra}))

@@ -141,3 +141,132 @@ pub fn build_c_library(source: &str, file_name: &str, out_dir: &Path) -> PathBuf
     assert!(status.success(), "compiling {source} failed");
     out
 }
+
+/// Check `doc` against the subset of JSON Schema that docs/result.schema.json
+/// uses (`type`, `const`, `enum`, `required`, `properties`, `items`,
+/// `additionalProperties` as a schema, `minimum`); returns every violation
+/// with its path. Small on purpose: the schema is llem's own, and this keeps
+/// a validator crate out of the build.
+pub fn schema_violations(schema: &serde_json::Value, doc: &serde_json::Value) -> Vec<String> {
+    let mut out = Vec::new();
+    check_schema(schema, doc, "$", &mut out);
+    out
+}
+
+fn type_matches(name: &str, v: &serde_json::Value) -> bool {
+    match name {
+        "null" => v.is_null(),
+        "boolean" => v.is_boolean(),
+        "integer" => v.is_i64() || v.is_u64(),
+        "number" => v.is_number(),
+        "string" => v.is_string(),
+        "array" => v.is_array(),
+        "object" => v.is_object(),
+        _ => false,
+    }
+}
+
+fn check_schema(
+    schema: &serde_json::Value,
+    v: &serde_json::Value,
+    path: &str,
+    out: &mut Vec<String>,
+) {
+    use serde_json::Value;
+    if let Some(t) = schema.get("type") {
+        let ok = match t {
+            Value::String(name) => type_matches(name, v),
+            Value::Array(names) => names
+                .iter()
+                .filter_map(Value::as_str)
+                .any(|n| type_matches(n, v)),
+            _ => true,
+        };
+        if !ok {
+            out.push(format!("{path}: {v} is not of type {t}"));
+            return;
+        }
+    }
+    if let Some(c) = schema.get("const")
+        && c != v
+    {
+        out.push(format!("{path}: {v} is not {c}"));
+    }
+    if let Some(Value::Array(choices)) = schema.get("enum")
+        && !choices.contains(v)
+    {
+        out.push(format!("{path}: {v} is not one of {choices:?}"));
+    }
+    if let (Some(min), Some(x)) = (schema.get("minimum").and_then(Value::as_f64), v.as_f64())
+        && x < min
+    {
+        out.push(format!("{path}: {x} < minimum {min}"));
+    }
+    if let Value::Object(map) = v {
+        if let Some(Value::Array(required)) = schema.get("required") {
+            for key in required.iter().filter_map(Value::as_str) {
+                if !map.contains_key(key) {
+                    out.push(format!("{path}: missing required `{key}`"));
+                }
+            }
+        }
+        let properties = schema.get("properties").and_then(Value::as_object);
+        for (key, value) in map {
+            let sub = format!("{path}.{key}");
+            match properties.and_then(|p| p.get(key)) {
+                Some(s) => check_schema(s, value, &sub, out),
+                None => {
+                    if let Some(extra) = schema.get("additionalProperties")
+                        && extra.is_object()
+                    {
+                        check_schema(extra, value, &sub, out);
+                    }
+                }
+            }
+        }
+    }
+    if let (Value::Array(items), Some(s)) = (v, schema.get("items")) {
+        for (i, item) in items.iter().enumerate() {
+            check_schema(s, item, &format!("{path}[{i}]"), out);
+        }
+    }
+}
+
+/// The shape of a result document: every key path, arrays as `[]` (the
+/// elements of `phases` and `energy.devices` described by the union of their
+/// keys, other arrays not entered), map-like objects (`environment.devices`,
+/// `backend.plan.env`) as `*`.
+pub fn key_paths(doc: &serde_json::Value) -> Vec<String> {
+    let mut out = std::collections::BTreeSet::new();
+    walk_keys(doc, "", &mut out);
+    out.into_iter().collect()
+}
+
+fn walk_keys(v: &serde_json::Value, path: &str, out: &mut std::collections::BTreeSet<String>) {
+    use serde_json::Value;
+    const MAPS: [&str; 2] = ["environment.devices", "backend.plan.env"];
+    const DESCEND: [&str; 2] = ["phases", "energy.devices"];
+    match v {
+        Value::Object(map) => {
+            if MAPS.contains(&path) {
+                out.insert(format!("{path}.*"));
+                return;
+            }
+            for (key, value) in map {
+                let sub = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                out.insert(sub.clone());
+                walk_keys(value, &sub, out);
+            }
+        }
+        Value::Array(items) if DESCEND.contains(&path) => {
+            for item in items {
+                walk_keys(item, &format!("{path}[]"), out);
+            }
+        }
+        _ => {}
+    }
+}

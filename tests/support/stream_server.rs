@@ -46,8 +46,10 @@ pub struct Schedule {
     pub first_token: Duration,
     /// Delay between successive text chunks.
     pub interval: Duration,
-    /// Text chunks per response when the request has no `max_tokens`
-    /// (with `max_tokens`, that many).
+    /// Text chunks of a response that ends by itself (end of sequence after
+    /// that many tokens), like a model's natural output length: `max_tokens`
+    /// cuts it shorter, and with `ignore_eos` a response has exactly
+    /// `max_tokens` (as vLLM does).
     pub chunks: u32,
     /// Send a `usage` chunk after the last text chunk.
     pub usage: bool,
@@ -224,9 +226,12 @@ async fn handle(
     } else {
         body["prompt"].as_str().unwrap_or_default().to_owned()
     };
-    let chunks = body["max_tokens"]
-        .as_u64()
-        .map_or(schedule.chunks, |n| n as u32);
+    let max_tokens = body["max_tokens"].as_u64().map(|n| n as u32);
+    let chunks = match (max_tokens, body["ignore_eos"] == true) {
+        (Some(n), true) => n,
+        (Some(n), false) => n.min(schedule.chunks),
+        (None, _) => schedule.chunks,
+    };
     let prompt_tokens = key.split_whitespace().count() as u32;
 
     let now = log.in_flight.fetch_add(1, Ordering::SeqCst) + 1;

@@ -89,6 +89,45 @@ impl Drop for Scraper {
     }
 }
 
+/// Take the backend's [`llem_sdk::MISSING_METRIC`] entries out of parsed
+/// scrapes and return one warning per expected series missing from every
+/// scrape. A series that appears in any scrape (some engines create theirs at
+/// the first request) is not reported; nor is anything when there was no
+/// scrape at all (the scraper reports that itself).
+pub fn take_missing(parsed: &mut [(u64, Vec<llem_sdk::Metric>)]) -> Vec<String> {
+    let scrapes = parsed.len();
+    let mut missing: std::collections::BTreeMap<(String, String), usize> = Default::default();
+    for (_, metrics) in parsed.iter_mut() {
+        metrics.retain(|m| {
+            if m.name != llem_sdk::MISSING_METRIC {
+                return true;
+            }
+            let label = |key: &str| {
+                m.labels
+                    .iter()
+                    .find(|(k, _)| k == key)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default()
+            };
+            *missing
+                .entry((label("metric"), label("names")))
+                .or_default() += 1;
+            false
+        });
+    }
+    missing
+        .into_iter()
+        .filter(|(_, n)| *n == scrapes)
+        .map(|((metric, names), _)| {
+            format!(
+                "engine metric `{metric}` never appeared on the engine's metrics page \
+                 ({scrapes} scrapes; looked for {names}): this engine release does not \
+                 expose it, so engine_metrics.jsonl has none"
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,5 +157,37 @@ mod tests {
         assert!((3..=6).contains(&samples.len()), "{}", samples.len());
         assert!(samples[0].1.starts_with("vllm:num_requests_running 0"));
         assert!(samples.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+
+    fn missing(series: &str) -> llem_sdk::Metric {
+        llem_sdk::Metric {
+            name: llem_sdk::MISSING_METRIC.into(),
+            value: 1.0,
+            unit: String::new(),
+            labels: vec![
+                ("metric".into(), series.into()),
+                ("names".into(), format!("{series} | old_{series}")),
+            ],
+        }
+    }
+
+    #[test]
+    fn a_series_missing_from_every_scrape_is_one_warning_and_no_metric() {
+        let real = llem_sdk::Metric {
+            name: "tpot_sum".into(),
+            value: 1.0,
+            unit: "s".into(),
+            labels: vec![],
+        };
+        let mut parsed = vec![
+            (1, vec![missing("tpot"), missing("ttft")]),
+            (2, vec![real.clone(), missing("ttft")]),
+        ];
+        let warnings = take_missing(&mut parsed);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("`ttft`") && warnings[0].contains("ttft | old_ttft"));
+        assert!(warnings[0].contains("2 scrapes"));
+        assert_eq!(parsed, vec![(1, vec![]), (2, vec![real])]);
+        assert!(take_missing(&mut []).is_empty());
     }
 }

@@ -8,6 +8,7 @@ pub mod http;
 pub mod metrics;
 mod port;
 mod process;
+pub mod versions;
 pub mod worker;
 
 pub use port::free_port;

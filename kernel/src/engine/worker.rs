@@ -1,15 +1,22 @@
 //! The kernel side of the offline worker protocol, version 1: JSON lines over
 //! the worker's stdin/stdout (its stderr goes to `engine.log`).
 //!
-//! kernel → worker: `hello` {protocol, model, options}, then one `generate`
-//! {id, prompt | messages, max_tokens, ignore_eos} per request, then `shutdown`.
-//! worker → kernel: `ready` {protocol, engine, engine_version, device} once the
-//! model is loaded; per request `first_token` {id, t_ns}, `token` {id, t_ns, n},
+//! kernel → worker: `hello` {protocol, model, options, decoding}, then one
+//! `generate` {id, prompt | messages, max_tokens, temperature, top_p, seed?,
+//! ignore_eos?} per request, then `shutdown`. Decoding is always explicit
+//! ([`Decoding`]: `max_tokens` is the prompt's limit or `[load].max_tokens`;
+//! `seed` only when set, `ignore_eos` only when true); `hello.decoding` holds
+//! the run's settings ({temperature, top_p, seed, max_tokens, ignore_eos}).
+//! worker → kernel: `ready` {protocol, engine, engine_version, device,
+//! versions?} once the model is loaded (`versions`: [`SoftwareVersions`]);
+//! per request `first_token` {id, t_ns}, `token` {id, t_ns, n},
 //! `done` {id, t_ns, input_tokens, output_tokens}; `error` {id|null, message}.
 //! Every `t_ns` is `time.monotonic_ns()`: CLOCK_MONOTONIC, the sampler's clock.
 
 use super::process::EngineProcess;
+pub use super::versions::SoftwareVersions;
 use crate::clock::monotonic_ns;
+use crate::loadgen::Decoding;
 use llem_sdk::{Prompt, PromptBody};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -27,6 +34,10 @@ pub struct WorkerInfo {
     pub engine: String,
     pub engine_version: String,
     pub device: String,
+    /// Python, torch, engine, CUDA versions and device names, from the
+    /// worker's `ready` (absent from workers that do not send them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub versions: Option<SoftwareVersions>,
 }
 
 /// One request as the worker ran it.
@@ -70,6 +81,9 @@ enum Event {
         engine_version: String,
         #[serde(default)]
         device: String,
+        /// Boxed: the other events are small, and every line is one.
+        #[serde(default)]
+        versions: Option<Box<SoftwareVersions>>,
     },
     FirstToken {
         id: String,
@@ -132,7 +146,8 @@ pub struct Job<'a> {
     /// The backend's resolved options, passed on in `hello`.
     pub options: &'a Map<String, Value>,
     pub prompts: &'a [Prompt],
-    pub ignore_eos: bool,
+    /// Sent in `hello` and with every `generate`.
+    pub decoding: Decoding,
     /// How long loading the model may take before `ready`.
     pub ready_timeout: Duration,
     /// Most requests submitted to the worker at once (`None`: all of them, and
@@ -149,7 +164,14 @@ pub fn run(
     stop: &AtomicBool,
     on_done: impl FnMut(usize, usize),
 ) -> Result<(WorkerInfo, Vec<WorkerRecord>), WorkerError> {
-    let mut session = Session::start(engine, job.model, job.options, job.ready_timeout, stop)?;
+    let mut session = Session::start(
+        engine,
+        job.model,
+        job.options,
+        &job.decoding,
+        job.ready_timeout,
+        stop,
+    )?;
     let records = session.run(engine, job.prompts, &Submit::from(&job), stop, on_done)?;
     let info = session.info.clone();
     session.shutdown();
@@ -159,14 +181,15 @@ pub fn run(
 /// How one batch of prompts is submitted.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Submit {
-    pub ignore_eos: bool,
+    /// Sent with every `generate`.
+    pub decoding: Decoding,
     pub max_concurrency: Option<u32>,
 }
 
 impl From<&Job<'_>> for Submit {
     fn from(job: &Job<'_>) -> Self {
         Submit {
-            ignore_eos: job.ignore_eos,
+            decoding: job.decoding,
             max_concurrency: job.max_concurrency,
         }
     }
@@ -184,11 +207,13 @@ pub struct Session {
 }
 
 impl Session {
-    /// Send `hello` and wait (up to `ready_timeout`, or until `stop`) for `ready`.
+    /// Send `hello` (with the run's decoding) and wait (up to `ready_timeout`,
+    /// or until `stop`) for `ready`.
     pub fn start(
         engine: &mut EngineProcess,
         model: &str,
         options: &Map<String, Value>,
+        decoding: &Decoding,
         ready_timeout: Duration,
         stop: &AtomicBool,
     ) -> Result<Session, WorkerError> {
@@ -201,8 +226,8 @@ impl Session {
         let events = reader(stdout);
         // A worker that died at once closes its stdin: the write fails, and the
         // wait below reports the exit with the log, which says why.
-        let hello =
-            json!({"type": "hello", "protocol": PROTOCOL, "model": model, "options": options});
+        let hello = json!({"type": "hello", "protocol": PROTOCOL, "model": model,
+                           "options": options, "decoding": decoding});
         let _ = writeln!(stdin, "{hello}").and_then(|()| stdin.flush());
 
         let started = Instant::now();
@@ -217,6 +242,7 @@ impl Session {
                     engine: name,
                     engine_version,
                     device,
+                    versions,
                 })) => {
                     if protocol != PROTOCOL {
                         return Err(WorkerError::Protocol(protocol));
@@ -225,6 +251,7 @@ impl Session {
                         engine: name,
                         engine_version,
                         device,
+                        versions: versions.map(|v| *v),
                     };
                 }
                 Ok(Line::Event(Event::Error { message, .. })) => {
@@ -257,15 +284,13 @@ impl Session {
         })
     }
 
-    fn submit(&mut self, prompt: &Prompt, ignore_eos: bool) -> (String, WorkerRecord, bool) {
+    fn submit(&mut self, prompt: &Prompt, decoding: &Decoding) -> (String, WorkerRecord, bool) {
         let id = format!("r{}", self.next_id);
         self.next_id += 1;
-        let mut message = json!({
-            "type": "generate",
-            "id": id,
-            "max_tokens": prompt.max_output_tokens,
-            "ignore_eos": ignore_eos,
-        });
+        let mut message = json!({"type": "generate", "id": id});
+        if let Value::Object(fields) = &mut message {
+            decoding.request_fields(prompt, fields);
+        }
         match &prompt.body {
             PromptBody::Text(text) => message["prompt"] = json!(text),
             PromptBody::Chat(turns) => message["messages"] = json!(turns),
@@ -307,7 +332,7 @@ impl Session {
         while finished < prompts.len() {
             // Keep the worker fed up to the concurrency limit.
             while writable && records.len() < prompts.len() && records.len() - finished < limit {
-                let (id, record, sent) = self.submit(&prompts[records.len()], submit.ignore_eos);
+                let (id, record, sent) = self.submit(&prompts[records.len()], &submit.decoding);
                 index_of.insert(id, records.len());
                 records.push(record);
                 writable = sent;
@@ -446,7 +471,7 @@ done
             model,
             options: NO_OPTIONS.get_or_init(Map::new),
             prompts,
-            ignore_eos: false,
+            decoding: Decoding::default(),
             ready_timeout,
             max_concurrency: None,
         }
@@ -487,6 +512,59 @@ done
             assert!(r.first_token_ns.is_some() && r.end_ns.is_some());
         }
         assert_eq!(progress.last(), Some(&(4, 4)));
+    }
+
+    #[test]
+    fn hello_and_every_generate_carry_the_kernels_decoding() {
+        let dir = tempfile::tempdir().unwrap();
+        let seen = dir.path().join("seen.jsonl");
+        // FAKE_WORKER, also writing every line it reads to seen.jsonl; its
+        // ready line carries versions, as the Python workers' do.
+        let script = FAKE_WORKER
+            .replace("read hello\n", &format!("read hello\necho \"$hello\" >> '{}'\n", seen.display()))
+            .replace("while read line; do\n", &format!("while read line; do\n  echo \"$line\" >> '{}'\n", seen.display()))
+            .replace(
+                r#""device":"cpu"}'"#,
+                r#""device":"cpu","versions":{"python":"3.12.1","torch":"2.9.0","cuda":"12.8","devices":["GPU A"],"future_key":1}}'"#,
+            );
+        let mut engine = EngineProcess::spawn(&plan(&script), dir.path(), true).unwrap();
+        let mut prompts = prompts(2);
+        prompts[1].max_output_tokens = None;
+        let decoding = Decoding {
+            temperature: 0.7,
+            top_p: 0.9,
+            seed: Some(5),
+            max_tokens: 40,
+            ignore_eos: true,
+        };
+        let job = Job {
+            decoding,
+            ..job("tiny", &prompts, Duration::from_secs(5))
+        };
+        let stop = AtomicBool::new(false);
+        let (info, _) = run(&mut engine, job, &stop, |_, _| {}).unwrap();
+        let versions = info.versions.unwrap();
+        assert_eq!(versions.python.as_deref(), Some("3.12.1"));
+        assert_eq!(
+            (versions.cuda.as_deref(), versions.devices.len()),
+            (Some("12.8"), 1)
+        );
+        let lines: Vec<Value> = std::fs::read_to_string(&seen)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(
+            lines[0]["decoding"],
+            json!({"temperature": 0.7, "top_p": 0.9, "seed": 5, "max_tokens": 40, "ignore_eos": true})
+        );
+        // The prompt's own limit (3), else [load].max_tokens (40); all explicit.
+        assert_eq!(
+            lines[1],
+            json!({"type": "generate", "id": "r0", "prompt": "prompt 0", "max_tokens": 3,
+                   "temperature": 0.7, "top_p": 0.9, "seed": 5, "ignore_eos": true})
+        );
+        assert_eq!(lines[2]["max_tokens"], 40);
     }
 
     #[test]

@@ -212,6 +212,7 @@ pub fn assemble(
                 / 1e9,
         },
         dataset: state.dataset.clone(),
+        workload: state.workload.clone(),
         backend,
         inference,
         quality,

@@ -30,6 +30,11 @@ pub struct Environment {
     /// versions, CUDA…), as reported: untrusted text, kept as is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engine: Option<Value>,
+    /// Python, torch, transformers, vLLM, TensorRT-LLM and CUDA versions where
+    /// the engine runs: from the worker's `ready` (offline) or from the
+    /// versions probe run with the server's Python before it starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine_versions: Option<crate::engine::worker::SoftwareVersions>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -110,5 +115,6 @@ pub fn collect(plugins: &[PluginPlan]) -> Environment {
             })
             .collect(),
         engine: None,
+        engine_versions: None,
     }
 }

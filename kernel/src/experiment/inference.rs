@@ -165,8 +165,16 @@ pub fn start(
                 ready_timeout.as_secs()
             );
             on_event(Event::Engine(&note));
-            let session = worker::Session::start(&mut process, model, options, ready_timeout, stop)
-                .map_err(|e| RunError::Invalid(format!("worker: {e}")))?;
+            let decoding = loadgen::Decoding::from_load(load);
+            let session = worker::Session::start(
+                &mut process,
+                model,
+                options,
+                &decoding,
+                ready_timeout,
+                stop,
+            )
+            .map_err(|e| RunError::Invalid(format!("worker: {e}")))?;
             let ready = format!(
                 "worker ready: {} {} on {}",
                 session.info.engine, session.info.engine_version, session.info.device
@@ -224,7 +232,7 @@ pub fn load_config(
     config.warmup_requests = 0;
     config.seed = seed;
     config.request_timeout = Duration::from_secs_f64(load.request_timeout_s);
-    config.ignore_eos = load.ignore_eos;
+    config.decoding = loadgen::Decoding::from_load(load);
     config
         .validate()
         .map_err(|e| RunError::Invalid(format!("[load]: {e}")))?;
@@ -288,7 +296,7 @@ pub fn run_batch(
                 .cloned()
                 .collect();
             let submit = worker::Submit {
-                ignore_eos: load.ignore_eos,
+                decoding: loadgen::Decoding::from_load(load),
                 max_concurrency: load.max_concurrency,
             };
             let mut opened = false;

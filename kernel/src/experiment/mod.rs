@@ -15,8 +15,10 @@ mod results;
 mod run_dir;
 pub mod status;
 mod timestamp;
+mod workload;
 
 pub use result::*;
+pub use workload::WorkloadSummary;
 
 use crate::catalog::Catalog;
 use crate::clock::monotonic_ns;
@@ -211,6 +213,7 @@ pub(crate) struct RunState {
     pub records: Vec<RequestRecord>,
     pub engine_info: Option<crate::engine::worker::WorkerInfo>,
     pub engine_metrics: Vec<(u64, String)>,
+    pub workload: Option<WorkloadSummary>,
 }
 
 impl RunState {
@@ -338,6 +341,7 @@ impl<'c> Experiment<'c> {
             records: Vec::new(),
             engine_info: None,
             engine_metrics: Vec::new(),
+            workload: None,
         };
         let mut live = Live::default();
         let outcome = self.run_phases(&mut state, &mut live, stop, &mut on_event);
@@ -379,6 +383,9 @@ impl<'c> Experiment<'c> {
         }
         let prompts = self.load_prompts(state, on_event)?;
         live.backend = self.plan_backend(&state.dir, on_event)?;
+        if live.backend.is_some() {
+            state.workload = Some(WorkloadSummary::new(&self.plan.load, &prompts));
+        }
         if let Some(b) = &live.backend
             && b.summary.plan.mode == llem_sdk::EngineMode::Offline
         {
@@ -424,8 +431,17 @@ impl<'c> Experiment<'c> {
 
         match live.backend.as_ref() {
             Some(backend) => {
-                // 3. Start the engine and wait until it is ready.
+                // 3. Start the engine and wait until it is ready. A server's
+                // software versions are probed first, with its own Python
+                // (importing torch must not land in a measured window).
                 state.phases.begin(PhaseName::StartEngine);
+                let plan = &backend.summary.plan;
+                if plan.mode == llem_sdk::EngineMode::Server && self.plan.load.endpoint.is_none() {
+                    match crate::engine::versions::probe(plan, Duration::from_secs(60)) {
+                        Ok(v) => state.environment.engine_versions = Some(v),
+                        Err(e) => state.warn(format!("engine versions: {e}"), on_event),
+                    }
+                }
                 let model = experiment.model.clone().unwrap_or_default();
                 live.engine = Some(inference::start(
                     &backend.summary.plan,
@@ -443,6 +459,9 @@ impl<'c> Experiment<'c> {
                     .as_mut()
                     .ok_or_else(|| RunError::Invalid("no engine".into()))?;
                 state.engine_info = engine.info();
+                if let Some(v) = state.engine_info.as_ref().and_then(|i| i.versions.clone()) {
+                    state.environment.engine_versions = Some(v);
+                }
                 self.drive(state, engine, sampler, &prompts, stop, on_event)?;
             }
             None => self.measure_idle_window(state, sampler, stop, on_event),

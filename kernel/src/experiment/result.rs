@@ -69,6 +69,9 @@ pub struct RunResult {
     pub dataset: Option<DatasetSummary>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<BackendSummary>,
+    /// The decoding every request was sent with (the same for every engine).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<super::WorkloadSummary>,
     /// Requests, latency, throughput and energy per token, when an engine ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inference: Option<InferenceSummary>,

@@ -105,6 +105,7 @@ pub fn parse_metrics(
             }
         }
     }
+    warnings.extend(crate::engine::metrics::take_missing(&mut parsed));
     parsed
 }
 

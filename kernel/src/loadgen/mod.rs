@@ -28,6 +28,7 @@
 
 mod arrival;
 mod client;
+mod decoding;
 mod sse;
 mod summary;
 
@@ -46,6 +47,7 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 
 pub use arrival::ArrivalTimes;
+pub use decoding::Decoding;
 pub use summary::{Goodput, LatencySummary, Metric, Stats, parse_slo, percentile, summarize};
 
 use crate::clock::monotonic_ns;
@@ -110,9 +112,9 @@ pub struct LoadConfig {
     pub seed: u64,
     /// Limit on one request, from send to the end of its stream.
     pub request_timeout: Duration,
-    /// Send `ignore_eos: true` (vLLM, SGLang): every request generates its full
-    /// `max_tokens`.
-    pub ignore_eos: bool,
+    /// Temperature, top_p, seed, output-token limit and `ignore_eos` of every
+    /// request, always sent explicitly (engines' own defaults differ).
+    pub decoding: Decoding,
     /// Merged into every request body last (engine-specific sampling options…).
     pub extra_body: Map<String, Value>,
     /// Sent as `Authorization: Bearer …` when set.
@@ -124,7 +126,8 @@ pub struct LoadConfig {
 }
 
 impl LoadConfig {
-    /// Closed loop, one pass over the prompts, no cap, no warm-up, 10 min timeout.
+    /// Closed loop, one pass over the prompts, no cap, no warm-up, 10 min
+    /// timeout, greedy decoding ([`Decoding::default`]).
     pub fn new(base_url: impl Into<String>, api: Api, model: impl Into<String>) -> Self {
         LoadConfig {
             base_url: base_url.into(),
@@ -138,7 +141,7 @@ impl LoadConfig {
             warmup_requests: 0,
             seed: 0,
             request_timeout: Duration::from_secs(600),
-            ignore_eos: false,
+            decoding: Decoding::default(),
             extra_body: Map::new(),
             api_key: None,
             keep_output_text: false,
@@ -200,6 +203,7 @@ impl LoadConfig {
         if self.request_timeout.is_zero() {
             return bad("request_timeout must be more than 0".into());
         }
+        self.decoding.check().map_err(LoadError::InvalidConfig)?;
         if self.extra_body.contains_key("stream") {
             return bad(
                 "extra_body cannot set `stream`: the load generator needs streaming".into(),
@@ -313,14 +317,10 @@ fn request_body(config: &LoadConfig, prompt: &Prompt) -> Result<Bytes, LoadError
             )));
         }
     }
-    if let Some(max) = prompt.max_output_tokens {
-        body.insert("max_tokens".into(), max.into());
-    }
+    // Every engine gets the same decoding: nothing left to its defaults.
+    config.decoding.request_fields(prompt, &mut body);
     body.insert("stream".into(), Value::Bool(true));
     body.insert("stream_options".into(), json!({ "include_usage": true }));
-    if config.ignore_eos {
-        body.insert("ignore_eos".into(), Value::Bool(true));
-    }
     for (key, value) in &config.extra_body {
         body.insert(key.clone(), value.clone());
     }
@@ -651,7 +651,7 @@ mod tests {
     #[test]
     fn bodies() {
         let mut config = LoadConfig::new("http://127.0.0.1:1/v1", Api::Completions, "m");
-        config.ignore_eos = true;
+        config.decoding.ignore_eos = true;
         config.extra_body.insert("temperature".into(), json!(0.5));
         let body = request_body(&config, &prompt(PromptBody::Text("hi".into()), Some(7))).unwrap();
         let v: Value = serde_json::from_slice(&body).unwrap();
@@ -659,14 +659,33 @@ mod tests {
             v,
             json!({"model": "m", "prompt": "hi", "max_tokens": 7, "stream": true,
                    "stream_options": {"include_usage": true}, "ignore_eos": true,
-                   "temperature": 0.5})
+                   "temperature": 0.5, "top_p": 1.0})
         );
         config.api = Api::Chat;
-        config.ignore_eos = false;
+        config.decoding.ignore_eos = false;
+        config.extra_body.clear();
         let body = request_body(&config, &prompt(PromptBody::Text("hi".into()), None)).unwrap();
         let v: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["messages"], json!([{"role": "user", "content": "hi"}]));
-        assert!(v.get("max_tokens").is_none() && v.get("ignore_eos").is_none());
+        // Decoding is explicit even when nothing was asked: greedy, 256 tokens.
+        assert_eq!(
+            (&v["max_tokens"], &v["temperature"], &v["top_p"]),
+            (&json!(256), &json!(0.0), &json!(1.0))
+        );
+        assert!(v.get("ignore_eos").is_none() && v.get("seed").is_none());
+        config.decoding = Decoding {
+            temperature: 0.8,
+            top_p: 0.95,
+            seed: Some(7),
+            max_tokens: 64,
+            ignore_eos: false,
+        };
+        let body = request_body(&config, &prompt(PromptBody::Text("hi".into()), None)).unwrap();
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            (&v["max_tokens"], &v["temperature"], &v["top_p"], &v["seed"]),
+            (&json!(64), &json!(0.8), &json!(0.95), &json!(7))
+        );
         let chat = PromptBody::Chat(vec![llem_sdk::ChatMessage {
             role: "system".into(),
             content: "be brief".into(),
@@ -722,5 +741,7 @@ mod tests {
             .is_err()
         );
         assert!(check(&|c| c.base_url = "https://x/v1".into()).is_err());
+        assert!(check(&|c| c.decoding.top_p = 0.0).is_err());
+        assert!(check(&|c| c.decoding.temperature = -1.0).is_err());
     }
 }

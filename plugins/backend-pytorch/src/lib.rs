@@ -59,9 +59,6 @@ pub struct Pytorch {
     quantization: String,
     static_cache: bool,
     continuous_batching: bool,
-    do_sample: bool,
-    temperature: Option<f64>,
-    top_p: Option<f64>,
     top_k: Option<i64>,
     seed: Option<i64>,
     python: String,
@@ -72,7 +69,7 @@ pub struct Pytorch {
 
 impl Plugin for Pytorch {
     fn describe() -> PluginInfo {
-        use OptionType::{Boolean, Float, Integer, String, Table};
+        use OptionType::{Boolean, Integer, String, Table};
         let null = |name: &str, ty, doc: &str| OptionSpec::with_default(name, ty, Value::Null, doc);
         PluginInfo {
             name: "backend-pytorch".into(),
@@ -137,15 +134,11 @@ impl Plugin for Pytorch {
                     false,
                     "Server: continuous batching with paged attention (`--continuous-batching`)",
                 ),
-                OptionSpec::with_default(
-                    "do_sample",
-                    Boolean,
-                    false,
-                    "Offline: sample instead of greedy decoding (server: sampling is set per request)",
+                null(
+                    "top_k",
+                    Integer,
+                    "Offline, when [load].temperature > 0: sample from the k likeliest tokens (≥ 1). Temperature, top_p, seed and max_tokens are [load]'s, the same for every engine",
                 ),
-                null("temperature", Float, "Offline, with do_sample: softmax temperature (> 0)"),
-                null("top_p", Float, "Offline, with do_sample: nucleus sampling mass, in (0, 1]"),
-                null("top_k", Integer, "Offline, with do_sample: sample from the k likeliest tokens (≥ 1)"),
                 null(
                     "seed",
                     Integer,
@@ -213,9 +206,6 @@ impl Plugin for Pytorch {
             quantization: config.choice_or("quantization", "none", QUANTIZATIONS)?,
             static_cache: config.optional("static_cache")?.unwrap_or(false),
             continuous_batching: config.optional("continuous_batching")?.unwrap_or(false),
-            do_sample: config.optional("do_sample")?.unwrap_or(false),
-            temperature: config.optional("temperature")?,
-            top_p: config.optional("top_p")?,
             top_k: config.optional("top_k")?,
             seed: config.optional("seed")?,
             python: config.program_or("python", "python3")?,
@@ -295,40 +285,11 @@ impl Pytorch {
                 "is for mode = \"server\"; offline runs the worker with `python`",
             ));
         }
-        if self.do_sample {
-            if let Some(t) = self.temperature.filter(|t| t.is_nan() || *t <= 0.0) {
-                return Err(PluginError::invalid_config(
-                    "temperature",
-                    format!("must be greater than 0 when sampling, found {t}"),
-                )
-                .with_hint("for greedy decoding set do_sample = false"));
-            }
-            if let Some(p) = self.top_p.filter(|p| p.is_nan() || *p <= 0.0 || *p > 1.0) {
-                return Err(PluginError::invalid_config(
-                    "top_p",
-                    format!("must be in (0, 1], found {p}"),
-                ));
-            }
-            if let Some(k) = self.top_k.filter(|k| *k < 1) {
-                return Err(PluginError::invalid_config(
-                    "top_k",
-                    format!("must be at least 1, found {k}"),
-                ));
-            }
-        } else {
-            for (key, set) in [
-                ("temperature", self.temperature.is_some()),
-                ("top_p", self.top_p.is_some()),
-                ("top_k", self.top_k.is_some()),
-            ] {
-                if set {
-                    return Err(PluginError::invalid_config(
-                        key,
-                        "has no effect with greedy decoding (do_sample = false)",
-                    )
-                    .with_hint(format!("set do_sample = true, or remove {key}")));
-                }
-            }
+        if let Some(k) = self.top_k.filter(|k| *k < 1) {
+            return Err(PluginError::invalid_config(
+                "top_k",
+                format!("must be at least 1, found {k}"),
+            ));
         }
         Ok(())
     }
@@ -347,18 +308,11 @@ impl Pytorch {
                 "is for mode = \"offline\"; `transformers serve` has no flag for it",
             ));
         }
-        for (key, set) in [
-            ("do_sample", self.do_sample),
-            ("temperature", self.temperature.is_some()),
-            ("top_p", self.top_p.is_some()),
-            ("top_k", self.top_k.is_some()),
-        ] {
-            if set {
-                return Err(PluginError::invalid_config(
-                    key,
-                    "is for mode = \"offline\"; a server samples as each request asks",
-                ));
-            }
+        if self.top_k.is_some() {
+            return Err(PluginError::invalid_config(
+                "top_k",
+                "is for mode = \"offline\"; a server samples as each request asks ([load].temperature, top_p, seed)",
+            ));
         }
         if DEVICE_MAP_STRATEGIES.contains(&self.device_map.as_str()) && self.device_map != "auto" {
             return Err(PluginError::invalid_config(
@@ -513,18 +467,12 @@ mod tests {
     }
 
     #[test]
-    fn sampling_settings_are_checked() {
-        assert!(
-            open(json!({"do_sample": true, "temperature": 0.7, "top_p": 0.9, "top_k": 50})).is_ok()
-        );
+    fn settings_are_checked() {
+        // Temperature, top_p and seed are [load]'s now; top_k stays the plugin's.
+        assert!(open(json!({"top_k": 50})).is_ok());
         for (config, key) in [
-            (
-                json!({"do_sample": true, "temperature": 0.0}),
-                "temperature",
-            ),
-            (json!({"do_sample": true, "top_p": 1.5}), "top_p"),
-            (json!({"do_sample": true, "top_k": 0}), "top_k"),
-            (json!({"top_k": 5}), "top_k"),
+            (json!({"top_k": 0}), "top_k"),
+            (json!({"mode": "server", "top_k": 5}), "top_k"),
             (json!({"batch_size": 0}), "batch_size"),
             (json!({"ready_timeout_s": 0}), "ready_timeout_s"),
             (json!({"python": " "}), "python"),
@@ -532,6 +480,14 @@ mod tests {
         ] {
             let err = open(config.clone()).unwrap_err();
             assert_eq!(err.key.as_deref(), Some(key), "{config}: {err:?}");
+        }
+        let names: Vec<String> = Pytorch::describe()
+            .options
+            .into_iter()
+            .map(|o| o.name)
+            .collect();
+        for gone in ["do_sample", "temperature", "top_p"] {
+            assert!(!names.iter().any(|n| n == gone), "{gone} is [load]'s now");
         }
     }
 

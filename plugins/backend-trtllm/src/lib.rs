@@ -49,21 +49,39 @@ const DTYPES: &[&str] = &["auto", "float16", "bfloat16", "float32"];
 const SCHEDULER_POLICIES: &[&str] = &["MAX_UTILIZATION", "GUARANTEED_NO_EVICT", "STATIC_BATCH"];
 
 /// The series `parse_metrics` keeps from `/prometheus/metrics`
-/// (`tensorrt_llm/metrics/collector.py`, `MetricsCollector`).
+/// (`tensorrt_llm/metrics/collector.py`, `MetricsCollector`), under their
+/// `trtllm_`-prefixed names with the unprefixed names of earlier releases as
+/// aliases. The ones every release exposes are `expected`: a run warns when
+/// the engine never showed one.
 const KEEP: &[Keep] = &[
-    Keep::value("trtllm_num_requests_running", "requests"),
-    Keep::value("trtllm_num_requests_waiting", "requests"),
-    Keep::value("trtllm_kv_cache_utilization", "ratio"),
-    Keep::value("trtllm_kv_cache_hit_rate", "ratio"),
-    Keep::value("trtllm_prompt_tokens_total", "tokens"),
-    Keep::value("trtllm_generation_tokens_total", "tokens"),
-    Keep::value("trtllm_request_success_total", "requests"),
-    Keep::value("trtllm_num_requests_completed_total", "requests"),
-    Keep::value("trtllm_gpu_memory_usage_bytes", "bytes"),
-    Keep::histogram("trtllm_time_to_first_token_seconds", "s"),
-    Keep::histogram("trtllm_time_per_output_token_seconds", "s"),
-    Keep::histogram("trtllm_e2e_request_latency_seconds", "s"),
-    Keep::histogram("trtllm_request_queue_time_seconds", "s"),
+    Keep::value("trtllm_num_requests_running", "requests")
+        .or(&["num_requests_running"])
+        .expected(),
+    Keep::value("trtllm_num_requests_waiting", "requests")
+        .or(&["num_requests_waiting"])
+        .expected(),
+    Keep::value("trtllm_kv_cache_utilization", "ratio")
+        .or(&["kv_cache_utilization"])
+        .expected(),
+    Keep::value("trtllm_kv_cache_hit_rate", "ratio").or(&["kv_cache_hit_rate"]),
+    Keep::value("trtllm_prompt_tokens_total", "tokens").or(&["prompt_tokens_total"]),
+    Keep::value("trtllm_generation_tokens_total", "tokens").or(&["generation_tokens_total"]),
+    Keep::value("trtllm_request_success_total", "requests")
+        .or(&["request_success_total"])
+        .expected(),
+    Keep::value("trtllm_num_requests_completed_total", "requests")
+        .or(&["num_requests_completed_total"]),
+    Keep::value("trtllm_gpu_memory_usage_bytes", "bytes").or(&["gpu_memory_usage_bytes"]),
+    Keep::histogram("trtllm_time_to_first_token_seconds", "s")
+        .or(&["time_to_first_token_seconds"])
+        .expected(),
+    Keep::histogram("trtllm_time_per_output_token_seconds", "s")
+        .or(&["time_per_output_token_seconds"])
+        .expected(),
+    Keep::histogram("trtllm_e2e_request_latency_seconds", "s")
+        .or(&["e2e_request_latency_seconds"])
+        .expected(),
+    Keep::histogram("trtllm_request_queue_time_seconds", "s").or(&["request_queue_time_seconds"]),
 ];
 
 pub struct Trtllm {

@@ -108,26 +108,33 @@ const KV_CACHE_DTYPES: &[&str] = &[
     "turboquant_k8v4",
 ];
 
-/// The series `parse_metrics` keeps, from vLLM's `/metrics` page (V0 and V1
-/// engine names both: `gpu_cache_usage_perc` became `kv_cache_usage_perc`).
+/// The series `parse_metrics` keeps, from vLLM's `/metrics` page, under
+/// their current names with the names of earlier releases as aliases: V0's
+/// `gpu_cache_usage_perc` became V1's `kv_cache_usage_perc`, and
+/// `time_per_output_token_seconds` became `request_time_per_output_token_seconds`
+/// (vLLM 0.33). The ones every vLLM exposes are `expected`: a run warns when
+/// the engine never showed one.
 const KEEP: &[Keep] = &[
-    Keep::value("vllm:num_requests_running", "requests"),
-    Keep::value("vllm:num_requests_waiting", "requests"),
+    Keep::value("vllm:num_requests_running", "requests").expected(),
+    Keep::value("vllm:num_requests_waiting", "requests").expected(),
     Keep::value("vllm:num_requests_swapped", "requests"),
-    Keep::value("vllm:gpu_cache_usage_perc", "ratio"),
-    Keep::value("vllm:kv_cache_usage_perc", "ratio"),
+    Keep::value("vllm:kv_cache_usage_perc", "ratio")
+        .or(&["vllm:gpu_cache_usage_perc"])
+        .expected(),
     Keep::value("vllm:cpu_cache_usage_perc", "ratio"),
     Keep::value("vllm:gpu_prefix_cache_hit_rate", "ratio"),
-    Keep::value("vllm:prompt_tokens_total", "tokens"),
-    Keep::value("vllm:generation_tokens_total", "tokens"),
+    Keep::value("vllm:prompt_tokens_total", "tokens").expected(),
+    Keep::value("vllm:generation_tokens_total", "tokens").expected(),
     Keep::value("vllm:prefix_cache_queries_total", "tokens"),
     Keep::value("vllm:prefix_cache_hits_total", "tokens"),
     Keep::value("vllm:num_preemptions_total", "count"),
     Keep::value("vllm:request_success_total", "requests"),
-    Keep::histogram("vllm:time_to_first_token_seconds", "s"),
-    Keep::histogram("vllm:time_per_output_token_seconds", "s"),
+    Keep::histogram("vllm:time_to_first_token_seconds", "s").expected(),
+    Keep::histogram("vllm:request_time_per_output_token_seconds", "s")
+        .or(&["vllm:time_per_output_token_seconds"])
+        .expected(),
     Keep::histogram("vllm:inter_token_latency_seconds", "s"),
-    Keep::histogram("vllm:e2e_request_latency_seconds", "s"),
+    Keep::histogram("vllm:e2e_request_latency_seconds", "s").expected(),
     Keep::histogram("vllm:request_queue_time_seconds", "s"),
     Keep::histogram("vllm:request_prefill_time_seconds", "s"),
     Keep::histogram("vllm:request_decode_time_seconds", "s"),

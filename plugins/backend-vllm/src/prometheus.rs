@@ -5,8 +5,16 @@
 //! file with `#[path]`). It never fails: comments, blank lines, unknown and
 //! malformed lines are skipped, so a new engine release that adds or reshapes
 //! series cannot break a run.
+//!
+//! Engines rename series between releases (vLLM's
+//! `vllm:time_per_output_token_seconds` became
+//! `vllm:request_time_per_output_token_seconds`; TensorRT-LLM added its
+//! `trtllm_` prefix): a [`Keep`] lists every name of one series and records
+//! it under its first, so results read the same across releases. A series
+//! marked [`Keep::expected`] that a page lacks under every name is reported
+//! as an [`llem_sdk::MISSING_METRIC`] entry, never silently absent.
 
-use llem_sdk::Metric;
+use llem_sdk::{MISSING_METRIC, Metric};
 
 /// How a series is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,29 +26,66 @@ pub enum Kind {
     Histogram,
 }
 
-/// One series to keep: its name, how, and the unit reported.
+/// One series to keep: its name (under which it is recorded), its names in
+/// other engine releases, how it is kept, the unit reported, and whether a
+/// page without it is reported.
 #[derive(Debug, Clone, Copy)]
 pub struct Keep {
     pub name: &'static str,
+    pub aliases: &'static [&'static str],
     pub kind: Kind,
     pub unit: &'static str,
+    pub expected: bool,
 }
 
 impl Keep {
     pub const fn value(name: &'static str, unit: &'static str) -> Keep {
         Keep {
             name,
+            aliases: &[],
             kind: Kind::Value,
             unit,
+            expected: false,
         }
     }
 
     pub const fn histogram(name: &'static str, unit: &'static str) -> Keep {
         Keep {
             name,
+            aliases: &[],
             kind: Kind::Histogram,
             unit,
+            expected: false,
         }
+    }
+
+    /// The same series under other names (other engine releases).
+    pub const fn or(self, aliases: &'static [&'static str]) -> Keep {
+        Keep { aliases, ..self }
+    }
+
+    /// Report a page that lacks this series under every name.
+    pub const fn expected(self) -> Keep {
+        Keep {
+            expected: true,
+            ..self
+        }
+    }
+
+    fn names(&self) -> impl Iterator<Item = &'static str> {
+        std::iter::once(self.name).chain(self.aliases.iter().copied())
+    }
+
+    /// The recorded name and unit of a sample named `sample`, if it is this series.
+    fn matches(&self, sample: &str) -> Option<(String, &'static str)> {
+        self.names().find_map(|name| match self.kind {
+            Kind::Value => (sample == name).then(|| (self.name.to_owned(), self.unit)),
+            Kind::Histogram => match sample.strip_prefix(name)? {
+                "_sum" => Some((format!("{}_sum", self.name), self.unit)),
+                "_count" => Some((format!("{}_count", self.name), "count")),
+                _ => None,
+            },
+        })
     }
 }
 
@@ -53,39 +98,51 @@ pub struct Sample<'a> {
 }
 
 /// The samples of `text` that `keep` names, in the order they appear, as
-/// metrics with the series name and labels unchanged. Non-finite values
-/// (`NaN`, `+Inf`) are dropped: a metric is a number.
+/// metrics recorded under each series' first name, labels unchanged; then
+/// one [`MISSING_METRIC`] entry per expected series the page lacks.
+/// Non-finite values (`NaN`, `+Inf`) are dropped: a metric is a number.
 pub fn metrics(text: &str, keep: &[Keep]) -> Vec<Metric> {
     let mut out = Vec::new();
+    let mut seen = vec![false; keep.len()];
     for sample in text.lines().filter_map(parse_line) {
+        let Some((i, (name, unit))) = keep
+            .iter()
+            .enumerate()
+            .find_map(|(i, k)| k.matches(sample.name).map(|m| (i, m)))
+        else {
+            continue;
+        };
+        // Present, even with a non-finite value: the engine does expose it.
+        seen[i] = true;
         if !sample.value.is_finite() {
             continue;
         }
-        let Some(unit) = unit_of(sample.name, keep) else {
-            continue;
-        };
         out.push(Metric {
-            name: sample.name.to_owned(),
+            name,
             value: sample.value,
             unit: unit.to_owned(),
             labels: sample.labels,
         });
     }
+    for (k, _) in keep
+        .iter()
+        .zip(&seen)
+        .filter(|(k, seen)| k.expected && !**seen)
+    {
+        out.push(Metric {
+            name: MISSING_METRIC.to_owned(),
+            value: 1.0,
+            unit: String::new(),
+            labels: vec![
+                ("metric".to_owned(), k.name.to_owned()),
+                (
+                    "names".to_owned(),
+                    k.names().collect::<Vec<_>>().join(" | "),
+                ),
+            ],
+        });
+    }
     out
-}
-
-fn unit_of(name: &str, keep: &[Keep]) -> Option<&'static str> {
-    keep.iter().find_map(|k| match k.kind {
-        Kind::Value => (name == k.name).then_some(k.unit),
-        Kind::Histogram => {
-            let suffix = name.strip_prefix(k.name)?;
-            match suffix {
-                "_sum" => Some(k.unit),
-                "_count" => Some("count"),
-                _ => None,
-            }
-        }
-    })
 }
 
 /// Parse one line; `None` for comments, blank and malformed lines.
@@ -223,6 +280,49 @@ mod tests {
         ] {
             assert!(parse_line(line).is_none(), "{line:?}");
         }
+    }
+
+    #[test]
+    fn a_renamed_series_is_recorded_under_its_first_name() {
+        let keep = [
+            Keep::histogram("new_tpot", "s").or(&["old_tpot"]),
+            Keep::value("trtllm_running", "requests").or(&["running"]),
+        ];
+        let m = metrics("old_tpot_sum 2.5\nold_tpot_count 5\nrunning 3\n", &keep);
+        let got: Vec<(&str, f64, &str)> = m
+            .iter()
+            .map(|m| (m.name.as_str(), m.value, m.unit.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("new_tpot_sum", 2.5, "s"),
+                ("new_tpot_count", 5.0, "count"),
+                ("trtllm_running", 3.0, "requests")
+            ]
+        );
+    }
+
+    #[test]
+    fn an_expected_series_missing_under_every_name_is_reported() {
+        let keep = [
+            Keep::histogram("ttft", "s").expected(),
+            Keep::value("kv", "ratio").or(&["old_kv"]).expected(),
+            Keep::value("optional", "x"),
+        ];
+        let m = metrics("ttft_sum 1\nttft_count 2\n", &keep);
+        let missing: Vec<&Metric> = m.iter().filter(|m| m.name == MISSING_METRIC).collect();
+        assert_eq!(missing.len(), 1, "{m:?}");
+        assert_eq!(
+            missing[0].labels,
+            vec![
+                ("metric".to_owned(), "kv".to_owned()),
+                ("names".to_owned(), "kv | old_kv".to_owned())
+            ]
+        );
+        // Present under an old name, or with a NaN value: not missing.
+        let m = metrics("ttft_count 0\nold_kv NaN\n", &keep);
+        assert!(m.iter().all(|m| m.name != MISSING_METRIC), "{m:?}");
     }
 
     #[test]

@@ -265,6 +265,11 @@ fn check_bounds(x: f64, b: Bounds) -> Result<(), String> {
     }
     let found = fmt_number(x);
     Err(match (b.min, b.max) {
+        (Some(lo), Some(hi)) if b.exclusive_min => format!(
+            "must be greater than {} and at most {}, found {found}",
+            fmt_number(lo),
+            fmt_number(hi)
+        ),
         (Some(lo), Some(hi)) => format!(
             "must be between {} and {}, found {found}",
             fmt_number(lo),

@@ -269,6 +269,37 @@ fn load_keys() -> Vec<KeySpec> {
             "Ask the engine to ignore end-of-sequence so every request produces its full output length.",
         )),
         KeySpec::new(OptionSpec::with_default(
+            "temperature",
+            Float,
+            0.0,
+            "Sampling temperature of every request, sent explicitly to every engine: 0 is greedy decoding (the same tokens every run, and the same output lengths on every engine).",
+        ))
+        .min(0.0),
+        KeySpec::new(OptionSpec::with_default(
+            "top_p",
+            Float,
+            1.0,
+            "Nucleus-sampling mass of every request, in (0, 1]; 1 keeps every token. Only matters when temperature > 0.",
+        ))
+        .above(0.0)
+        .max(1.0),
+        KeySpec::new(OptionSpec::required(
+            "seed",
+            Integer,
+            "Sampling seed sent with every request (temperature > 0 then draws the same tokens every run); default: none, the engine's own randomness. Greedy decoding does not use it.",
+        ))
+        .optional(json!(0))
+        .min(0.0)
+        .max(f64::from(u32::MAX)),
+        KeySpec::new(OptionSpec::with_default(
+            "max_tokens",
+            Integer,
+            256,
+            "Output-token limit of a request whose dataset prompt sets none (a prompt's own limit wins); sent explicitly, since engines' own defaults differ (16, 32, the context length).",
+        ))
+        .min(1.0)
+        .max(f64::from(u32::MAX)),
+        KeySpec::new(OptionSpec::with_default(
             "request_timeout_s",
             Float,
             600.0,

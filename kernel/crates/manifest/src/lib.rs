@@ -29,7 +29,9 @@ mod suggest;
 
 pub use catalog::{CatalogEntry, LookupError, PluginCatalog};
 pub use error::ManifestError;
-pub use plan::{Experiment, Load, Measurement, Plan, PluginPlan, SandboxGrants};
+pub use plan::{
+    DEFAULT_MAX_TOKENS, Experiment, Load, Measurement, Plan, PluginPlan, SandboxGrants,
+};
 pub use raw::{ManifestSource, RawEntry, RawItem, RawManifest, RawTable, RawValue, parse};
 pub use render::render_default;
 pub use resolve::resolve;

@@ -52,6 +52,17 @@ pub struct Load {
     pub burstiness: f64,
     pub warmup_requests: u32,
     pub ignore_eos: bool,
+    /// 0: greedy. Sent with every request (`keys::LOAD`).
+    #[serde(default)]
+    pub temperature: f64,
+    #[serde(default = "one")]
+    pub top_p: f64,
+    /// Sampling seed sent with every request; `None`: not sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// Output-token limit of a prompt whose dataset sets none.
+    #[serde(default = "default_max_tokens")]
+    pub max_tokens: u32,
     pub request_timeout_s: f64,
     /// Metric name (`ttft_ms`, `tpot_ms`, `itl_ms`, `e2el_ms`) → objective in ms.
     #[serde(default)]
@@ -103,6 +114,17 @@ impl Default for Measurement {
     }
 }
 
+/// `[load].max_tokens` when the manifest does not set it (keep equal to `keys::LOAD`).
+pub const DEFAULT_MAX_TOKENS: u32 = 256;
+
+fn one() -> f64 {
+    1.0
+}
+
+fn default_max_tokens() -> u32 {
+    DEFAULT_MAX_TOKENS
+}
+
 impl Default for Load {
     fn default() -> Self {
         Load {
@@ -114,6 +136,10 @@ impl Default for Load {
             burstiness: 1.0,
             warmup_requests: 0,
             ignore_eos: false,
+            temperature: 0.0,
+            top_p: 1.0,
+            seed: None,
+            max_tokens: DEFAULT_MAX_TOKENS,
             request_timeout_s: 600.0,
             goodput: Default::default(),
         }

@@ -264,3 +264,36 @@ fn resolved_manifest_round_trips_through_toml() {
     assert_eq!(second.experiment, first.experiment, "{text}");
     assert_eq!(second.plugins, first.plugins, "{text}");
 }
+
+#[test]
+fn decoding_defaults_are_greedy_with_a_256_token_limit_and_no_seed() {
+    let load = plan("[plugins.rapl]\n").load;
+    assert_eq!(
+        (load.temperature, load.top_p, load.seed, load.max_tokens),
+        (0.0, 1.0, None, 256)
+    );
+    assert_eq!(load, llem_manifest::Load::default());
+}
+
+#[test]
+fn decoding_keys_are_read_checked_and_round_trip() {
+    let first = plan("[load]\ntemperature = 0.7\ntop_p = 0.9\nseed = 42\nmax_tokens = 64\n");
+    let load = &first.load;
+    assert_eq!(
+        (load.temperature, load.top_p, load.seed, load.max_tokens),
+        (0.7, 0.9, Some(42), 64)
+    );
+    let text = first.to_toml_string().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(plan(&text).load, first.load, "{text}");
+    assert_eq!(
+        only_error("[load]\ntemperature = -0.5\n"),
+        "experiment.toml:2:15: `load.temperature` must be at least 0, found -0.5"
+    );
+    assert_eq!(
+        only_error("[load]\ntop_p = 0\n"),
+        "experiment.toml:2:9: `load.top_p` must be greater than 0 and at most 1, found 0"
+    );
+    assert!(only_error("[load]\ntop_p = 1.5\n").contains("`load.top_p` must be"));
+    assert!(only_error("[load]\nmax_tokens = 0\n").contains("`load.max_tokens` must be"));
+    assert!(only_error("[load]\nseed = -1\n").contains("`load.seed` must be"));
+}

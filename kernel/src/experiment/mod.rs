@@ -128,6 +128,7 @@ pub fn sandbox_for(plugin: &PluginPlan, run_dir: Option<&Path>) -> Sandbox {
         env: grants.env.clone(),
         memory_bytes: (grants.memory_mib as usize) << 20,
         call_timeout: Duration::from_millis(u64::from(grants.call_timeout_ms)),
+        table: Some(format!("plugins.{}", plugin.instance)),
     }
 }
 
@@ -445,6 +446,12 @@ impl<'c> Experiment<'c> {
             dataset,
             backend,
             inference: inference_summary,
+            grants: self
+                .plan
+                .plugins
+                .iter()
+                .flat_map(|p| p.grants.clone())
+                .collect(),
             warnings,
         };
         let json = serde_json::to_string_pretty(&result)

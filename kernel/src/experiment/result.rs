@@ -39,6 +39,10 @@ pub struct RunResult {
     /// Requests, latency, throughput and energy per token, when an engine ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inference: Option<InferenceSummary>,
+    /// Every file, directory and variable sandboxed plugins were granted, and
+    /// the manifest key (the user's words) that granted it.
+    #[serde(default)]
+    pub grants: Vec<llem_manifest::Grant>,
     /// Problems met during the run that did not stop it (recorded gaps).
     #[serde(default)]
     pub warnings: Vec<String>,

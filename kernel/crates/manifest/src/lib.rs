@@ -18,6 +18,7 @@ mod catalog;
 mod check;
 mod edit;
 mod error;
+mod grants;
 pub mod keys;
 mod plan;
 mod raw;
@@ -29,7 +30,7 @@ mod suggest;
 
 pub use catalog::{CatalogEntry, LookupError, PluginCatalog};
 pub use error::ManifestError;
-pub use plan::{Experiment, Load, Plan, PluginPlan, SandboxGrants};
+pub use plan::{Experiment, Grant, GrantAccess, GrantedBy, Load, Plan, PluginPlan, SandboxGrants};
 pub use raw::{ManifestSource, RawEntry, RawItem, RawManifest, RawTable, RawValue, parse};
 pub use render::render_default;
 pub use resolve::resolve;

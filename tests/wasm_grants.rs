@@ -209,10 +209,21 @@ fn a_sink_default_grants_no_write_and_a_named_file_is_all_it_can_write() {
     assert_eq!(plan.plugins[0].grants[0].access, GrantAccess::WriteFile);
     outcome.unwrap();
     assert_eq!(std::fs::read_to_string(&results).unwrap(), "{\"ok\":true}");
+    // The plugin believes it wrote its sibling (the fixture says "LEAK"): the
+    // write landed in its private directory, deleted when the sink closed.
+    std::fs::write(&results, "old").unwrap();
     let (_, outcome) = write(&format!("file = \"{results}\"\ntarget = \"{outside}\"\n"));
-    let err = outcome.unwrap_err();
-    assert!(!err.message.contains("SANDBOX LEAK"), "{err}");
-    assert!(!tree.path("out/pwned.txt").exists());
+    assert!(outcome.unwrap_err().message.contains("wrote"));
+    assert!(
+        !tree.path("out/pwned.txt").exists(),
+        "the sibling was written"
+    );
+    assert_eq!(std::fs::read_to_string(&results).unwrap(), "{\"ok\":true}");
+    let left: Vec<_> = std::fs::read_dir(tree.path("out"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["results.json"]);
     assert!(tree.path("data/id_rsa").exists() && tree.path("data/prompts.json").exists());
 }
 
@@ -231,27 +242,35 @@ fn hostile_with(cfg: Value, sandbox: &Sandbox) -> PluginFailure {
 }
 
 #[test]
-fn a_gigabyte_string_is_cut_before_it_reaches_anyone() {
+fn a_gigabyte_string_is_stopped_before_it_reaches_anyone() {
     // Under the default 256 MiB cap the plugin cannot even build it.
     let err = hostile_with(
         json!({"attack": "huge-error", "size": 1u64 << 30}),
         &Sandbox::default(),
     );
     assert_eq!(err.kind, FailureKind::MemoryLimit, "{err}");
-    // With room to build it, the host keeps 4 KiB of it and says how much it cut.
+    // With room to build it, the host refuses to copy it out (128 MiB a call).
     let roomy = Sandbox {
         memory_bytes: 2048 << 20,
+        // Building a gigabyte in a debug build on a busy machine takes seconds.
+        call_timeout: std::time::Duration::from_secs(60),
         ..Sandbox::default()
     };
     let err = hostile_with(json!({"attack": "huge-error", "size": 1u64 << 30}), &roomy);
-    assert_eq!(err.kind, FailureKind::Other, "{}", &err.message[..200]);
-    let kept = 4096;
+    assert_eq!(err.kind, FailureKind::Other, "{err}");
+    assert_eq!(
+        err.message,
+        "returned more than the 128 MiB llem copies out of a plugin in one call, and was stopped"
+    );
+    // Under that, a long error is cut to 4 KiB, saying how much was cut.
+    let size = 60_000_000u64;
+    let err = hostile_with(json!({"attack": "huge-error", "size": size}), &roomy);
     assert_eq!(
         err.message,
         format!(
             "{} … [{} more bytes cut by llem]",
-            "E".repeat(kept),
-            (1u64 << 30) - kept as u64
+            "E".repeat(4096),
+            size - 4096
         )
     );
     let hint = err.hint.unwrap();
@@ -285,6 +304,7 @@ fn lists_over_the_limit_are_refused_not_cut() {
         json!({"attack": "many-prompts", "size": 1_000_001}),
         &Sandbox {
             memory_bytes: 512 << 20,
+            call_timeout: std::time::Duration::from_secs(120),
             ..Sandbox::default()
         },
     );
@@ -320,9 +340,9 @@ fn a_cache_entry_of_another_component_is_not_run() {
     let fixture = wasm_artifact("energy-fixture");
     let hostile = wasm_artifact("energy-hostile");
     fresh_loader(&cache).load(&fixture).unwrap();
-    let [a] = cwasm_entries(&components)[..] else {
-        panic!()
-    };
+    let entries = cwasm_entries(&components);
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let a = entries[0].clone();
     fresh_loader(&cache).load(&hostile).unwrap();
     let b = cwasm_entries(&components)
         .into_iter()
@@ -449,7 +469,7 @@ fn loud_run(error: &str) -> (String, Value, u64) {
     std::fs::write(
         &manifest,
         format!(
-            "[experiment]\nname = \"loud\"\nduration_s = 0.5\nsample_interval_ms = 20\noutput_dir = \"{}\"\n\
+            "[experiment]\nname = \"loud\"\nduration_s = 1.5\nsample_interval_ms = 20\noutput_dir = \"{}\"\n\
              [plugins.loud]\nerror = \"{error}\"\nsize = 60000000\n[plugins.loud.sandbox]\nmemory_mib = 512\n",
             tree.s("runs")
         ),
@@ -470,10 +490,9 @@ fn a_60_mb_error_repeated_stays_small_in_the_run() {
         .iter()
         .filter(|w| w.as_str().unwrap().contains("more bytes cut by llem"))
         .collect();
-    assert!(
-        cut.len() >= 3,
-        "the error came back on every failing read: {warnings:?}"
-    );
+    // Each failing read returned 60 MB; every one is cut (the sampler gives up
+    // after three, and a read that builds 60 MB takes a while).
+    assert!(cut.len() >= 2, "{warnings:?}");
     assert!(size < 64 << 10, "result.json is {size} bytes");
     assert!(stderr.len() < 64 << 10, "stderr is {} bytes", stderr.len());
 }

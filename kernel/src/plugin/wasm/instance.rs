@@ -35,7 +35,10 @@ fn arm(store: &mut Store<StoreState>, timeout: Duration) {
 
 /// The instance's manifest table for fix hints: `plugins.gpu0`.
 fn table(state: &StoreState) -> &str {
-    state.table.as_deref().unwrap_or("plugins.<instance>")
+    state
+        .manifest_table
+        .as_deref()
+        .unwrap_or("plugins.<instance>")
 }
 
 /// A value the plugin returned, refused when it is over a limit (see `limits`).
@@ -94,6 +97,18 @@ fn explain(
             "if the call is legitimately slow, raise `call_timeout_ms` in [{}.sandbox]",
             table(state)
         ));
+    }
+    if format!("{error:#}").contains("fuel allocated for hostcalls") {
+        return PluginFailure::new(
+            plugin,
+            call,
+            FailureKind::Other,
+            format!(
+                "returned more than the {} MiB llem copies out of a plugin in one call, and was stopped",
+                limits::HOSTCALL_BYTES >> 20
+            ),
+        )
+        .with_hint("this is a fault of the plugin; report it to its author");
     }
     let stderr = state.stderr.contents();
     let stderr = String::from_utf8_lossy(&stderr);

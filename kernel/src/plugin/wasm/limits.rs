@@ -1,8 +1,10 @@
 //! Limits on everything a WASM plugin hands the host.
 //!
-//! What the host copies out of a plugin is first bounded by the plugin's memory
-//! cap (`memory_mib`, at most 4096): a string cannot be longer than the memory
-//! it lives in. The limits here then bound what llem keeps and shows:
+//! What the host copies out of a plugin in one call is bounded first by
+//! [`HOSTCALL_BYTES`] (wasmtime counts every byte lifted from the guest and
+//! stops the call before copying more), and by the plugin's memory cap
+//! (`memory_mib`, at most 4096). The limits here then bound what llem keeps
+//! and shows:
 //! * text meant for people (errors, hints, names, descriptions, log lines) is
 //!   cut to a few KiB, saying how much was cut, and sanitised for terminals;
 //! * data (prompts, engine plans, metrics, devices) is never silently changed:
@@ -13,6 +15,9 @@ use crate::plugin::sanitize::sanitize;
 use llem_sdk as sdk;
 use std::time::{Duration, Instant};
 
+/// Most bytes the host copies out of a plugin in one call (wasmtime's
+/// hostcall fuel): a call returning more is stopped before the copy.
+pub const HOSTCALL_BYTES: usize = 128 << 20;
 /// An error message a plugin returns.
 pub const MESSAGE_BYTES: usize = 4096;
 /// A hint, key, or other short text (names, units, choices).

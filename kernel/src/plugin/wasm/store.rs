@@ -16,7 +16,7 @@ const STDERR_CAPTURE_BYTES: usize = 1 << 20;
 pub struct StoreState {
     pub plugin: String,
     /// The manifest table of this instance (`plugins.gpu0`), for fix hints.
-    pub table: Option<String>,
+    pub manifest_table: Option<String>,
     log_budget: LogBudget,
     /// Private directories behind single-file grants; removed with the store.
     _files: Staged,
@@ -128,7 +128,7 @@ pub fn new_store(
     }
     let state = StoreState {
         plugin: plugin.to_owned(),
-        table: sandbox.table.clone(),
+        manifest_table: sandbox.table.clone(),
         log_budget: LogBudget::default(),
         _files: files,
         wasi: wasi.build(),
@@ -141,6 +141,7 @@ pub fn new_store(
     };
     let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.limiter);
+    store.set_hostcall_fuel(super::limits::HOSTCALL_BYTES);
     store.epoch_deadline_trap();
     Ok(store)
 }

@@ -149,7 +149,7 @@ pub fn check_devices(devices: &[sdk::Device]) -> Result<(), String> {
 
 /// Per-instance log budget: a plugin that floods the log is cut to
 /// [`LOG_LINES_PER_SECOND`] lines and [`LOG_BYTES_PER_SECOND`] bytes a second.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct LogBudget {
     window: Option<Instant>,
     lines: u32,
@@ -164,17 +164,6 @@ pub struct Admitted {
     pub line: String,
     /// Lines dropped since the last one admitted (over budget).
     pub dropped_before: u64,
-}
-
-impl Default for LogBudget {
-    fn default() -> Self {
-        LogBudget {
-            window: None,
-            lines: 0,
-            bytes: 0,
-            dropped: 0,
-        }
-    }
 }
 
 impl LogBudget {

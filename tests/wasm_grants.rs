@@ -117,6 +117,20 @@ fn a_default_of_slash_grants_nothing() {
 }
 
 #[test]
+fn fix_hints_name_the_instance_table() {
+    let tree = Tree::new();
+    // A gigabyte does not fit the default 256 MiB cap.
+    let (_, err) = hostile_load(&tree, "attack = \"huge-error\"\nsize = 1073741824\n");
+    assert_eq!(err.kind, FailureKind::MemoryLimit, "{err}");
+    assert_eq!(
+        err.hint.as_deref(),
+        Some(
+            "if the plugin really needs more, raise `memory_mib` (at most 4096) in [plugins.hostile.sandbox]"
+        )
+    );
+}
+
+#[test]
 fn a_file_option_grants_that_file_and_nothing_beside_it() {
     let tree = Tree::new();
     let file = tree.s("data/prompts.json");

@@ -407,10 +407,21 @@ fn env_says_what_works_and_how_to_fix_what_does_not() {
             );
         }
     }
+    // The fixture works, but it sits on the plugin path, not next to llem:
+    // it is used only when named, never chosen for a run that names nothing.
     assert!(
-        stdout.contains("`llem run` with no manifest measures with: fixture"),
+        stdout.contains(
+            "✔ energy-fixture: 1 device(s) (not shipped with llem: used only when named)"
+        ),
         "{stdout}"
     );
+    let auto = stdout
+        .lines()
+        .find(|l| {
+            l.contains("with no manifest measures with:") || l.starts_with("nothing can measure")
+        })
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(!auto.contains("fixture"), "{auto}");
     let (code, stdout, _) = output(llem(plugins.path()).args(["env", "--json"]));
     assert_eq!(code, 0);
     let doc: Value = serde_json::from_str(&stdout).unwrap();

@@ -333,12 +333,16 @@ fn compiled_components_are_cached_and_a_corrupt_entry_is_replaced() {
         .load(&wasm)
         .unwrap();
     let cold = first.elapsed();
-    let entries: Vec<_> = std::fs::read_dir(cache.join("components"))
+    // One compiled entry, and its seal (tests/wasm_grants.rs attacks both).
+    let mut files: Vec<_> = std::fs::read_dir(cache.join("components"))
         .unwrap()
+        .map(|e| e.unwrap().path())
         .collect();
-    assert_eq!(entries.len(), 1, "one compiled entry");
-    let entry = entries[0].as_ref().unwrap().path();
-    assert!(entry.extension().is_some_and(|e| e == "cwasm"));
+    files.sort();
+    assert_eq!(files.len(), 2, "one compiled entry and its seal: {files:?}");
+    let entry = files[0].clone();
+    assert!(entry.extension().is_some_and(|e| e == "cwasm"), "{entry:?}");
+    assert!(files[1].to_string_lossy().ends_with(".cwasm.sha256"));
     let second = Instant::now();
     llem_integration_tests::fresh_loader(&cache)
         .load(&wasm)

@@ -146,8 +146,10 @@ impl PluginCatalog for Catalog {
             .map_err(|e| LookupError::Broken(e.to_string()))?;
         Ok(CatalogEntry {
             full_name: plugin.name().to_owned(),
+            shipped: discovery::is_shipped(&path),
             location: path,
             info: plugin.info().clone(),
+            sandboxed: plugin.format() == crate::plugin::PluginFormat::Wasm,
         })
     }
 }

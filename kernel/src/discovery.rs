@@ -140,6 +140,25 @@ fn builtin_dirs() -> Vec<PathBuf> {
     dirs
 }
 
+/// Whether the plugin file at `path` ships with llem: it lies in a built-in
+/// plugin directory next to the binary (compared after resolving links), so it
+/// is part of llem's own release. Only shipped plugins are chosen without being
+/// named (`llem run` without a manifest), and only their `path` defaults are
+/// granted; a file dropped on `$LLEM_PLUGIN_PATH` is neither.
+pub fn is_shipped(path: &Path) -> bool {
+    let Some(dir) = path
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_owned))
+    else {
+        return false;
+    };
+    builtin_dirs()
+        .iter()
+        .filter_map(|d| d.canonicalize().ok())
+        .any(|d| d == dir)
+}
+
 /// Why a name did not resolve.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NameError {

@@ -42,6 +42,9 @@ pub enum ProbeOutcome {
 pub struct Probe {
     pub name: String,
     pub path: Option<PathBuf>,
+    /// Shipped with llem (see [`crate::discovery::is_shipped`]): only these are
+    /// chosen when no energy source is named.
+    pub shipped: bool,
     pub outcome: ProbeOutcome,
 }
 
@@ -108,6 +111,7 @@ pub fn probe_energy(catalog: &Catalog, sets: &[String]) -> Vec<Probe> {
                 probes.push(Probe {
                     name: found.name.clone(),
                     path: Some(found.path.clone()),
+                    shipped: crate::discovery::is_shipped(&found.path),
                     outcome: ProbeOutcome::Fails(failure),
                 });
                 continue;
@@ -123,6 +127,7 @@ pub fn probe_energy(catalog: &Catalog, sets: &[String]) -> Vec<Probe> {
         probes.push(Probe {
             name: plugin.name().to_owned(),
             path: Some(found.path.clone()),
+            shipped: crate::discovery::is_shipped(&found.path),
             outcome,
         });
     }
@@ -131,6 +136,7 @@ pub fn probe_energy(catalog: &Catalog, sets: &[String]) -> Vec<Probe> {
             probes.push(Probe {
                 name: (*name).to_owned(),
                 path: None,
+                shipped: false,
                 outcome: ProbeOutcome::NotInstalled,
             });
         }
@@ -139,11 +145,13 @@ pub fn probe_energy(catalog: &Catalog, sets: &[String]) -> Vec<Probe> {
 }
 
 /// Short names of the sources to measure with when none is named: every one
-/// that works, measured ones preferred; the estimate only when nothing measures.
+/// shipped with llem that works, measured ones preferred; the estimate only when
+/// nothing measures. A plugin dropped on the plugin path is never chosen without
+/// being named, whatever it claims about itself (it could claim to measure).
 pub fn auto_energy_sources(probes: &[Probe]) -> Vec<String> {
     let working: Vec<&Probe> = probes
         .iter()
-        .filter(|p| matches!(p.outcome, ProbeOutcome::Works(_)))
+        .filter(|p| p.shipped && matches!(p.outcome, ProbeOutcome::Works(_)))
         .collect();
     let measured: Vec<&Probe> = working
         .iter()

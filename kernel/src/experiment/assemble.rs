@@ -217,6 +217,7 @@ pub fn assemble(
         inference,
         quality,
         environment: Some(state.environment.clone()),
+        grants: plan.plugins.iter().flat_map(|p| p.grants.clone()).collect(),
         warnings: state.warnings.clone(),
     };
     Assembled {

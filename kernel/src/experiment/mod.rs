@@ -141,6 +141,7 @@ pub fn sandbox_for(plugin: &PluginPlan, run_dir: Option<&Path>) -> Sandbox {
         env: grants.env.clone(),
         memory_bytes: (grants.memory_mib as usize) << 20,
         call_timeout: Duration::from_millis(u64::from(grants.call_timeout_ms)),
+        table: Some(format!("plugins.{}", plugin.instance)),
     }
 }
 

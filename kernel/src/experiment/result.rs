@@ -81,6 +81,10 @@ pub struct RunResult {
     /// What ran where: host, OS, CPU, devices, engine, llem and plugin versions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<super::environment::Environment>,
+    /// Every file, directory and variable sandboxed plugins were granted, and
+    /// the manifest key (the user's words) that granted it.
+    #[serde(default)]
+    pub grants: Vec<llem_manifest::Grant>,
     /// Problems met during the run that did not stop it (recorded gaps).
     #[serde(default)]
     pub warnings: Vec<String>,

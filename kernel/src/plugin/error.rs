@@ -1,5 +1,6 @@
 //! The one error type every plugin call returns, whatever host ran it.
 
+use super::sanitize::{sanitize, sanitize_lines};
 use llem_sdk::ErrorCode;
 use std::fmt;
 
@@ -84,19 +85,23 @@ impl PluginFailure {
     }
 }
 
+/// Plugin-supplied parts are sanitised (they are cut and sanitised at the WASM
+/// boundary already; this also covers native plugins and hand-built failures):
+/// no escape sequence is executed and no plugin newline starts a line of its own
+/// — except in the message, whose line breaks llem lays out (stderr quotes).
 impl fmt::Display for PluginFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "plugin `{}`", self.plugin)?;
+        write!(f, "plugin `{}`", sanitize(&self.plugin))?;
         if !self.call.is_empty() {
             write!(f, " ({})", self.call)?;
         }
         f.write_str(": ")?;
         if let Some(key) = &self.key {
-            write!(f, "`{key}`: ")?;
+            write!(f, "`{}`: ", sanitize(key))?;
         }
-        f.write_str(&self.message)?;
+        f.write_str(&sanitize_lines(&self.message))?;
         if let Some(hint) = &self.hint {
-            write!(f, "\n  fix: {hint}")?;
+            write!(f, "\n  fix: {}", sanitize(hint))?;
         }
         Ok(())
     }

@@ -6,10 +6,12 @@
 mod error;
 pub mod native;
 mod sandbox;
+pub mod sanitize;
 pub mod wasm;
 
 pub use error::{CallResult, FailureKind, PluginFailure};
 pub use sandbox::Sandbox;
+pub use sanitize::{sanitize, sanitize_lines};
 
 use llem_sdk::{
     Device, DeviceTelemetry, EnginePlan, LoadRequest, Metric, PlanRequest, PluginInfo, PluginKind,

@@ -7,9 +7,13 @@ use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sandbox {
-    /// Directories the plugin may read, at the same path inside the sandbox.
+    /// What the plugin may read, at the same path inside the sandbox: a
+    /// directory grants its tree; a file grants that file alone (shown in a
+    /// private directory at its parent's path, holding nothing else).
     pub read_dirs: Vec<PathBuf>,
-    /// One directory the plugin may write, at the same path inside the sandbox.
+    /// One directory the plugin may write, at the same path inside the sandbox;
+    /// or one file alone (created in a private directory, moved into place
+    /// when the instance closes).
     pub write_dir: Option<PathBuf>,
     /// Environment variables passed through (only those set on the host).
     pub env: Vec<String>,
@@ -17,6 +21,9 @@ pub struct Sandbox {
     pub memory_bytes: usize,
     /// Longest a single call may run before it is interrupted.
     pub call_timeout: Duration,
+    /// The manifest table these grants belong to (`plugins.gpu0`), named by
+    /// fix hints; `None` outside a manifest.
+    pub table: Option<String>,
 }
 
 impl Default for Sandbox {
@@ -27,6 +34,7 @@ impl Default for Sandbox {
             env: Vec::new(),
             memory_bytes: 256 << 20,
             call_timeout: Duration::from_secs(5),
+            table: None,
         }
     }
 }

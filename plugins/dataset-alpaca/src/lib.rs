@@ -46,7 +46,7 @@ impl Plugin for AlpacaDataset {
             OptionSpec::required(
                 "file",
                 OptionType::Path,
-                "Alpaca JSON file: an array of {instruction, input, output} (its directory is granted to the plugin read-only)",
+                "Alpaca JSON file: an array of {instruction, input, output} (granted to the plugin read-only, that file alone)",
             ),
             OptionSpec::with_default(
                 "tokenizer",

@@ -47,7 +47,7 @@ pub fn load_tokenizer(
 pub fn read_json<T: DeserializeOwned>(path: &str, key: &str) -> Result<T, PluginError> {
     let file = std::fs::File::open(path).map_err(|e| {
         PluginError::io(format_args!("cannot read {path}"), &e).with_hint(format!(
-            "check `{key}`; its directory is granted to the plugin automatically"
+            "check `{key}`; when you set it, that file is granted to the plugin read-only"
         ))
     })?;
     let reader = std::io::BufReader::with_capacity(1 << 20, file);

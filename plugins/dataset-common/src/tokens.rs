@@ -31,7 +31,7 @@ impl Tokens {
         tokenizers::utils::parallelism::set_parallelism(false);
         let bytes = std::fs::read(path).map_err(|e| {
             PluginError::io(format_args!("cannot read tokenizer {path}"), &e).with_hint(
-                "check `tokenizer` (a Hugging Face tokenizer.json); its directory is granted to the plugin automatically",
+                "check `tokenizer` (a Hugging Face tokenizer.json); when you set it, that file is granted to the plugin read-only",
             )
         })?;
         let tokenizer = Tokenizer::from_bytes(&bytes).map_err(|e| {

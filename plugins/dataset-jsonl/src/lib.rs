@@ -45,7 +45,7 @@ impl Plugin for JsonlDataset {
                 OptionSpec::required(
                     "file",
                     OptionType::Path,
-                    "JSON Lines file (its directory is granted to the plugin read-only)",
+                    "JSON Lines file (granted to the plugin read-only, that file alone)",
                 ),
                 OptionSpec::with_default(
                     "prompt_field",
@@ -96,8 +96,9 @@ impl Plugin for JsonlDataset {
 impl Dataset for JsonlDataset {
     fn load(&mut self, request: &LoadRequest) -> Result<Vec<Prompt>, PluginError> {
         let text = std::fs::read_to_string(&self.path).map_err(|e| {
-            PluginError::io(format_args!("cannot read {}", self.path), &e)
-                .with_hint("check `file`; its directory is granted to the plugin automatically")
+            PluginError::io(format_args!("cannot read {}", self.path), &e).with_hint(
+                "check `file`; when you set it, that file is granted to the plugin read-only",
+            )
         })?;
         let mut prompts = Vec::new();
         for (index, line) in text.lines().enumerate() {

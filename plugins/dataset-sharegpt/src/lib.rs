@@ -57,7 +57,7 @@ impl Plugin for ShareGptDataset {
             OptionSpec::required(
                 "file",
                 OptionType::Path,
-                "ShareGPT JSON file: an array of {id, conversations: [{from, value}]} (its directory is granted to the plugin read-only)",
+                "ShareGPT JSON file: an array of {id, conversations: [{from, value}]} (granted to the plugin read-only, that file alone)",
             ),
             OptionSpec::with_default(
                 "tokenizer",

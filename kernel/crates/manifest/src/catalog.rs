@@ -24,6 +24,12 @@ pub struct CatalogEntry {
     /// File the plugin is loaded from.
     pub location: PathBuf,
     pub info: PluginInfo,
+    /// Runs sandboxed (a WASM component); native libraries run in-process, trusted.
+    pub sandboxed: bool,
+    /// Shipped with llem (in the plugin directory next to the binary): its
+    /// `path` defaults are granted like the user's words. Any other plugin's
+    /// defaults grant nothing.
+    pub shipped: bool,
 }
 
 /// Why a name did not resolve.

@@ -12,6 +12,9 @@ use serde_json::{Value, json};
 /// declare an option with one of these names.
 pub const RESERVED_PLUGIN_KEYS: [&str; 4] = ["plugin", "path", "sandbox", "sample_interval_ms"];
 
+/// Largest `sandbox.memory_mib`: a 32-bit WebAssembly memory addresses 4 GiB.
+pub const MAX_MEMORY_MIB: u32 = 4096;
+
 /// The top-level table holding one sub-table per plugin instance.
 pub const PLUGINS_TABLE: &str = "plugins";
 
@@ -138,7 +141,7 @@ pub const MEASUREMENT: Section = Section {
 /// `[plugins.<name>.sandbox]`: capabilities granted to a WASM plugin.
 pub const SANDBOX: Section = Section {
     name: "sandbox",
-    doc: "Capabilities granted to a WASM plugin (deny by default; ignored for native plugins).",
+    doc: "Capabilities granted to a WASM plugin (deny by default; an error on native plugins, which cannot be confined).",
     keys: sandbox_keys,
 };
 
@@ -448,13 +451,13 @@ fn sandbox_keys() -> Vec<KeySpec> {
             "read",
             StringList,
             json!([]),
-            "Directories the plugin may read (read-only preopens); relative to this manifest.",
+            "Files and directories the plugin may read, read-only: a directory grants its tree, a file that file alone; relative to this manifest.",
         ))
         .path(),
         KeySpec::new(OptionSpec::required(
             "write",
             String,
-            "The one directory the plugin may write; none by default.",
+            "The one directory (or, for a sink, file) the plugin may write; none by default (sinks: the run directory).",
         ))
         .optional(json!("out"))
         .path(),
@@ -468,10 +471,10 @@ fn sandbox_keys() -> Vec<KeySpec> {
             "memory_mib",
             Integer,
             256,
-            "Memory cap of the plugin's instance, in MiB.",
+            "Memory cap of the plugin's instance, in MiB (1 to 4096, the most a 32-bit WebAssembly memory can address).",
         ))
         .min(1.0)
-        .max(f64::from(u32::MAX)),
+        .max(f64::from(MAX_MEMORY_MIB)),
         KeySpec::new(OptionSpec::with_default(
             "call_timeout_ms",
             Integer,
@@ -480,5 +483,11 @@ fn sandbox_keys() -> Vec<KeySpec> {
         ))
         .min(1.0)
         .max(f64::from(u32::MAX)),
+        KeySpec::new(OptionSpec::with_default(
+            "grant_paths",
+            Boolean,
+            true,
+            "Grant what this table's `path` options name, when you wrote them (never their defaults): a file read-only, alone; a directory, its tree; a sink's path, writable.",
+        )),
     ]
 }

@@ -18,6 +18,7 @@ mod catalog;
 mod check;
 mod edit;
 mod error;
+mod grants;
 pub mod keys;
 mod plan;
 mod raw;
@@ -30,7 +31,8 @@ mod suggest;
 pub use catalog::{CatalogEntry, LookupError, PluginCatalog};
 pub use error::ManifestError;
 pub use plan::{
-    DEFAULT_MAX_TOKENS, Experiment, Load, Measurement, Plan, PluginPlan, SandboxGrants,
+    DEFAULT_MAX_TOKENS, Experiment, Grant, GrantAccess, GrantedBy, Load, Measurement, Plan,
+    PluginPlan, SandboxGrants,
 };
 pub use raw::{ManifestSource, RawEntry, RawItem, RawManifest, RawTable, RawValue, parse};
 pub use render::render_default;

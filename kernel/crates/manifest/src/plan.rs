@@ -160,6 +160,14 @@ pub struct PluginPlan {
     /// Every option the plugin declares, defaults filled, as the plugin receives it.
     pub config: Map<String, Value>,
     pub sandbox: SandboxGrants,
+    /// Whether the plugin runs sandboxed (WASM). Native plugins run in-process,
+    /// trusted: they have no sandbox table and no grants.
+    #[serde(default = "yes")]
+    pub sandboxed: bool,
+    /// Every file, directory and variable the sandbox opens, and whose words
+    /// opened it; printed at the start of a run and recorded in `result.json`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grants: Vec<Grant>,
     /// Energy sources: this source's own sampling interval, overriding
     /// `experiment.sample_interval_ms`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -167,19 +175,88 @@ pub struct PluginPlan {
 }
 
 /// `[plugins.<instance>.sandbox]`: what a WASM plugin may touch. Native plugins
-/// run in-process and cannot be confined, so the kernel ignores this for them.
+/// run in-process and cannot be confined: a sandbox table on one is an error.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SandboxGrants {
-    /// Read-only preopened directories.
+    /// Read-only grants: a directory grants its tree, a file that file alone
+    /// (the kernel shows it in a private directory; see `docs/architecture.md`).
     #[serde(rename = "read")]
     pub read_dirs: Vec<PathBuf>,
-    /// The one writable directory.
+    /// The one writable grant: a directory, or a file alone (sinks).
     #[serde(rename = "write", default, skip_serializing_if = "Option::is_none")]
     pub write_dir: Option<PathBuf>,
     /// Environment variables passed through.
     pub env: Vec<String>,
     pub memory_mib: u32,
     pub call_timeout_ms: u32,
+    /// Grant what the table's `path` options name, when the user wrote them.
+    /// The resolved manifest sets it to false and lists every grant above, so
+    /// re-running it grants exactly the same things.
+    #[serde(default = "yes")]
+    pub grant_paths: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// One thing a sandboxed plugin instance may touch, and the words that granted it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    /// The plugin instance (`[plugins.<instance>]`).
+    pub instance: String,
+    pub access: GrantAccess,
+    /// Absolute path, or the environment variable's name.
+    pub target: String,
+    /// The manifest key whose value granted it, e.g. `plugins.data.file`.
+    pub key: String,
+    pub by: GrantedBy,
+}
+
+/// What a [`Grant`] opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GrantAccess {
+    /// Read one file, nothing beside it.
+    ReadFile,
+    /// Read a directory tree.
+    ReadDir,
+    /// Create or replace one file, nothing beside it.
+    WriteFile,
+    /// Read and write a directory tree.
+    WriteDir,
+    /// See one environment variable (when it is set).
+    Env,
+}
+
+/// Whose words made a [`Grant`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GrantedBy {
+    /// The user: the manifest, `--set`, or a CLI flag.
+    User,
+    /// The default of a plugin shipped with llem (in the plugin directory next
+    /// to the binary): part of llem's release, trusted like the kernel.
+    ShippedDefault,
+}
+
+impl std::fmt::Display for Grant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match self.access {
+            GrantAccess::ReadFile => "may read the file",
+            GrantAccess::ReadDir => "may read the directory",
+            GrantAccess::WriteFile => "may write the file",
+            GrantAccess::WriteDir => "may read and write the directory",
+            GrantAccess::Env => "may see the environment variable",
+        };
+        write!(f, "{} {what} {} (", self.instance, self.target)?;
+        match self.by {
+            GrantedBy::User => write!(f, "{})", self.key),
+            GrantedBy::ShippedDefault => {
+                write!(f, "default of {}, a plugin shipped with llem)", self.key)
+            }
+        }
+    }
 }
 
 impl Plan {
@@ -212,7 +289,16 @@ impl Plan {
             if let Some(ms) = p.sample_interval_ms {
                 table.insert("sample_interval_ms".into(), i64::from(ms).into());
             }
-            table.insert("sandbox".into(), toml::Value::try_from(&p.sandbox)?);
+            // Native plugins have no sandbox. For the others every grant is
+            // listed and `grant_paths = false`: the options written out above
+            // include defaults, which must not turn into grants on a re-run.
+            if p.sandboxed {
+                let sandbox = SandboxGrants {
+                    grant_paths: false,
+                    ..p.sandbox.clone()
+                };
+                table.insert("sandbox".into(), toml::Value::try_from(&sandbox)?);
+            }
             plugins.insert(p.instance.clone(), toml::Value::Table(table));
         }
         let mut doc = toml::Table::new();
@@ -226,8 +312,17 @@ impl Plan {
             toml::Value::try_from(&self.measurement)?,
         );
         doc.insert("plugins".into(), toml::Value::Table(plugins));
+        let mut grants = String::new();
+        for grant in self.plugins.iter().flat_map(|p| &p.grants) {
+            // Escaped: a path with a newline must not end the comment.
+            grants.push_str(&format!("#   {}\n", grant.to_string().escape_debug()));
+        }
+        if grants.is_empty() {
+            grants.push_str("#   none\n");
+        }
         Ok(format!(
-            "# Resolved by llem from {}; every default is written out.\n\n{}",
+            "# Resolved by llem from {}; every default is written out.\n\
+             # Granted to sandboxed plugins:\n{grants}\n{}",
             self.source_name,
             toml::to_string(&doc)?
         ))

@@ -7,6 +7,7 @@ use serde_json::Map;
 use crate::catalog::{LookupError, PluginCatalog};
 use crate::check::{TableCheck, absolute};
 use crate::error::ManifestError;
+use crate::grants::{check_native_sandbox, grants_for};
 use crate::keys::{
     EXPERIMENT, KeySpec, LOAD, MEASUREMENT, PLUGINS_TABLE, RESERVED_PLUGIN_KEYS, SANDBOX, Section,
     top_level_names,
@@ -245,7 +246,7 @@ fn resolve_plugin(
             specs.push(KeySpec::from(option.clone()));
         }
     }
-    let config = TableCheck {
+    let mut config = TableCheck {
         raw,
         table,
         path: &path,
@@ -255,11 +256,16 @@ fn resolve_plugin(
     }
     .run(errors);
 
+    check_native_sandbox(raw, table, &path, &found, errors);
     if errors.len() > before {
         return None;
     }
     let mut sandbox = sandbox?;
-    grant_path_options(&found.info, &config, &mut sandbox);
+    let grants = if found.sandboxed {
+        grants_for(instance, table, &found, &mut config, &mut sandbox)
+    } else {
+        Vec::new()
+    };
     Some(PluginPlan {
         instance: instance.clone(),
         kind: found.info.kind,
@@ -268,6 +274,8 @@ fn resolve_plugin(
         info: found.info,
         config,
         sandbox,
+        sandboxed: found.sandboxed,
+        grants,
         sample_interval_ms: sample_interval_ms?,
     })
 }
@@ -303,41 +311,6 @@ fn sample_interval(
     }
 }
 
-/// A plugin can use what its `path` options name without a separate grant: a
-/// directory is granted itself, a file its parent directory — read-only, except
-/// for sinks, whose paths name where they write (the first becomes the writable
-/// directory unless the manifest's `sandbox.write` names one).
-fn grant_path_options(
-    info: &llem_sdk::PluginInfo,
-    config: &Map<String, serde_json::Value>,
-    sandbox: &mut SandboxGrants,
-) {
-    let paths = info
-        .options
-        .iter()
-        .filter(|o| o.ty == llem_sdk::OptionType::Path)
-        .filter_map(|o| config.get(&o.name)?.as_str())
-        .filter(|p| !p.is_empty())
-        .map(std::path::Path::new);
-    for path in paths {
-        let dir = if path.is_dir() {
-            path
-        } else {
-            match path.parent() {
-                Some(parent) => parent,
-                None => continue,
-            }
-        };
-        if info.kind == llem_sdk::PluginKind::Sink {
-            if sandbox.write_dir.is_none() {
-                sandbox.write_dir = Some(dir.to_owned());
-            }
-        } else if !sandbox.read_dirs.iter().any(|d| d == dir) {
-            sandbox.read_dirs.push(dir.to_owned());
-        }
-    }
-}
-
 fn resolve_sandbox(
     raw: &RawManifest,
     table: &RawTable,
@@ -364,6 +337,7 @@ fn resolve_sandbox(
         handled_elsewhere: &[],
     }
     .run(errors);
+    crate::grants::check_granted_paths_exist(raw, sandbox, &path, &map, errors);
     if errors.len() > before {
         return None;
     }

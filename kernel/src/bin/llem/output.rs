@@ -1,5 +1,6 @@
 //! How the CLI talks to people: errors and notes on stderr, results on stdout.
 
+use llem::plugin::sanitize_lines;
 use std::io::IsTerminal;
 
 /// A command's failure: what to print and the exit code.
@@ -35,14 +36,16 @@ fn styled(code: &str, text: &str) -> String {
     }
 }
 
+// Messages may quote plugin text: escape sequences and control characters
+// are shown, never executed (line breaks llem laid out are kept).
 pub fn error(message: &str) {
-    eprintln!("{} {message}", styled("1;31", "error:"));
+    eprintln!("{} {}", styled("1;31", "error:"), sanitize_lines(message));
 }
 
 pub fn warn(message: &str) {
-    eprintln!("{} {message}", styled("1;33", "warning:"));
+    eprintln!("{} {}", styled("1;33", "warning:"), sanitize_lines(message));
 }
 
 pub fn ok(message: &str) {
-    eprintln!("{} {message}", styled("32", "✔"));
+    eprintln!("{} {}", styled("32", "✔"), sanitize_lines(message));
 }

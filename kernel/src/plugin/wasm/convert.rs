@@ -1,6 +1,9 @@
 //! Conversions between the generated host bindings and the SDK's plain types.
+//! Text a plugin returns for people (errors, names, descriptions) is cut and
+//! sanitised here, at the boundary (see `limits`).
 
 use super::bindings::{backend, dataset, energy, sink, wit_types};
+use super::limits::{self, MESSAGE_BYTES, SHORT_BYTES};
 use llem_sdk as sdk;
 
 use super::bindings::topology::DevicePlace;
@@ -19,9 +22,9 @@ pub fn plugin_error(e: wit_types::PluginError) -> sdk::PluginError {
             W::Io => sdk::ErrorCode::Io,
             W::Other => sdk::ErrorCode::Other,
         },
-        message: e.message,
-        key: e.key,
-        hint: e.hint,
+        message: limits::text(&e.message, MESSAGE_BYTES),
+        key: limits::text_opt(e.key.as_deref(), SHORT_BYTES),
+        hint: limits::text_opt(e.hint.as_deref(), SHORT_BYTES),
     }
 }
 
@@ -29,20 +32,20 @@ pub fn plugin_error(e: wit_types::PluginError) -> sdk::PluginError {
 pub fn plugin_info(i: wit_types::PluginInfo) -> sdk::PluginInfo {
     use wit_types::OptionType as W;
     sdk::PluginInfo {
-        name: i.name,
+        name: limits::text(&i.name, SHORT_BYTES),
         kind: match i.kind {
             wit_types::PluginKind::Energy => sdk::PluginKind::Energy,
             wit_types::PluginKind::Backend => sdk::PluginKind::Backend,
             wit_types::PluginKind::Dataset => sdk::PluginKind::Dataset,
             wit_types::PluginKind::Sink => sdk::PluginKind::Sink,
         },
-        version: i.version,
-        description: i.description,
+        version: limits::text(&i.version, SHORT_BYTES),
+        description: limits::text(&i.description, MESSAGE_BYTES),
         options: i
             .options
             .into_iter()
             .map(|o| sdk::OptionSpec {
-                name: o.name,
+                name: limits::text(&o.name, SHORT_BYTES),
                 ty: match o.ty {
                     W::String => sdk::OptionType::String,
                     W::Path => sdk::OptionType::Path,
@@ -57,8 +60,12 @@ pub fn plugin_info(i: wit_types::PluginInfo) -> sdk::PluginInfo {
                 default: o.default_json.map(|text| {
                     serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
                 }),
-                doc: o.doc,
-                choices: o.choices,
+                doc: limits::text(&o.doc, MESSAGE_BYTES),
+                choices: o
+                    .choices
+                    .iter()
+                    .map(|c| limits::text(c, SHORT_BYTES))
+                    .collect(),
             })
             .collect(),
     }
@@ -77,8 +84,8 @@ pub fn device(d: we::Device) -> sdk::Device {
     use sdk::DeviceKind as K;
     use we::DeviceKind as W;
     sdk::Device {
-        id: d.id,
-        name: d.name,
+        id: limits::text(&d.id, SHORT_BYTES),
+        name: limits::text(&d.name, SHORT_BYTES),
         kind: match d.kind {
             W::Gpu => K::Gpu,
             W::CpuPackage => K::CpuPackage,

@@ -3,7 +3,7 @@
 
 use super::bindings::{backend, dataset, energy, sink, topology, wit_types};
 use super::store::{StoreState, new_store};
-use super::{Code, EPOCH_TICK, convert};
+use super::{Code, EPOCH_TICK, convert, limits};
 use crate::plugin::{
     BackendInstance, CallResult, DatasetInstance, EnergyInstance, FailureKind, PluginFailure,
     Sandbox, SinkInstance,
@@ -18,6 +18,8 @@ use wasmtime::component::ResourceAny;
 
 /// Lines of a crashed plugin's stderr quoted in the error (panic messages).
 const STDERR_TAIL_LINES: usize = 6;
+/// Longest stderr line quoted.
+const STDERR_LINE_BYTES: usize = 512;
 
 /// Calls outside any manifest grant (describe) get the default sandbox.
 fn describe_sandbox() -> Sandbox {
@@ -29,6 +31,28 @@ fn arm(store: &mut Store<StoreState>, timeout: Duration) {
     let ticks = timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64 + 1;
     store.set_epoch_deadline(ticks);
     store.data_mut().limiter.refused = None;
+}
+
+/// The instance's manifest table for fix hints: `plugins.gpu0`.
+fn table(state: &StoreState) -> &str {
+    state
+        .manifest_table
+        .as_deref()
+        .unwrap_or("plugins.<instance>")
+}
+
+/// A value the plugin returned, refused when it is over a limit (see `limits`).
+fn limited<T>(
+    plugin: &str,
+    call: &'static str,
+    value: T,
+    check: impl FnOnce(&T) -> Result<(), String>,
+) -> CallResult<T> {
+    check(&value).map_err(|message| {
+        PluginFailure::new(plugin, call, FailureKind::Other, message)
+            .with_hint("this is a fault of the plugin; report it to its author")
+    })?;
+    Ok(value)
 }
 
 /// Explain a trap: deadline, memory cap, or a crash (with the panic message).
@@ -52,7 +76,8 @@ fn explain(
             ),
         )
         .with_hint(format!(
-            "if the plugin really needs more, raise `memory_mib` in [plugins.{plugin}.sandbox]"
+            "if the plugin really needs more, raise `memory_mib` (at most 4096) in [{}.sandbox]",
+            table(state)
         ));
     }
     if matches!(
@@ -69,13 +94,31 @@ fn explain(
             ),
         )
         .with_hint(format!(
-            "if the call is legitimately slow, raise `call_timeout_ms` in [plugins.{plugin}.sandbox]"
+            "if the call is legitimately slow, raise `call_timeout_ms` in [{}.sandbox]",
+            table(state)
         ));
+    }
+    if format!("{error:#}").contains("fuel allocated for hostcalls") {
+        return PluginFailure::new(
+            plugin,
+            call,
+            FailureKind::Other,
+            format!(
+                "returned more than the {} MiB llem copies out of a plugin in one call, and was stopped",
+                limits::HOSTCALL_BYTES >> 20
+            ),
+        )
+        .with_hint("this is a fault of the plugin; report it to its author");
     }
     let stderr = state.stderr.contents();
     let stderr = String::from_utf8_lossy(&stderr);
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    let tail = lines[lines.len().saturating_sub(STDERR_TAIL_LINES)..].join("\n    ");
+    // Plugin text: each line cut and sanitised before it is laid out.
+    let tail = lines[lines.len().saturating_sub(STDERR_TAIL_LINES)..]
+        .iter()
+        .map(|line| limits::text(line, STDERR_LINE_BYTES))
+        .collect::<Vec<_>>()
+        .join("\n    ");
     let mut message = format!("crashed: {}", root_cause(error));
     if !tail.is_empty() {
         message.push_str(&format!("\n  plugin stderr:\n    {tail}"));
@@ -240,9 +283,10 @@ pub(super) fn describe(code: &Code) -> CallResult<PluginInfo> {
         PluginKind::Dataset => call_describe!(dataset::DatasetPluginPre),
         PluginKind::Sink => call_describe!(sink::SinkPluginPre),
     };
-    described
+    let info = described
         .map(convert::plugin_info)
-        .map_err(|e| explain(&code.name, "describe", &store, &e, sandbox.call_timeout))
+        .map_err(|e| explain(&code.name, "describe", &store, &e, sandbox.call_timeout))?;
+    limited(&code.name, "describe", info, limits::check_info)
 }
 
 pub(super) struct WasmEnergy {
@@ -271,6 +315,7 @@ impl WasmEnergy {
         if let Some(places) = places(code, &mut guest)? {
             convert::apply_places(&code.name, &mut devices, places);
         }
+        let devices = limited(&code.name, "devices", devices, |d| limits::check_devices(d))?;
         Ok(WasmEnergy { guest, devices })
     }
 }
@@ -303,6 +348,9 @@ impl EnergyInstance for WasmEnergy {
         let readings = self.guest.call("read", |b, store, r| {
             b.llem_plugin_energy().source().call_read(store, r)
         })?;
+        let readings = limited(&self.guest.name, "read", readings, |r| {
+            limits::check_count("a reading list", r.len(), limits::MAX_DEVICES)
+        })?;
         out.extend(readings.into_iter().map(convert::reading));
         Ok(())
     }
@@ -311,7 +359,12 @@ impl EnergyInstance for WasmEnergy {
         let telemetry = self.guest.call("telemetry", |b, store, r| {
             b.llem_plugin_energy().source().call_telemetry(store, r)
         })?;
-        Ok(telemetry.into_iter().map(convert::telemetry).collect())
+        let telemetry: Vec<DeviceTelemetry> =
+            telemetry.into_iter().map(convert::telemetry).collect();
+        limited(&self.guest.name, "telemetry", telemetry, |t| {
+            limits::check_count("a telemetry list", t.len(), limits::MAX_DEVICES)?;
+            t.iter().try_for_each(|d| limits::check_metrics(&d.metrics))
+        })
     }
 }
 
@@ -334,13 +387,15 @@ impl WasmBackend {
 impl BackendInstance for WasmBackend {
     fn plan(&mut self, request: &PlanRequest) -> CallResult<EnginePlan> {
         let request = convert::plan_request(request);
-        self.0
+        let plan = self
+            .0
             .call("plan", |b, store, r| {
                 b.llem_plugin_backend()
                     .backend()
                     .call_plan(store, r, &request)
             })
-            .map(convert::engine_plan)
+            .map(convert::engine_plan)?;
+        limited(&self.0.name, "plan", plan, limits::check_plan)
     }
 
     fn parse_metrics(&mut self, prometheus_text: &str) -> CallResult<Vec<Metric>> {
@@ -349,7 +404,10 @@ impl BackendInstance for WasmBackend {
                 .backend()
                 .call_parse_metrics(store, r, prometheus_text)
         })?;
-        Ok(metrics.into_iter().map(convert::metric).collect())
+        let metrics: Vec<Metric> = metrics.into_iter().map(convert::metric).collect();
+        limited(&self.0.name, "parse-metrics", metrics, |m| {
+            limits::check_metrics(m)
+        })
     }
 }
 
@@ -377,7 +435,8 @@ impl DatasetInstance for WasmDataset {
                 .dataset()
                 .call_load(store, r, &request)
         })?;
-        Ok(prompts.into_iter().map(convert::prompt).collect())
+        let prompts: Vec<Prompt> = prompts.into_iter().map(convert::prompt).collect();
+        limited(&self.0.name, "load", prompts, |p| limits::check_prompts(p))
     }
 }
 

@@ -7,7 +7,9 @@ mod bindings;
 mod cache;
 mod classify;
 mod convert;
+mod files;
 mod instance;
+mod limits;
 mod store;
 
 pub use cache::default_cache_dir;

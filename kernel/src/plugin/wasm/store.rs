@@ -2,17 +2,24 @@
 //! grants (deny by default), its memory cap, and the host interface it imports.
 
 use super::bindings::{wit_host, wit_types};
+use super::files::{Staged, preopen};
+use super::limits::LogBudget;
 use crate::plugin::Sandbox;
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Store};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 /// How much of a plugin's stderr is kept to explain a crash (panic messages land there).
 const STDERR_CAPTURE_BYTES: usize = 1 << 20;
 
 pub struct StoreState {
     pub plugin: String,
+    /// The manifest table of this instance (`plugins.gpu0`), for fix hints.
+    pub manifest_table: Option<String>,
+    log_budget: LogBudget,
+    /// Private directories behind single-file grants; removed with the store.
+    _files: Staged,
     wasi: WasiCtx,
     table: ResourceTable,
     pub limiter: MemoryCap,
@@ -30,9 +37,30 @@ impl WasiView for StoreState {
 
 impl wit_types::Host for StoreState {}
 
+impl Drop for StoreState {
+    fn drop(&mut self) {
+        let dropped = self.log_budget.dropped();
+        if dropped > 0 {
+            tracing::warn!(plugin = %self.plugin, "{dropped} log lines dropped: over the plugin's log budget");
+        }
+    }
+}
+
 impl wit_host::Host for StoreState {
     fn log(&mut self, level: wit_host::LogLevel, message: String) {
         let plugin = self.plugin.as_str();
+        // Cut, sanitised and rate-limited: plugin text reaches the terminal.
+        let Some(admitted) = self.log_budget.admit(std::time::Instant::now(), &message) else {
+            return;
+        };
+        if admitted.dropped_before > 0 {
+            tracing::warn!(
+                plugin,
+                "{} log lines dropped: over the plugin's log budget",
+                admitted.dropped_before
+            );
+        }
+        let message = admitted.line;
         match level {
             wit_host::LogLevel::Trace => tracing::trace!(plugin, "{message}"),
             wit_host::LogLevel::Debug => tracing::debug!(plugin, "{message}"),
@@ -92,16 +120,7 @@ pub fn new_store(
     wasi.allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false);
-    for dir in &sandbox.read_dirs {
-        let guest = dir.to_string_lossy();
-        wasi.preopened_dir(dir, guest.as_ref(), FsPerms::ReadOnly)
-            .map_err(|e| format!("cannot grant read access to {}: {e}", dir.display()))?;
-    }
-    if let Some(dir) = &sandbox.write_dir {
-        let guest = dir.to_string_lossy();
-        wasi.preopened_dir(dir, guest.as_ref(), FsPerms::ReadWrite)
-            .map_err(|e| format!("cannot grant write access to {}: {e}", dir.display()))?;
-    }
+    let files = preopen(&mut wasi, sandbox)?;
     for name in &sandbox.env {
         if let Ok(value) = std::env::var(name) {
             wasi.env(name, value);
@@ -109,6 +128,9 @@ pub fn new_store(
     }
     let state = StoreState {
         plugin: plugin.to_owned(),
+        manifest_table: sandbox.table.clone(),
+        log_budget: LogBudget::default(),
+        _files: files,
         wasi: wasi.build(),
         table: ResourceTable::new(),
         limiter: MemoryCap {
@@ -119,6 +141,7 @@ pub fn new_store(
     };
     let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.limiter);
+    store.set_hostcall_fuel(super::limits::HOSTCALL_BYTES);
     store.epoch_deadline_trap();
     Ok(store)
 }

@@ -102,6 +102,45 @@ pub fn plugins() -> Vec<(String, PluginInfo)> {
     ]
 }
 
+/// Plugins with `path` options, for the grant rules: a third-party dataset and
+/// sink whose defaults try to grant themselves `/`, the same dataset shipped
+/// with llem, and a native plugin.
+fn grant_plugins() -> Vec<(String, PluginInfo)> {
+    use OptionType::*;
+    let dataset = |name: &str| {
+        info(
+            name,
+            PluginKind::Dataset,
+            vec![
+                OptionSpec::required("file", Path, "Prompts file"),
+                OptionSpec::with_default("root", Path, "/", "Greedy default"),
+                OptionSpec::with_default("tokenizer", Path, serde_json::Value::Null, "Unset"),
+            ],
+        )
+    };
+    vec![
+        ("files".to_owned(), dataset("dataset-files")),
+        ("shipped".to_owned(), dataset("dataset-shipped")),
+        (
+            "out".to_owned(),
+            info(
+                "sink-out",
+                PluginKind::Sink,
+                vec![OptionSpec::with_default(
+                    "file",
+                    Path,
+                    "/",
+                    "Where to write",
+                )],
+            ),
+        ),
+        (
+            "native".to_owned(),
+            info("energy-native", PluginKind::Energy, vec![]),
+        ),
+    ]
+}
+
 pub struct FakeCatalog {
     plugins: Vec<(String, PluginInfo)>,
 }
@@ -123,6 +162,7 @@ impl FakeCatalog {
                 )],
             ),
         ));
+        plugins.extend(grant_plugins());
         FakeCatalog { plugins }
     }
 }
@@ -143,13 +183,20 @@ impl PluginCatalog for FakeCatalog {
             .iter()
             .find(|(short, info)| short == name || info.name == name);
         match found {
-            Some((short, info)) => Ok(CatalogEntry {
-                full_name: info.name.clone(),
-                location: explicit_path.map(Path::to_path_buf).unwrap_or_else(|| {
-                    PathBuf::from(format!("/usr/lib/llem/plugins/{short}.wasm"))
-                }),
-                info: info.clone(),
-            }),
+            Some((short, info)) => {
+                // `native*` plugins are shared libraries; `shipped*` ones come with llem.
+                let native = short.starts_with("native");
+                let ext = if native { "so" } else { "wasm" };
+                Ok(CatalogEntry {
+                    full_name: info.name.clone(),
+                    location: explicit_path.map(Path::to_path_buf).unwrap_or_else(|| {
+                        PathBuf::from(format!("/usr/lib/llem/plugins/{short}.{ext}"))
+                    }),
+                    info: info.clone(),
+                    sandboxed: !native,
+                    shipped: short.starts_with("shipped"),
+                })
+            }
             None => {
                 let names = self
                     .plugins

@@ -3,6 +3,7 @@
 mod common;
 
 mod edits;
+mod grants;
 mod parse;
 mod paths;
 mod render;

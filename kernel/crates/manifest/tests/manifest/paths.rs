@@ -5,30 +5,41 @@ use std::path::PathBuf;
 
 use crate::common::{plan, raw, render, resolve_raw};
 
+/// A fresh directory holding `subdirs` (grants must name what exists).
+fn dir_with(tag: &str, subdirs: &[&str]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("llem-manifest-{tag}-{}", std::process::id()));
+    for sub in subdirs {
+        let made = std::fs::create_dir_all(dir.join(sub));
+        assert!(made.is_ok(), "{made:?}");
+    }
+    dir
+}
+
 #[test]
 fn relative_paths_resolve_against_the_manifest_dir() {
-    let plan = plan(
-        "[experiment]\noutput_dir = \"out/runs\"\n\
+    let dir = dir_with("relative", &["data", "scratch"]);
+    let source = llem_manifest::ManifestSource {
+        name: "experiment.toml".to_owned(),
+        dir: dir.clone(),
+        text: "[experiment]\noutput_dir = \"out/runs\"\n\
          [plugins.rapl]\npath = \"plugins/rapl.wasm\"\n\
-         [plugins.rapl.sandbox]\nread = [\"data\", \"/sys/class/powercap\"]\nwrite = \"scratch\"\nenv = [\"HF_HOME\"]\nmemory_mib = 512\n",
-    );
-    assert_eq!(
-        plan.experiment.output_dir,
-        PathBuf::from("/work/exp/out/runs")
-    );
+         [plugins.rapl.sandbox]\nread = [\"data\", \"/\"]\nwrite = \"scratch\"\nenv = [\"HF_HOME\"]\nmemory_mib = 512\n"
+            .to_owned(),
+    };
+    let plan = llem_manifest::parse(&source).map(|raw| resolve_raw(&raw));
+    let _ = std::fs::remove_dir_all(&dir);
+    let plan = match plan {
+        Ok(Ok(plan)) => plan,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(plan.experiment.output_dir, dir.join("out/runs"));
     let rapl = &plan.plugins[0];
-    assert_eq!(rapl.location, PathBuf::from("/work/exp/plugins/rapl.wasm"));
+    assert_eq!(rapl.location, dir.join("plugins/rapl.wasm"));
     assert_eq!(
         rapl.sandbox.read_dirs,
-        [
-            PathBuf::from("/work/exp/data"),
-            PathBuf::from("/sys/class/powercap")
-        ]
+        [dir.join("data"), PathBuf::from("/")]
     );
-    assert_eq!(
-        rapl.sandbox.write_dir,
-        Some(PathBuf::from("/work/exp/scratch"))
-    );
+    assert_eq!(rapl.sandbox.write_dir, Some(dir.join("scratch")));
     assert_eq!(rapl.sandbox.env, ["HF_HOME"]);
     assert_eq!(rapl.sandbox.memory_mib, 512);
 }
@@ -41,7 +52,8 @@ fn absolute_paths_are_kept() {
 
 #[test]
 fn set_paths_resolve_against_the_command_line_dir() {
-    let mut raw = raw("[plugins.rapl]\n");
+    let cwd = dir_with("set", &["in"]);
+    let mut raw = raw("[plugins.rapl]\n").with_command_line_dir(cwd.clone());
     for a in [
         "experiment.output_dir=results",
         "rapl.sandbox.read=[\"in\"]",
@@ -54,14 +66,9 @@ fn set_paths_resolve_against_the_command_line_dir() {
         Ok(p) => p,
         Err(e) => panic!("{}", render(&e)),
     };
-    assert_eq!(
-        plan.experiment.output_dir,
-        PathBuf::from("/home/me/results")
-    );
-    assert_eq!(
-        plan.plugins[0].sandbox.read_dirs,
-        [PathBuf::from("/home/me/in")]
-    );
+    let _ = std::fs::remove_dir_all(&cwd);
+    assert_eq!(plan.experiment.output_dir, cwd.join("results"));
+    assert_eq!(plan.plugins[0].sandbox.read_dirs, [cwd.join("in")]);
 }
 
 #[test]

@@ -80,7 +80,7 @@ fn unknown_plugin_suggests_and_lists_available() {
     assert_eq!(
         only_error(text),
         "experiment.toml:7:1: unknown plugin `nvmll` in [plugins.nvmll]\n  \
-         help: did you mean `nvml`? available: backend-vllm, energy-nvml, energy-rapl, sink-clash"
+         help: did you mean `nvml`? available: backend-vllm, dataset-files, dataset-shipped, energy-native, energy-nvml, energy-rapl, sink-clash, sink-out"
     );
 }
 
@@ -233,7 +233,7 @@ memory_mib = -1
             "6:1 plugins.vllm.served_model_name missing required option `served_model_name` in [plugins.vllm]",
             "7:16 plugins.vllm.max_num_seqs `plugins.vllm.max_num_seqs` must be an integer, found a string (\"many\")",
             "9:1 plugins.nvmll unknown plugin `nvmll` in [plugins.nvmll]",
-            "12:14 plugins.rapl.sandbox.memory_mib `plugins.rapl.sandbox.memory_mib` must be between 1 and 4294967295, found -1",
+            "12:14 plugins.rapl.sandbox.memory_mib `plugins.rapl.sandbox.memory_mib` must be between 1 and 4096, found -1",
         ]
     );
 }
@@ -253,7 +253,7 @@ fn resolved_manifest_round_trips_through_toml() {
     let first = plan(
         "[experiment]\nmodel = \"m\"\ncycles = 2\n[plugins.gpu]\nplugin = \"nvml\"\ndevices = [0, 1]\n\
          [plugins.vllm]\nserved_model_name = \"q\"\nextra_args = { enforce_eager = true }\n\
-         [plugins.vllm.sandbox]\nread = [\"data\"]\n",
+         [plugins.vllm.sandbox]\nread = [\"/\"]\n",
     );
     let text = match first.to_toml_string() {
         Ok(t) => t,
@@ -262,7 +262,35 @@ fn resolved_manifest_round_trips_through_toml() {
     assert!(text.contains("plugin = \"energy-nvml\""), "{text}");
     let second = plan(&text);
     assert_eq!(second.experiment, first.experiment, "{text}");
-    assert_eq!(second.plugins, first.plugins, "{text}");
+    // The same things are granted; on the second reading they are the resolved
+    // file's own `sandbox` lists (it sets `grant_paths = false`), so only the
+    // key that granted them differs.
+    let what = |p: &llem_manifest::Plan| -> Vec<Vec<(llem_manifest::GrantAccess, String)>> {
+        p.plugins
+            .iter()
+            .map(|p| {
+                p.grants
+                    .iter()
+                    .map(|g| (g.access, g.target.clone()))
+                    .collect()
+            })
+            .collect()
+    };
+    assert_eq!(what(&second), what(&first), "{text}");
+    let without_grants = |p: &llem_manifest::Plan| -> Vec<llem_manifest::PluginPlan> {
+        p.plugins
+            .iter()
+            .map(|p| llem_manifest::PluginPlan {
+                grants: Vec::new(),
+                sandbox: llem_manifest::SandboxGrants {
+                    grant_paths: true,
+                    ..p.sandbox.clone()
+                },
+                ..p.clone()
+            })
+            .collect()
+    };
+    assert_eq!(without_grants(&second), without_grants(&first), "{text}");
 }
 
 #[test]

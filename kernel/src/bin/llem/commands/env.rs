@@ -3,6 +3,7 @@
 
 use crate::output::{CmdResult, Failure};
 use llem::Catalog;
+use llem::plugin::{sanitize, sanitize_lines};
 use llem::probe::{KNOWN_ENERGY_SOURCES, ProbeOutcome, probe_energy};
 use std::process::ExitCode;
 
@@ -84,7 +85,17 @@ pub fn run(args: Args) -> CmdResult {
                 } else {
                     ""
                 };
-                println!("  ✔ {}: {} device(s){estimated}", probe.name, devices.len());
+                // A plugin from the plugin path is used only when named.
+                let named_only = if probe.shipped {
+                    ""
+                } else {
+                    " (not shipped with llem: used only when named)"
+                };
+                println!(
+                    "  ✔ {}: {} device(s){estimated}{named_only}",
+                    probe.name,
+                    devices.len()
+                );
                 for device in devices {
                     let how = match (device.has_energy_counter, device.has_power) {
                         (true, _) => "energy counter".to_owned(),
@@ -94,17 +105,22 @@ pub fn run(args: Args) -> CmdResult {
                         (false, true) => "power".to_owned(),
                         (false, false) => "no reading".to_owned(),
                     };
-                    println!("      {}: {} ({how})", device.id, device.name);
+                    println!(
+                        "      {}: {} ({how})",
+                        sanitize(&device.id),
+                        sanitize(&device.name)
+                    );
                 }
             }
             ProbeOutcome::Fails(failure) => {
+                // Plugin text: shown, never executed, on stdout as well.
                 println!(
                     "  ✘ {}: {}",
                     probe.name,
-                    failure.message.replace('\n', "\n      ")
+                    sanitize_lines(&failure.message).replace('\n', "\n      ")
                 );
                 if let Some(hint) = &failure.hint {
-                    println!("      fix: {hint}");
+                    println!("      fix: {}", sanitize(hint));
                 }
             }
             ProbeOutcome::NeedsConfig(why) => {

@@ -1,3 +1,4 @@
+pub mod capabilities;
 pub mod completions;
 pub mod config;
 pub mod env;

@@ -9,13 +9,17 @@ use std::process::ExitCode;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
-    /// Every plugin found, where it came from, and whether it loads.
+    /// Every plugin found, where it came from, and whether it loads. Listing
+    /// loads each plugin to read its description: a WASM plugin runs sandboxed,
+    /// but a native library's constructors run inside llem, with your
+    /// permissions, when it is listed — put only trusted libraries on the path.
     List {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
     },
-    /// One plugin's description and every option it accepts.
+    /// One plugin's description, every option it accepts, and what it may
+    /// touch: native (trusted, unconfined) or sandboxed, and its grants.
     Inspect {
         /// Full name (`energy-nvml`), short name (`nvml`) or a path.
         name: String,
@@ -164,8 +168,13 @@ fn inspect(catalog: &Catalog, name: &str, json: bool) -> CmdResult {
     let plugin = catalog.load(name).map_err(Failure::bad_input)?;
     let info = plugin.info();
     if json {
-        let value =
-            serde_json::json!({"path": plugin.path(), "format": plugin.format(), "info": info});
+        let grants = super::capabilities::default_grants(catalog, &plugin).unwrap_or_default();
+        let value = serde_json::json!({
+            "path": plugin.path(), "format": plugin.format(), "info": info,
+            "sandboxed": plugin.format() == llem::PluginFormat::Wasm,
+            "shipped": llem::discovery::is_shipped(plugin.path()),
+            "default_grants": grants,
+        });
         println!("{value}");
         return Ok(ExitCode::SUCCESS);
     }
@@ -182,6 +191,7 @@ fn inspect(catalog: &Catalog, name: &str, json: bool) -> CmdResult {
     println!("  {}", info.description);
     println!("  file: {}", plugin.path().display());
     println!("  manifest table: [plugins.{}]", short_name(&info.name));
+    super::capabilities::print(catalog, &plugin);
     if info.options.is_empty() {
         println!("  options: none");
         return Ok(ExitCode::SUCCESS);

@@ -11,6 +11,18 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+/// Every grant, before anything runs: what each sandboxed plugin may touch and
+/// which key of the user's granted it (also in manifest.resolved.toml and
+/// result.json).
+fn print_grants(plan: &llem::manifest::Plan) {
+    for grant in plan.plugins.iter().flat_map(|p| &p.grants) {
+        ok(&format!(
+            "grant: {}",
+            llem::plugin::sanitize(&grant.to_string())
+        ));
+    }
+}
+
 /// Run an experiment and write its run directory.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -77,6 +89,8 @@ pub fn run(args: Args) -> CmdResult {
         }
     }
 
+    print_grants(&plan);
+
     let stop = Arc::new(AtomicBool::new(false));
     let handler_stop = stop.clone();
     // First Ctrl-C: stop measuring and write what was measured. Second: leave now.
@@ -121,7 +135,13 @@ fn run_one(experiment: &Experiment<'_>, cycle: u32, stop: &Arc<AtomicBool>) -> R
             instance,
             kind,
             detail,
-        } => bar.suspend(|| ok(&format!("{instance} ({kind}): {detail}"))),
+        } => bar.suspend(|| {
+            // One line: a plugin's device names or engine arguments cannot break it.
+            ok(&format!(
+                "{instance} ({kind}): {}",
+                llem::plugin::sanitize(&detail)
+            ))
+        }),
         Event::Warning(text) => bar.suspend(|| warn(text)),
         Event::Phase { note, .. } => bar.set_message(note),
         Event::Engine(text) => bar.suspend(|| ok(text)),

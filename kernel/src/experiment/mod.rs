@@ -128,6 +128,7 @@ pub fn sandbox_for(plugin: &PluginPlan, run_dir: Option<&Path>) -> Sandbox {
         env: grants.env.clone(),
         memory_bytes: (grants.memory_mib as usize) << 20,
         call_timeout: Duration::from_millis(u64::from(grants.call_timeout_ms)),
+        connect: grants.connect.clone(),
     }
 }
 
@@ -290,8 +291,9 @@ impl<'c> Experiment<'c> {
                     plan.args.join(" ")
                 ),
             });
+            let grants = crate::engine::EngineGrants::for_backend(plugin, &model);
             let started_engine =
-                inference::start(&plan, &self.plan.load, &dir, port, &mut on_event)?;
+                inference::start(&plan, &grants, &self.plan.load, &dir, port, &mut on_event)?;
             let base_url = match &started_engine {
                 inference::Engine::Server { base_url, .. } => Some(base_url.clone()),
                 inference::Engine::Offline { .. } => None,
@@ -304,6 +306,7 @@ impl<'c> Experiment<'c> {
                     plan,
                     engine_info: None,
                     base_url,
+                    confinement: inference::confinement(&started_engine),
                 },
             ));
             backend_options = plugin.config.clone();

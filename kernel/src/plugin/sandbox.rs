@@ -17,6 +17,9 @@ pub struct Sandbox {
     pub memory_bytes: usize,
     /// Longest a single call may run before it is interrupted.
     pub call_timeout: Duration,
+    /// Outgoing TCP connections allowed, as `host:port` (a host name is
+    /// resolved by the kernel when the plugin is opened). None by default.
+    pub connect: Vec<String>,
 }
 
 impl Default for Sandbox {
@@ -27,6 +30,7 @@ impl Default for Sandbox {
             env: Vec::new(),
             memory_bytes: 256 << 20,
             call_timeout: Duration::from_secs(5),
+            connect: Vec::new(),
         }
     }
 }

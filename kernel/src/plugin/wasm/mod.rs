@@ -4,10 +4,12 @@
 //! too much memory becomes a [`PluginFailure`] naming it; the kernel goes on.
 
 mod bindings;
+mod bounded;
 mod cache;
 mod classify;
 mod convert;
 mod instance;
+mod net;
 mod store;
 
 pub use cache::default_cache_dir;

@@ -89,9 +89,9 @@ pub fn new_store(
     // no sockets. Only the grants below open anything.
     let stderr = MemoryOutputPipe::new(STDERR_CAPTURE_BYTES);
     wasi.stderr(stderr.clone());
-    wasi.allow_tcp(false)
-        .allow_udp(false)
-        .allow_ip_name_lookup(false);
+    wasi.allow_udp(false);
+    // TCP only to the addresses `sandbox.connect` grants (none by default).
+    super::net::apply(&mut wasi, &sandbox.connect)?;
     for dir in &sandbox.read_dirs {
         let guest = dir.to_string_lossy();
         wasi.preopened_dir(dir, guest.as_ref(), FsPerms::ReadOnly)

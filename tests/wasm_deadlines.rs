@@ -20,11 +20,16 @@ const DEADLINE: Duration = Duration::from_millis(400);
 /// little more for a busy CI machine.
 const MARGIN: Duration = Duration::from_millis(1500);
 
+/// A fixture's configuration with every option filled (as the manifest would).
 fn cfg(value: Value) -> Map<String, Value> {
-    match value {
+    let mut map = match json!({"stall": "none", "how": "sleep", "target": "", "connect": ""}) {
         Value::Object(map) => map,
         _ => unreachable!(),
+    };
+    if let Value::Object(given) = value {
+        map.extend(given);
     }
+    map
 }
 
 /// A FIFO nobody will ever write, in a directory of its own (granted).
@@ -88,7 +93,7 @@ fn open_load_plan_and_write_end_by_their_deadline_when_blocked() {
     let sink = loader.load(&wasm_artifact("sink-stall")).unwrap();
     for how in ["sleep", "fifo"] {
         let config = |stall: &str| {
-            cfg(json!({"stall": stall, "how": how, "target": fifo.to_str().unwrap()}))
+            cfg(json!({"stall": stall, "how": how, "target": fifo.to_str().unwrap(), "connect": ""}))
         };
         expect_deadline(&format!("backend open ({how})"), "open", || {
             backend.open_backend(&config("open"), &sandbox)

@@ -13,7 +13,7 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 fn cfg(addr: &str) -> Map<String, Value> {
-    match json!({"connect": addr}) {
+    match json!({"stall": "none", "how": "sleep", "target": "", "connect": addr}) {
         Value::Object(map) => map,
         _ => unreachable!(),
     }

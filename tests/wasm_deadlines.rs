@@ -93,7 +93,9 @@ fn open_load_plan_and_write_end_by_their_deadline_when_blocked() {
     let sink = loader.load(&wasm_artifact("sink-stall")).unwrap();
     for how in ["sleep", "fifo"] {
         let config = |stall: &str| {
-            cfg(json!({"stall": stall, "how": how, "target": fifo.to_str().unwrap(), "connect": ""}))
+            cfg(
+                json!({"stall": stall, "how": how, "target": fifo.to_str().unwrap(), "connect": ""}),
+            )
         };
         expect_deadline(&format!("backend open ({how})"), "open", || {
             backend.open_backend(&config("open"), &sandbox)

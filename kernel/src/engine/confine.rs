@@ -230,7 +230,8 @@ fn host_var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-/// The program's installation prefix (`…/venv` for `…/venv/bin/python`), for
+/// The program's installation prefix (`…/venv` for `…/venv/bin/python`,
+/// `~/.pyenv` for `~/.pyenv/shims/python3`), for
 /// the path given and its resolved target — but never `/`, the home directory
 /// or anything above it: then only the program's own directory.
 fn program_prefixes(program: &Path, home: Option<&Path>) -> Vec<PathBuf> {
@@ -240,7 +241,13 @@ fn program_prefixes(program: &Path, home: Option<&Path>) -> Vec<PathBuf> {
     for path in std::iter::once(program).chain(resolved.as_deref()) {
         let Some(dir) = path.parent() else { continue };
         let prefix = match dir.parent() {
-            Some(up) if dir.file_name().is_some_and(|n| n == "bin") && !too_wide(up) => up,
+            // `bin/` of a venv, conda env or prefix; `shims/` of pyenv (whose
+            // shims run `libexec/pyenv` and `versions/*` under the same root).
+            Some(up)
+                if dir.file_name().is_some_and(|n| n == "bin" || n == "shims") && !too_wide(up) =>
+            {
+                up
+            }
             _ => dir,
         };
         let chosen = if too_wide(prefix) { path } else { prefix };
@@ -310,6 +317,13 @@ mod tests {
         assert_eq!(
             program_prefixes(Path::new("/bin/no-such-x"), Some(home)),
             [PathBuf::from("/bin")]
+        );
+        assert_eq!(
+            program_prefixes(
+                Path::new("/home/u/.pyenv/shims/no-such-python3"),
+                Some(home)
+            ),
+            [PathBuf::from("/home/u/.pyenv")]
         );
         assert_eq!(
             program_prefixes(Path::new("/home/u/bin/no-such-x"), Some(home)),

@@ -32,6 +32,8 @@ pub const INHERITED: &[&str] = &[
     "LD_LIBRARY_PATH",
     "VIRTUAL_ENV",
     "CONDA_PREFIX",
+    "PYENV_ROOT",
+    "PYENV_VERSION",
     "XDG_CACHE_HOME",
     "CUDA_*",
     "NVIDIA_*",

@@ -241,3 +241,19 @@ fn engine_read_grants_a_directory_visibly() {
         assert!(read.contains(&data.display().to_string()), "{read}");
     }
 }
+
+#[test]
+fn plugins_inspect_says_what_a_backend_can_and_cannot_do() {
+    let (code, stdout, stderr) =
+        output(llem(plugins().path()).args(["plugins", "inspect", "command"]));
+    assert_eq!(code, 0, "{stderr}");
+    for line in [
+        "network: none unless granted (`connect = [\"host:port\"]` in [plugins.command.sandbox]",
+        "engine programs: none unless `programs` in [plugins.command.sandbox] names them",
+        "engine environment: llem's allow-list (PATH, HOME,",
+        "never names with TOKEN, SECRET",
+        "engine files (",
+    ] {
+        assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
+    }
+}

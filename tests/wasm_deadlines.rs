@@ -181,10 +181,10 @@ fn plugins_list_and_env_finish_with_a_blocking_file_on_the_path() {
         let started = Instant::now();
         let (_, stdout, stderr) = output(llem(plugins.path()).args(args));
         let took = started.elapsed();
-        assert!(
-            took < Duration::from_secs(5) + MARGIN + Duration::from_secs(5),
-            "{args:?} took {took:?}"
-        );
+        // The fixture sleeps an hour; the bound is loose because the command
+        // also compiles (debug Cranelift, busy CI) every plugin next to llem
+        // that is not in the cache yet.
+        assert!(took < Duration::from_secs(120), "{args:?} took {took:?}");
         let all = format!("{stdout}{stderr}");
         assert!(all.contains("energy-slow-describe"), "{args:?}: {all}");
         assert!(all.contains("deadline"), "{args:?}: {all}");

@@ -164,6 +164,18 @@ pub fn prepare(
     ];
     write.extend(named_caches(home.as_deref()));
     write.extend(grants.write.iter().cloned());
+    for missing in grants
+        .read
+        .iter()
+        .chain(&grants.write)
+        .filter(|p| !p.exists())
+    {
+        tracing::warn!(
+            "[plugins.{}.sandbox]: {} does not exist, so the engine is not granted it",
+            grants.instance,
+            missing.display()
+        );
+    }
     read.retain(|p| p.exists());
     write.retain(|p| p.exists());
     read.dedup();

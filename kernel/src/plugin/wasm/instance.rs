@@ -3,7 +3,7 @@
 
 use super::bindings::{backend, dataset, energy, sink, wit_types};
 use super::store::{StoreState, new_store};
-use super::{Code, EPOCH_TICK, bounded, convert};
+use super::{Code, EPOCH_TICK, EpochTicker, bounded, convert};
 use crate::plugin::{
     BackendInstance, CallResult, DatasetInstance, EnergyInstance, FailureKind, PluginFailure,
     Sandbox, SinkInstance,
@@ -12,6 +12,7 @@ use llem_sdk::{
     Device, DeviceTelemetry, EnginePlan, LoadRequest, Metric, PlanRequest, PluginInfo, PluginKind,
     Prompt, Reading, ResultDocument, SampleBatch,
 };
+use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::Store;
 use wasmtime::component::ResourceAny;
@@ -124,6 +125,10 @@ struct Live<B> {
     store: Store<StoreState>,
     bindings: B,
     resource: ResourceAny,
+    /// Keeps the epoch advancing while this store exists — also on an
+    /// abandoned call's thread, so a plugin that wakes up there still traps
+    /// at its (expired) deadline instead of running on.
+    _ticker: Arc<EpochTicker>,
 }
 
 /// A store, its bindings and the plugin's resource, poisoned after a trap
@@ -286,6 +291,7 @@ struct OpenJob {
     pre: wasmtime::component::InstancePre<StoreState>,
     config: String,
     sandbox: Sandbox,
+    ticker: Arc<EpochTicker>,
 }
 
 impl OpenJob {
@@ -296,6 +302,7 @@ impl OpenJob {
             pre: code.pre.clone(),
             config: config.to_owned(),
             sandbox: sandbox.clone(),
+            ticker: code._ticker.clone(),
         }
     }
 
@@ -351,6 +358,7 @@ macro_rules! open_guest {
                 store,
                 bindings,
                 resource,
+                _ticker: job.ticker.clone(),
             })
         })?
     }};
@@ -369,7 +377,9 @@ pub(super) fn describe(code: &Code) -> CallResult<PluginInfo> {
         code.kind,
     );
     let plugin = name.clone();
+    let ticker = code._ticker.clone();
     bounded::run(timeout, move || {
+        let _ticker = ticker; // the epoch keeps advancing while this thread runs
         let name = name.as_str();
         let mut store = new_store(&engine, name, &sandbox)
             .map_err(|e| PluginFailure::new(name, "describe", FailureKind::Other, e))?;

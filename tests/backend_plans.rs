@@ -636,21 +636,20 @@ const TRTLLM_API_OPTIONS: &str = r#"{
 }"#;
 
 #[test]
-fn trtllm_server_plan_writes_its_llm_api_options_then_execs_trtllm_serve() {
+fn trtllm_server_plan_passes_its_llm_api_options_as_a_file_the_kernel_writes() {
     let mut overrides = trtllm_full();
     overrides["extra_args"] = json!(["--log_level", "info"]);
     let plan = plan("backend-trtllm", overrides);
     let yaml = format!("{RUN_DIR}/extra_llm_api_options.yaml");
-    assert_eq!(plan.program, "sh");
+    // No shell: the kernel writes the options file from `worker_script`.
+    assert_eq!(plan.program, "trtllm-serve");
+    assert_eq!(
+        plan.worker_script.as_deref(),
+        Some(format!("{TRTLLM_API_OPTIONS}\n").as_str())
+    );
     assert_eq!(
         plan.args,
         strings(&[
-            "-c",
-            r#"printf '%s\n' "$1" > "$2" && shift 2 && exec "$@""#,
-            "llem-trtllm",
-            TRTLLM_API_OPTIONS,
-            &yaml,
-            "trtllm-serve",
             MODEL,
             "--host",
             "127.0.0.1",
@@ -682,7 +681,7 @@ fn trtllm_server_plan_writes_its_llm_api_options_then_execs_trtllm_serve() {
 }
 
 #[test]
-fn trtllm_server_wrapper_writes_the_file_and_keeps_the_arguments_intact() {
+fn trtllm_server_plan_gets_its_options_file_from_the_kernel_and_keeps_the_arguments_intact() {
     // Run the plan with `trtllm-serve` replaced by a script that prints its
     // arguments: the file holds the options, and quoting survives the shell.
     let dir = tempfile::tempdir().unwrap();
@@ -705,15 +704,18 @@ fn trtllm_server_wrapper_writes_the_file_and_keeps_the_arguments_intact() {
             ..request()
         })
         .unwrap();
-    let out = std::process::Command::new(&plan.program)
-        .args(&plan.args)
-        .current_dir(&run_dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    // The kernel starts it as it starts any engine: checked, confined, with
+    // the options file written from the plan's `worker_script`.
+    let grants = llem::engine::EngineGrants::allowing("trtllm", &[fake.to_str().unwrap()]);
+    let mut engine = llem::engine::EngineProcess::spawn(&plan, &grants, dir.path(), false).unwrap();
+    let started = std::time::Instant::now();
+    while engine.exited().is_none() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     let written = std::fs::read_to_string(dir.path().join("extra_llm_api_options.yaml")).unwrap();
     assert_eq!(written, format!("{TRTLLM_API_OPTIONS}\n"));
-    let printed = String::from_utf8(out.stdout).unwrap();
+    let printed = std::fs::read_to_string(dir.path().join("engine.log")).unwrap();
     assert!(
         printed.starts_with(&format!("[{MODEL}]\n[--host]\n[127.0.0.1]\n")),
         "{printed}"

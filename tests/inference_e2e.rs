@@ -46,11 +46,15 @@ fn manifest(
         .map(|c| format!("{c:?}"))
         .collect::<Vec<_>>()
         .join(", ");
+    // backend-command is a third-party backend: its engine runs only what the
+    // user allows (python3) and reads only what is granted (the fake engines).
+    let engines = format!("{:?}", engine_script(""));
     let text = format!(
         "[experiment]\nname = \"e2e\"\nmodel = \"fake-model\"\nsample_interval_ms = 20\n\n\
          [plugins.fixture]\n\n\
          [plugins.jsonl]\nfile = \"prompts.jsonl\"\nmax_output_tokens = {max_tokens}\n\n\
-         [plugins.command]\ncommand = [{command}]\n{extra}\n"
+         [plugins.command]\ncommand = [{command}]\n\
+         sandbox = {{ programs = [\"python3\"], engine_read = [{engines}] }}\n{extra}\n"
     );
     let path = dir.join("experiment.toml");
     std::fs::write(&path, text).unwrap();

@@ -110,6 +110,13 @@ fn offline_with_the_pytorch_worker_counts_what_generate_produced() {
     let (run, result, _out) = run("offline", &["--set", "pytorch.batch_size=2"]);
     assert_eq!(result["status"], "complete");
     assert_eq!(result["backend"]["engine_info"]["engine"], "transformers");
+    // The real worker starts and runs under the engine confinement.
+    let expected = if llem::engine::landlock_abi().is_some() {
+        "landlock"
+    } else {
+        "unavailable"
+    };
+    assert_eq!(result["backend"]["confinement"]["mode"], expected);
     let inference = &result["inference"];
     assert_eq!(inference["requests_succeeded"], 5);
     let records = records(&run);

@@ -2,14 +2,21 @@
 //! the kernel alone starts engine processes and owns their lifetime: its own
 //! process group, logs captured into the run directory, a health wait with a
 //! timeout that also notices an engine that died, and a teardown that leaves
-//! nothing behind — on success, error, Ctrl-C or a crashed engine.
+//! nothing behind — on success, error, Ctrl-C or a crashed engine. A plan is
+//! untrusted: only programs the user allowed run, with an allow-listed
+//! environment, confined by Landlock where the kernel has it ([`policy`],
+//! [`confine`]).
 
+pub mod confine;
 pub mod http;
 pub mod metrics;
+pub mod policy;
 mod port;
 mod process;
 pub mod versions;
 pub mod worker;
 
+pub use confine::{EngineConfinement, landlock_abi};
+pub use policy::{ConfinementMode, EngineGrants};
 pub use port::free_port;
 pub use process::{EngineProcess, StartError};

@@ -1,7 +1,9 @@
 //! One engine process: its own process group, output into `engine.log`,
 //! terminated as a group (SIGTERM, then SIGKILL) when dropped.
 
+use super::confine::{self, EngineConfinement};
 use super::http;
+use super::policy::{self, EngineGrants};
 use llem_sdk::EnginePlan;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -22,11 +24,13 @@ pub enum StartError {
         program: String,
         error: std::io::Error,
     },
-    #[error("the engine exited during start-up ({status}); last lines of {log}:\n{tail}")]
+    #[error("the engine exited during start-up ({status}); last lines of {log}:\n{tail}{hint}")]
     Exited {
         status: String,
         log: String,
         tail: String,
+        /// Empty, or a line saying how to relax the confinement it ran under.
+        hint: String,
     },
     #[error(
         "the engine was not ready after {seconds} s (health check {url}: {last}); last lines of {log}:\n{tail}"
@@ -40,6 +44,9 @@ pub enum StartError {
     },
     #[error("{0}")]
     Plan(String),
+    /// The plan asked for something the user did not allow: nothing was run.
+    #[error("refused to start the engine: {0}")]
+    Refused(String),
     #[error("{context}: {error}")]
     Io {
         context: String,
@@ -52,6 +59,9 @@ pub struct EngineProcess {
     pgid: i32,
     log_path: PathBuf,
     done: bool,
+    confinement: EngineConfinement,
+    /// The engine's private TMPDIR: removed after teardown (fields drop after `drop`).
+    _temp: Option<tempfile::TempDir>,
 }
 
 impl std::fmt::Debug for EngineProcess {
@@ -63,27 +73,41 @@ impl std::fmt::Debug for EngineProcess {
     }
 }
 
-/// Where a plan's worker script goes: the first argument that is a `.py` file
-/// inside the run directory (the backend names it; the kernel writes it).
+/// Extensions of files a plan's `worker_script` may be written to: a Python
+/// worker, or an engine's options file (TensorRT-LLM's YAML).
+const SCRIPT_EXTENSIONS: [&str; 4] = ["py", "yaml", "yml", "json"];
+
+/// Where a plan's worker script goes: the first argument that is a `.py`
+/// (or options) file directly inside the run directory (the backend names it;
+/// the kernel writes it, so a plan never needs a shell to write files).
 fn worker_path(plan: &EnginePlan, run_dir: &Path) -> Option<PathBuf> {
-    plan.args
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.starts_with(run_dir) && p.extension().is_some_and(|e| e == "py"))
+    plan.args.iter().map(PathBuf::from).find(|p| {
+        p.parent() == Some(run_dir)
+            && p.extension()
+                .is_some_and(|e| SCRIPT_EXTENSIONS.iter().any(|x| e == *x))
+    })
 }
 
 impl EngineProcess {
-    /// Start `plan` in `run_dir`. With `protocol_pipes`, stdin and stdout are
-    /// pipes for the worker protocol (stderr still goes to the log).
+    /// Start `plan` in `run_dir`, as `grants` allow: only an allowed program,
+    /// an allow-listed environment, confined where the kernel supports it (see
+    /// [`super::policy`] and [`super::confine`]). With `protocol_pipes`, stdin
+    /// and stdout are pipes for the worker protocol (stderr still goes to the log).
     pub fn spawn(
         plan: &EnginePlan,
+        grants: &EngineGrants,
         run_dir: &Path,
         protocol_pipes: bool,
     ) -> Result<EngineProcess, StartError> {
+        // Checked before anything is written or started: a refused plan runs nothing.
+        let program = policy::check_program(&plan.program, grants).map_err(StartError::Refused)?;
+        let host_env = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
+        let env = policy::engine_env(host_env, &plan.env, grants);
         if let Some(script) = &plan.worker_script {
             let path = worker_path(plan, run_dir).ok_or_else(|| {
                 StartError::Plan(format!(
-                    "the `{}` plan carries a worker script but no argument names a .py file in the run directory {} to write it to",
+                    "the `{}` plan carries a worker script but no argument names a .py, .yaml or .json file in the run directory {} to write it to",
                     plan.engine,
                     run_dir.display()
                 ))
@@ -102,10 +126,13 @@ impl EngineProcess {
             context: "duplicating the log handle".into(),
             error,
         })?;
-        let mut command = Command::new(&plan.program);
+        let confined =
+            confine::prepare(grants, run_dir, &program, &env).map_err(StartError::Refused)?;
+        let mut command = Command::new(&program);
         command
             .args(&plan.args)
-            .envs(plan.env.iter().map(|(k, v)| (k, v)))
+            .env_clear()
+            .envs(env.vars.iter().map(|(k, v)| (k, v)))
             .current_dir(run_dir)
             .stderr(Stdio::from(log_err))
             // Its own process group, so teardown reaches every process it starts.
@@ -123,18 +150,34 @@ impl EngineProcess {
                 Ok(())
             });
         }
+        confined.apply(&mut command);
         let child = command.spawn().map_err(|error| StartError::Spawn {
             program: plan.program.clone(),
             error,
         })?;
         let pgid = child.id() as i32;
-        tracing::info!(pid = pgid, program = %plan.program, "engine started");
+        tracing::info!(pid = pgid, program = %program.display(), "engine started");
         Ok(EngineProcess {
             child,
             pgid,
             log_path,
             done: false,
+            confinement: confined.report.clone(),
+            _temp: confined.temp,
         })
+    }
+
+    /// The confinement the engine runs under (recorded in the run's result).
+    pub fn confinement(&self) -> &EngineConfinement {
+        &self.confinement
+    }
+
+    /// How to relax the confinement, for an engine that failed under it.
+    fn confinement_hint(&self) -> String {
+        if self.confinement.mode != "landlock" {
+            return String::new();
+        }
+        "\n  hint: the engine ran confined by Landlock; if it failed on a file it may not touch (\"Permission denied\"), grant it with `engine_read` / `engine_write` in the backend's [plugins.<instance>.sandbox] table, or set `confinement = \"none\"` there".into()
     }
 
     pub fn pid(&self) -> u32 {
@@ -180,6 +223,7 @@ impl EngineProcess {
                     status: status.to_string(),
                     log: self.log_path.display().to_string(),
                     tail: self.log_tail(),
+                    hint: self.confinement_hint(),
                 });
             }
             match http::get(&authority, health_path, Duration::from_secs(2)) {
@@ -247,6 +291,20 @@ mod tests {
     use super::*;
     use llem_sdk::EngineMode;
 
+    /// Grants for the tools these tests run, and the variable they pass.
+    fn grants() -> EngineGrants {
+        let mut g = EngineGrants::allowing(
+            "test",
+            &["sh", "sleep", "cat", "true", "no-such-engine-xyz"],
+        );
+        g.env = vec!["LLEM_TEST_ENGINE".into()];
+        g
+    }
+
+    fn spawn(plan: &EnginePlan, dir: &Path, pipes: bool) -> Result<EngineProcess, StartError> {
+        EngineProcess::spawn(plan, &grants(), dir, pipes)
+    }
+
     fn plan(program: &str, args: &[&str]) -> EnginePlan {
         EnginePlan {
             mode: EngineMode::Server,
@@ -276,7 +334,7 @@ mod tests {
     #[test]
     fn output_goes_to_the_log_and_env_reaches_the_engine() {
         let dir = tempfile::tempdir().unwrap();
-        let mut engine = EngineProcess::spawn(
+        let mut engine = spawn(
             &plan("sh", &["-c", "echo out $LLEM_TEST_ENGINE; echo err >&2"]),
             dir.path(),
             false,
@@ -297,8 +355,7 @@ mod tests {
             "sh -c 'trap \"\" TERM; echo $$ > {}; while true; do sleep 1; done' & wait",
             pid_file.display()
         );
-        let engine =
-            EngineProcess::spawn(&plan("sh", &["-c", &script]), dir.path(), false).unwrap();
+        let engine = spawn(&plan("sh", &["-c", &script]), dir.path(), false).unwrap();
         let started = Instant::now();
         while !pid_file.exists() {
             assert!(started.elapsed() < Duration::from_secs(5));
@@ -323,7 +380,7 @@ mod tests {
     #[test]
     fn an_engine_that_dies_during_start_up_is_reported_with_its_log() {
         let dir = tempfile::tempdir().unwrap();
-        let mut engine = EngineProcess::spawn(
+        let mut engine = spawn(
             &plan("sh", &["-c", "echo 'CUDA out of memory' >&2; exit 3"]),
             dir.path(),
             false,
@@ -345,7 +402,7 @@ mod tests {
     #[test]
     fn a_silent_engine_times_out_with_the_url_it_tried() {
         let dir = tempfile::tempdir().unwrap();
-        let mut engine = EngineProcess::spawn(&plan("sleep", &["30"]), dir.path(), false).unwrap();
+        let mut engine = spawn(&plan("sleep", &["30"]), dir.path(), false).unwrap();
         let port = super::super::free_port().unwrap();
         let err = engine
             .wait_healthy(
@@ -364,8 +421,7 @@ mod tests {
     #[test]
     fn a_missing_program_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
-        let err =
-            EngineProcess::spawn(&plan("no-such-engine-xyz", &[]), dir.path(), false).unwrap_err();
+        let err = spawn(&plan("no-such-engine-xyz", &[]), dir.path(), false).unwrap_err();
         assert!(
             err.to_string()
                 .starts_with("cannot start `no-such-engine-xyz`"),
@@ -379,7 +435,7 @@ mod tests {
         let script_path = dir.path().join("w.py");
         let mut p = plan("cat", &[script_path.to_str().unwrap()]);
         p.worker_script = Some("print('hi')\n".into());
-        let mut engine = EngineProcess::spawn(&p, dir.path(), false).unwrap();
+        let mut engine = spawn(&p, dir.path(), false).unwrap();
         while engine.exited().is_none() {
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -389,6 +445,6 @@ mod tests {
         );
         let mut bad = plan("true", &["/elsewhere/w.py"]);
         bad.worker_script = Some(String::new());
-        assert!(EngineProcess::spawn(&bad, dir.path(), false).is_err());
+        assert!(spawn(&bad, dir.path(), false).is_err());
     }
 }

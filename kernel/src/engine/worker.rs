@@ -450,6 +450,10 @@ while read line; do
 done
 "#;
 
+    fn sh() -> crate::engine::EngineGrants {
+        crate::engine::EngineGrants::allowing("test", &["sh"])
+    }
+
     fn plan(script: &str) -> EnginePlan {
         EnginePlan {
             mode: EngineMode::Offline,
@@ -491,7 +495,7 @@ done
     #[test]
     fn a_worker_runs_every_request_and_reports_tokens() {
         let dir = tempfile::tempdir().unwrap();
-        let mut engine = EngineProcess::spawn(&plan(FAKE_WORKER), dir.path(), true).unwrap();
+        let mut engine = EngineProcess::spawn(&plan(FAKE_WORKER), &sh(), dir.path(), true).unwrap();
         let stop = AtomicBool::new(false);
         let mut progress = Vec::new();
         let (info, records) = run(
@@ -572,6 +576,7 @@ done
         let dir = tempfile::tempdir().unwrap();
         let mut engine = EngineProcess::spawn(
             &plan("echo 'ImportError: no module named torch' >&2; exit 1"),
+            &sh(),
             dir.path(),
             true,
         )
@@ -592,7 +597,7 @@ done
     #[test]
     fn a_silent_worker_times_out() {
         let dir = tempfile::tempdir().unwrap();
-        let mut engine = EngineProcess::spawn(&plan("sleep 30"), dir.path(), true).unwrap();
+        let mut engine = EngineProcess::spawn(&plan("sleep 30"), &sh(), dir.path(), true).unwrap();
         let stop = AtomicBool::new(false);
         let err = run(
             &mut engine,
@@ -615,7 +620,7 @@ done
             "*shutdown*) exit 0 ;;",
             "*shutdown*) exit 0 ;;\n    *r1*) kill -9 $$ ;;",
         );
-        let mut engine = EngineProcess::spawn(&plan(&script), dir.path(), true).unwrap();
+        let mut engine = EngineProcess::spawn(&plan(&script), &sh(), dir.path(), true).unwrap();
         let stop = AtomicBool::new(false);
         let (_, records) = run(
             &mut engine,

@@ -8,7 +8,7 @@
 
 use super::{Event, RunError};
 use crate::engine::metrics::{SCRAPE_PERIOD, Scraper};
-use crate::engine::{EngineProcess, worker};
+use crate::engine::{EngineConfinement, EngineGrants, EngineProcess, worker};
 use crate::loadgen::{self, Api, Arrival, LoadConfig, Phase, RequestRecord};
 use llem_manifest::Load;
 use llem_sdk::{EngineMode, EnginePlan, Prompt};
@@ -99,6 +99,7 @@ pub fn refuse_offline_options(load: &Load) -> Result<(), RunError> {
 #[allow(clippy::too_many_arguments)]
 pub fn start(
     plan: &EnginePlan,
+    grants: &EngineGrants,
     load: &Load,
     model: &str,
     options: &Map<String, Value>,
@@ -120,7 +121,9 @@ pub fn start(
     }
     match plan.mode {
         EngineMode::Server => {
-            let mut process = EngineProcess::spawn(plan, run_dir, false).map_err(engine_error)?;
+            let mut process =
+                EngineProcess::spawn(plan, grants, run_dir, false).map_err(engine_error)?;
+            announce_confinement(&process, on_event);
             let authority = format!("127.0.0.1:{port}");
             let base_url = format!(
                 "http://{authority}{}",
@@ -155,7 +158,9 @@ pub fn start(
             })
         }
         EngineMode::Offline => {
-            let mut process = EngineProcess::spawn(plan, run_dir, true).map_err(engine_error)?;
+            let mut process =
+                EngineProcess::spawn(plan, grants, run_dir, true).map_err(engine_error)?;
+            announce_confinement(&process, on_event);
             let note = format!(
                 "started worker `{} {}` (pid {}, logs: {}); waiting up to {} s for it to load the model",
                 plan.program,
@@ -185,6 +190,35 @@ pub fn start(
                 session: Some(session),
             })
         }
+    }
+}
+
+/// Say how the engine is confined; a missing confinement or refused
+/// environment entries are warnings.
+fn announce_confinement(process: &EngineProcess, on_event: &mut impl FnMut(Event<'_>)) {
+    let c = process.confinement();
+    if c.notice.is_some() {
+        on_event(Event::Warning(&c.describe()));
+    } else {
+        on_event(Event::Engine(&c.describe()));
+    }
+    if !c.env_dropped.is_empty() {
+        let text = format!(
+            "the plan's environment entries {} were not passed to the engine (not on llem's allow-list; grant them with `engine_env` in the backend's sandbox table)",
+            c.env_dropped.join(", ")
+        );
+        on_event(Event::Warning(&text));
+    }
+}
+
+/// The confinement the engine llem started runs under (`None` when attached).
+pub fn confinement(engine: &Engine) -> Option<EngineConfinement> {
+    match engine {
+        Engine::Server {
+            _process: Some(p), ..
+        } => Some(p.confinement().clone()),
+        Engine::Offline { process, .. } => Some(process.confinement().clone()),
+        Engine::Server { _process: None, .. } => None,
     }
 }
 

@@ -142,6 +142,7 @@ pub fn sandbox_for(plugin: &PluginPlan, run_dir: Option<&Path>) -> Sandbox {
         memory_bytes: (grants.memory_mib as usize) << 20,
         call_timeout: Duration::from_millis(u64::from(grants.call_timeout_ms)),
         table: Some(format!("plugins.{}", plugin.instance)),
+        connect: grants.connect.clone(),
     }
 }
 
@@ -215,6 +216,7 @@ pub(crate) struct RunState {
     pub engine_info: Option<crate::engine::worker::WorkerInfo>,
     pub engine_metrics: Vec<(u64, String)>,
     pub workload: Option<WorkloadSummary>,
+    pub confinement: Option<crate::engine::EngineConfinement>,
 }
 
 impl RunState {
@@ -343,6 +345,7 @@ impl<'c> Experiment<'c> {
             engine_info: None,
             engine_metrics: Vec::new(),
             workload: None,
+            confinement: None,
         };
         let mut live = Live::default();
         let outcome = self.run_phases(&mut state, &mut live, stop, &mut on_event);
@@ -444,8 +447,14 @@ impl<'c> Experiment<'c> {
                     }
                 }
                 let model = experiment.model.clone().unwrap_or_default();
+                let plugin = self
+                    .instances(PluginKind::Backend)
+                    .next()
+                    .ok_or_else(|| RunError::Invalid("no backend".into()))?;
+                let grants = crate::engine::EngineGrants::for_backend(plugin, &model);
                 live.engine = Some(inference::start(
                     &backend.summary.plan,
+                    &grants,
                     &self.plan.load,
                     &model,
                     &backend.options,
@@ -460,6 +469,7 @@ impl<'c> Experiment<'c> {
                     .as_mut()
                     .ok_or_else(|| RunError::Invalid("no engine".into()))?;
                 state.engine_info = engine.info();
+                state.confinement = inference::confinement(engine);
                 if let Some(v) = state.engine_info.as_ref().and_then(|i| i.versions.clone()) {
                     state.environment.engine_versions = Some(v);
                 }
@@ -766,6 +776,7 @@ impl<'c> Experiment<'c> {
                 plan,
                 engine_info: None,
                 base_url: None,
+                confinement: None,
             },
             options: plugin.config.clone(),
             port,
@@ -821,6 +832,7 @@ impl<'c> Experiment<'c> {
         let mut parsed_metrics = Vec::new();
         if let Some(b) = backend.as_mut() {
             b.summary.engine_info = state.engine_info.clone();
+            b.summary.confinement = state.confinement.clone();
             b.summary.base_url = base_url;
             parsed_metrics = results::parse_metrics(
                 b.instance.as_mut(),

@@ -198,6 +198,9 @@ pub struct BackendSummary {
     /// Where requests went (server mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_url: Option<String>,
+    /// What the engine was allowed and confined to (`None` when attached).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confinement: Option<crate::engine::EngineConfinement>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

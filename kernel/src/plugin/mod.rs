@@ -3,6 +3,7 @@
 //! Rust interface: nothing above this module knows or cares which one runs a
 //! plugin.
 
+pub mod capabilities;
 mod error;
 pub mod native;
 mod sandbox;

@@ -24,6 +24,9 @@ pub struct Sandbox {
     /// The manifest table these grants belong to (`plugins.gpu0`), named by
     /// fix hints; `None` outside a manifest.
     pub table: Option<String>,
+    /// Outgoing TCP connections allowed, as `host:port` (a host name is
+    /// resolved by the kernel when the plugin is opened). None by default.
+    pub connect: Vec<String>,
 }
 
 impl Default for Sandbox {
@@ -35,6 +38,7 @@ impl Default for Sandbox {
             memory_bytes: 256 << 20,
             call_timeout: Duration::from_secs(5),
             table: None,
+            connect: Vec::new(),
         }
     }
 }

@@ -12,9 +12,10 @@
 //!   --backend <b> [--max_batch_size N] [--max_num_tokens N] [--max_seq_len N]
 //!   --tp_size N --pp_size N [--extra_llm_api_options <run_dir>/extra_llm_api_options.yaml]
 //!   [extra_args…]` (flag spellings from `tensorrt_llm/commands/serve.py`).
-//!   When there is a table to pass, the plan runs `sh -c` first to write it
-//!   (as JSON, which YAML parsers read) and then `exec`s `trtllm-serve`, so the
-//!   plan stays pure and the engine keeps the process the kernel started.
+//!   When there is a table to pass, the plan carries it (as JSON, which YAML
+//!   parsers read) as its `worker_script`, which the kernel writes to the
+//!   `.yaml` argument in the run directory before starting `trtllm-serve`: the
+//!   plan stays pure and runs no shell.
 //!   Health at `/health`, the OpenAI API under `/v1`. `trtllm-serve`'s
 //!   `/metrics` is JSON iteration statistics; its Prometheus page is
 //!   `/prometheus/metrics` and exists only with `return_perf_metrics = true`,
@@ -365,10 +366,6 @@ fn in_run_dir(run_dir: &str, file: &str) -> String {
     format!("{}/{file}", run_dir.trim_end_matches('/'))
 }
 
-/// The `sh -c` script of a server plan that writes the LLM API options file:
-/// `$1` is its text, `$2` its path, the rest the command to `exec`.
-pub const WRITE_THEN_EXEC: &str = "printf '%s\\n' \"$1\" > \"$2\" && shift 2 && exec \"$@\"";
-
 impl Trtllm {
     fn validate(&self) -> Result<(), PluginError> {
         if self.mode == EngineMode::Offline && !self.extra_args.is_empty() {
@@ -475,28 +472,21 @@ impl Backend for Trtllm {
             "--pp_size".into(),
             self.pipeline_parallel_size.to_string(),
         ]);
-        let (program, args) = if self.llm_api_options.is_empty() {
-            serve.extend(self.extra_args.iter().cloned());
-            let program = serve.remove(0);
-            (program, serve)
-        } else {
+        // The options file, if any, is written by the kernel from `worker_script`
+        // to the `.yaml` argument (plugins cannot write files).
+        let mut options_file = None;
+        if !self.llm_api_options.is_empty() {
             let path = in_run_dir(&request.run_dir, LLM_API_OPTIONS_FILE);
-            serve.extend(["--extra_llm_api_options".into(), path.clone()]);
-            serve.extend(self.extra_args.iter().cloned());
+            serve.extend(["--extra_llm_api_options".into(), path]);
             let text = serde_json::to_string_pretty(&Value::Object(self.llm_api_options.clone()))
                 .map_err(|e| {
                 PluginError::other(format!("cannot write the LLM API options: {e}"))
             })?;
-            let mut args = vec![
-                "-c".to_owned(),
-                WRITE_THEN_EXEC.to_owned(),
-                "llem-trtllm".to_owned(),
-                text,
-                path,
-            ];
-            args.extend(serve);
-            ("sh".to_owned(), args)
-        };
+            options_file = Some(format!("{text}\n"));
+        }
+        serve.extend(self.extra_args.iter().cloned());
+        let program = serve.remove(0);
+        let args = serve;
         Ok(EnginePlan {
             mode: EngineMode::Server,
             engine: "trtllm".into(),
@@ -508,7 +498,7 @@ impl Backend for Trtllm {
             metrics_path: self
                 .return_perf_metrics
                 .then(|| "/prometheus/metrics".to_owned()),
-            worker_script: None,
+            worker_script: options_file,
             ready_timeout_s: self.ready_timeout_s,
         })
     }

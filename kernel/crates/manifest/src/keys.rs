@@ -489,5 +489,46 @@ fn sandbox_keys() -> Vec<KeySpec> {
             true,
             "Grant what this table's `path` options name, when you wrote them (never their defaults): a file read-only, alone; a directory, its tree; a sink's path, writable.",
         )),
+        KeySpec::new(OptionSpec::with_default(
+            "connect",
+            StringList,
+            json!([]),
+            "Outgoing TCP connections the plugin may open, as `host:port` (e.g. \"127.0.0.1:9091\", \"pdu.lab:443\"); none by default.",
+        )),
+        KeySpec::new(OptionSpec::with_default(
+            "programs",
+            StringList,
+            json!([]),
+            "Backends: programs the engine plan may run besides the backend's documented ones (a bare name is looked up on PATH; a path must match exactly).",
+        )),
+        KeySpec::new(OptionSpec::with_default(
+            "engine_env",
+            StringList,
+            json!([]),
+            "Backends: environment variables the engine may inherit or the plan may set, besides llem's allow-list (e.g. HF_TOKEN).",
+        )),
+        KeySpec::new(OptionSpec::with_default(
+            "engine_read",
+            StringList,
+            json!([]),
+            "Backends: extra paths the confined engine may read; relative to this manifest.",
+        ))
+        .path(),
+        KeySpec::new(OptionSpec::with_default(
+            "engine_write",
+            StringList,
+            json!([]),
+            "Backends: extra directories the confined engine may write; relative to this manifest.",
+        ))
+        .path(),
+        KeySpec::new(
+            OptionSpec::with_default(
+                "confinement",
+                String,
+                "landlock",
+                "Backends: `landlock` confines the engine's files where the kernel supports it (a notice otherwise); `none` runs it unconfined.",
+            )
+            .choices(&["landlock", "none"]),
+        ),
     ]
 }

@@ -189,6 +189,24 @@ pub struct SandboxGrants {
     pub env: Vec<String>,
     pub memory_mib: u32,
     pub call_timeout_ms: u32,
+    /// Outgoing TCP connections allowed, as `host:port`.
+    #[serde(default)]
+    pub connect: Vec<String>,
+    /// Backends: programs the engine plan may run besides the backend's defaults.
+    #[serde(default)]
+    pub programs: Vec<String>,
+    /// Backends: environment variables the engine may receive besides the allow-list.
+    #[serde(default)]
+    pub engine_env: Vec<String>,
+    /// Backends: extra paths the confined engine may read.
+    #[serde(default)]
+    pub engine_read: Vec<PathBuf>,
+    /// Backends: extra directories the confined engine may write.
+    #[serde(default)]
+    pub engine_write: Vec<PathBuf>,
+    /// Backends: `landlock` (default) or `none`.
+    #[serde(default = "default_confinement")]
+    pub confinement: String,
     /// Grant what the table's `path` options name, when the user wrote them.
     /// The resolved manifest sets it to false and lists every grant above, so
     /// re-running it grants exactly the same things.
@@ -257,6 +275,10 @@ impl std::fmt::Display for Grant {
             }
         }
     }
+}
+
+fn default_confinement() -> String {
+    "landlock".into()
 }
 
 impl Plan {

@@ -3,7 +3,7 @@
 
 use super::bindings::{backend, dataset, energy, sink, topology, wit_types};
 use super::store::{StoreState, new_store};
-use super::{Code, EPOCH_TICK, convert, limits};
+use super::{Code, EPOCH_TICK, EpochTicker, bounded, convert, limits};
 use crate::plugin::{
     BackendInstance, CallResult, DatasetInstance, EnergyInstance, FailureKind, PluginFailure,
     Sandbox, SinkInstance,
@@ -12,6 +12,7 @@ use llem_sdk::{
     Device, DeviceTelemetry, EnginePlan, LoadRequest, Metric, PlanRequest, PluginInfo, PluginKind,
     Prompt, Reading, ResultDocument, SampleBatch,
 };
+use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::Store;
 use wasmtime::component::ResourceAny;
@@ -20,18 +21,6 @@ use wasmtime::component::ResourceAny;
 const STDERR_TAIL_LINES: usize = 6;
 /// Longest stderr line quoted.
 const STDERR_LINE_BYTES: usize = 512;
-
-/// Calls outside any manifest grant (describe) get the default sandbox.
-fn describe_sandbox() -> Sandbox {
-    Sandbox::default()
-}
-
-/// Arm the deadline and forget the last memory refusal before a call.
-fn arm(store: &mut Store<StoreState>, timeout: Duration) {
-    let ticks = timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64 + 1;
-    store.set_epoch_deadline(ticks);
-    store.data_mut().limiter.refused = None;
-}
 
 /// The instance's manifest table for fix hints: `plugins.gpu0`.
 fn table(state: &StoreState) -> &str {
@@ -53,6 +42,18 @@ fn limited<T>(
             .with_hint("this is a fault of the plugin; report it to its author")
     })?;
     Ok(value)
+}
+
+/// Calls outside any manifest grant (describe) get the default sandbox.
+fn describe_sandbox() -> Sandbox {
+    Sandbox::default()
+}
+
+/// Arm the deadline and forget the last memory refusal before a call.
+fn arm(store: &mut Store<StoreState>, timeout: Duration) {
+    let ticks = timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64 + 1;
+    store.set_epoch_deadline(ticks);
+    store.data_mut().limiter.refused = None;
 }
 
 /// Explain a trap: deadline, memory cap, or a crash (with the panic message).
@@ -135,9 +136,9 @@ fn root_cause(error: &wasmtime::Error) -> String {
 
 /// The component's exports do not type-check against this llem's WIT: built
 /// against another revision of the contract.
-fn mismatch(code: &Code, call: &'static str, error: &wasmtime::Error) -> PluginFailure {
+fn mismatch(plugin: &str, call: &'static str, error: &wasmtime::Error) -> PluginFailure {
     PluginFailure::new(
-        &code.name,
+        plugin,
         call,
         FailureKind::Incompatible,
         format!("its exports do not match the llem:plugin interface this llem hosts: {error:#}"),
@@ -145,28 +146,59 @@ fn mismatch(code: &Code, call: &'static str, error: &wasmtime::Error) -> PluginF
     .with_hint("rebuild the plugin against the llem-sdk that ships with this llem")
 }
 
-/// A store, its bindings and the plugin's resource, poisoned after a trap
-/// (wasmtime forbids re-entering an instance that trapped).
-struct Guest<B> {
-    name: String,
+/// The failure of a call abandoned because it did not come back in time
+/// (blocked in a host call: a sleep, a FIFO read…).
+fn abandoned(plugin: &str, call: &'static str, timeout: Duration) -> PluginFailure {
+    PluginFailure::new(
+        plugin,
+        call,
+        FailureKind::Deadline,
+        format!(
+            "did not return within its {} ms deadline (blocked outside its own code, e.g. sleeping or reading a pipe) and was abandoned",
+            timeout.as_millis()
+        ),
+    )
+    .with_hint(format!(
+        "if the call is legitimately slow, raise `call_timeout_ms` in [plugins.{plugin}.sandbox]"
+    ))
+}
+
+/// What a call needs of an instance; moved onto the call's thread and back.
+struct Live<B> {
     store: Store<StoreState>,
-    bindings: B,
+    /// Kept so optional exports (e.g. `energy-topology`) can be probed.
     instance: wasmtime::component::Instance,
+    bindings: B,
     resource: ResourceAny,
+    /// Keeps the epoch advancing while this store exists — also on an
+    /// abandoned call's thread, so a plugin that wakes up there still traps
+    /// at its (expired) deadline instead of running on.
+    _ticker: Arc<EpochTicker>,
+}
+
+/// A store, its bindings and the plugin's resource, poisoned after a trap
+/// (wasmtime forbids re-entering an instance that trapped) or after a call
+/// that had to be abandoned (its thread still holds the store).
+struct Guest<B: Send + 'static> {
+    name: String,
+    live: Option<Live<B>>,
     timeout: Duration,
     poisoned: Option<String>,
 }
 
-impl<B> Guest<B> {
-    fn call<R>(
-        &mut self,
-        call: &'static str,
-        f: impl FnOnce(
-            &B,
-            &mut Store<StoreState>,
-            ResourceAny,
-        ) -> wasmtime::Result<Result<R, wit_types::PluginError>>,
-    ) -> CallResult<R> {
+impl<B: Send + 'static> Guest<B> {
+    fn poison(&mut self, failure: &PluginFailure) {
+        self.poisoned = Some(
+            failure
+                .message
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+        );
+    }
+
+    fn live(&mut self, call: &'static str) -> CallResult<&mut Live<B>> {
         if let Some(earlier) = &self.poisoned {
             return Err(PluginFailure::new(
                 &self.name,
@@ -175,8 +207,18 @@ impl<B> Guest<B> {
                 format!("cannot be called again after an earlier failure ({earlier})"),
             ));
         }
-        arm(&mut self.store, self.timeout);
-        match f(&self.bindings, &mut self.store, self.resource) {
+        self.live.as_mut().ok_or_else(|| {
+            PluginFailure::new(&self.name, call, FailureKind::Other, "has no live instance")
+        })
+    }
+
+    /// Sort a call's outcome: the plugin's own error, or a trap explained.
+    fn outcome<R>(
+        &mut self,
+        call: &'static str,
+        result: wasmtime::Result<Result<R, wit_types::PluginError>>,
+    ) -> CallResult<R> {
+        match result {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => Err(PluginFailure::from_plugin(
                 &self.name,
@@ -184,109 +226,235 @@ impl<B> Guest<B> {
                 convert::plugin_error(error),
             )),
             Err(trap) => {
-                let failure = explain(&self.name, call, &self.store, &trap, self.timeout);
-                self.poisoned = Some(
-                    failure
-                        .message
-                        .lines()
-                        .next()
-                        .unwrap_or_default()
-                        .to_owned(),
-                );
+                let failure = match &self.live {
+                    Some(live) => explain(&self.name, call, &live.store, &trap, self.timeout),
+                    None => PluginFailure::new(
+                        &self.name,
+                        call,
+                        FailureKind::Crashed,
+                        format!("{trap:#}"),
+                    ),
+                };
+                self.poison(&failure);
+                Err(failure)
+            }
+        }
+    }
+
+    /// A call on the caller's thread: the energy hot path, whose deadline
+    /// (for blocking host calls) the sampler's own thread handles.
+    fn call_inline<R>(
+        &mut self,
+        call: &'static str,
+        f: impl FnOnce(
+            &B,
+            &mut Store<StoreState>,
+            ResourceAny,
+        ) -> wasmtime::Result<Result<R, wit_types::PluginError>>,
+    ) -> CallResult<R> {
+        let timeout = self.timeout;
+        let live = self.live(call)?;
+        arm(&mut live.store, timeout);
+        let result = f(&live.bindings, &mut live.store, live.resource);
+        self.outcome(call, result)
+    }
+
+    /// A call on its own thread, abandoned (and the instance poisoned) if it
+    /// is not back by its deadline plus a grace period.
+    fn call<R: Send + 'static>(
+        &mut self,
+        call: &'static str,
+        f: impl FnOnce(
+            &B,
+            &mut Store<StoreState>,
+            ResourceAny,
+        ) -> wasmtime::Result<Result<R, wit_types::PluginError>>
+        + Send
+        + 'static,
+    ) -> CallResult<R> {
+        let timeout = self.timeout;
+        self.live(call)?;
+        let Some(mut live) = self.live.take() else {
+            return Err(PluginFailure::new(
+                &self.name,
+                call,
+                FailureKind::Other,
+                "has no live instance",
+            ));
+        };
+        arm(&mut live.store, timeout);
+        let ran = bounded::run(timeout, move || {
+            let result = f(&live.bindings, &mut live.store, live.resource);
+            (live, result)
+        });
+        match ran {
+            Ok((live, result)) => {
+                self.live = Some(live);
+                self.outcome(call, result)
+            }
+            Err(_) => {
+                let failure = abandoned(&self.name, call, timeout);
+                self.poison(&failure);
                 Err(failure)
             }
         }
     }
 }
 
-impl<B> Drop for Guest<B> {
+impl<B: Send + 'static> Drop for Guest<B> {
     fn drop(&mut self) {
-        if self.poisoned.is_none() {
-            arm(&mut self.store, self.timeout);
-            if let Err(e) = self.resource.resource_drop(&mut self.store) {
-                tracing::debug!(plugin = %self.name, "dropping plugin resource failed: {e:#}");
+        let Some(mut live) = self.live.take() else {
+            return;
+        };
+        if self.poisoned.is_some() {
+            return;
+        }
+        // The plugin's destructor runs plugin code too: bounded like any call,
+        // and not waited for beyond that.
+        let name = self.name.clone();
+        arm(&mut live.store, self.timeout);
+        let dropped = bounded::run(self.timeout, move || {
+            live.resource
+                .resource_drop(&mut live.store)
+                .err()
+                .map(|e| format!("{e:#}"))
+        });
+        match dropped {
+            Ok(None) => {}
+            Ok(Some(e)) => tracing::debug!(plugin = %name, "dropping plugin resource failed: {e}"),
+            Err(_) => {
+                tracing::warn!(plugin = %name, "dropping the plugin's resource did not finish in time; abandoned")
             }
         }
     }
 }
 
-/// Create a store under `sandbox`, instantiate the world and call its `open`.
+/// Everything an `open` needs, owned, so it can run on the call's thread.
+struct OpenJob {
+    name: String,
+    engine: wasmtime::Engine,
+    pre: wasmtime::component::InstancePre<StoreState>,
+    config: String,
+    sandbox: Sandbox,
+    ticker: Arc<EpochTicker>,
+}
+
+impl OpenJob {
+    fn new(code: &Code, config: &str, sandbox: &Sandbox) -> OpenJob {
+        OpenJob {
+            name: code.name.clone(),
+            engine: code.engine.clone(),
+            pre: code.pre.clone(),
+            config: config.to_owned(),
+            sandbox: sandbox.clone(),
+            ticker: code._ticker.clone(),
+        }
+    }
+
+    /// Run `body` (store, instantiate, `open`) on its own thread under the
+    /// instance's deadline; the result becomes a [`Guest`].
+    fn run<B: Send + 'static>(
+        self,
+        body: impl FnOnce(OpenJob) -> CallResult<Live<B>> + Send + 'static,
+    ) -> CallResult<Guest<B>> {
+        let name = self.name.clone();
+        let timeout = self.sandbox.call_timeout;
+        let live = bounded::run(timeout, move || body(self))
+            .map_err(|_| abandoned(&name, "open", timeout))??;
+        Ok(Guest {
+            name,
+            live: Some(live),
+            timeout,
+            poisoned: None,
+        })
+    }
+}
+
+/// Create a store under the job's sandbox, instantiate the world and call its
+/// `open` (inside [`OpenJob::run`]).
 macro_rules! open_guest {
     ($code:expr, $config:expr, $sandbox:expr, $world:ident :: $pre:ident, $bindings:ident, $accessor:ident, $resource:ident) => {{
-        let code: &Code = $code;
-        let sandbox: &Sandbox = $sandbox;
-        let mut store = new_store(&code.engine, &code.name, sandbox).map_err(|e| {
-            PluginFailure::new(&code.name, "open", FailureKind::PermissionDenied, e)
-        })?;
-        arm(&mut store, sandbox.call_timeout);
-        // Type-check the world first (a mismatch is explained as such), then
-        // instantiate keeping the `Instance`, so optional exports can be probed.
-        let pre = $world::$pre::new(code.pre.clone()).map_err(|e| mismatch(code, "open", &e))?;
-        let instance = pre
-            .instance_pre()
-            .instantiate(&mut store)
-            .map_err(|e| explain(&code.name, "open", &store, &e, sandbox.call_timeout))?;
-        let bindings = $world::$bindings::new(&mut store, &instance)
-            .map_err(|e| mismatch(code, "open", &e))?;
-        let opened = bindings
-            .$accessor()
-            .$resource()
-            .call_open(&mut store, $config);
-        let resource = match opened {
-            Ok(Ok(resource)) => resource,
-            Ok(Err(error)) => {
-                return Err(PluginFailure::from_plugin(
-                    &code.name,
-                    "open",
-                    convert::plugin_error(error),
-                ));
-            }
-            Err(trap) => {
-                return Err(explain(
-                    &code.name,
-                    "open",
-                    &store,
-                    &trap,
-                    sandbox.call_timeout,
-                ));
-            }
-        };
-        Guest {
-            name: code.name.clone(),
-            store,
-            bindings,
-            instance,
-            resource,
-            timeout: sandbox.call_timeout,
-            poisoned: None,
-        }
+        OpenJob::new($code, $config, $sandbox).run(|job: OpenJob| {
+            let name = job.name.as_str();
+            let timeout = job.sandbox.call_timeout;
+            let mut store = new_store(&job.engine, name, &job.sandbox)
+                .map_err(|e| PluginFailure::new(name, "open", FailureKind::PermissionDenied, e))?;
+            arm(&mut store, timeout);
+            // Type-check the world first (a mismatch is explained as such), then
+            // instantiate keeping the `Instance`, so optional exports can be probed.
+            let pre = $world::$pre::new(job.pre.clone()).map_err(|e| mismatch(name, "open", &e))?;
+            let instance = pre
+                .instance_pre()
+                .instantiate(&mut store)
+                .map_err(|e| explain(name, "open", &store, &e, timeout))?;
+            let bindings = $world::$bindings::new(&mut store, &instance)
+                .map_err(|e| mismatch(name, "open", &e))?;
+            let opened = bindings
+                .$accessor()
+                .$resource()
+                .call_open(&mut store, &job.config);
+            let resource = match opened {
+                Ok(Ok(resource)) => resource,
+                Ok(Err(error)) => {
+                    return Err(PluginFailure::from_plugin(
+                        name,
+                        "open",
+                        convert::plugin_error(error),
+                    ));
+                }
+                Err(trap) => return Err(explain(name, "open", &store, &trap, timeout)),
+            };
+            Ok(Live {
+                store,
+                instance,
+                bindings,
+                resource,
+                _ticker: job.ticker.clone(),
+            })
+        })?
     }};
 }
 
-/// Instantiate a fresh, ungranted store and ask the plugin to describe itself.
+/// Instantiate a fresh, ungranted store and ask the plugin to describe itself,
+/// on its own thread under the default deadline: a file on the plugin path
+/// that blocks here cannot hang `llem plugins list` or `llem env`.
 pub(super) fn describe(code: &Code) -> CallResult<PluginInfo> {
     let sandbox = describe_sandbox();
-    let mut store = new_store(&code.engine, &code.name, &sandbox)
-        .map_err(|e| PluginFailure::new(&code.name, "describe", FailureKind::Other, e))?;
-    arm(&mut store, sandbox.call_timeout);
-    macro_rules! call_describe {
-        ($world:ident :: $pre:ident) => {
-            $world::$pre::new(code.pre.clone())
-                .map_err(|e| mismatch(code, "describe", &e))?
-                .instantiate(&mut store)
-                .and_then(|bindings| bindings.call_describe(&mut store))
+    let timeout = sandbox.call_timeout;
+    let (name, engine, pre, kind) = (
+        code.name.clone(),
+        code.engine.clone(),
+        code.pre.clone(),
+        code.kind,
+    );
+    let plugin = name.clone();
+    let ticker = code._ticker.clone();
+    bounded::run(timeout, move || {
+        let _ticker = ticker; // the epoch keeps advancing while this thread runs
+        let name = name.as_str();
+        let mut store = new_store(&engine, name, &sandbox)
+            .map_err(|e| PluginFailure::new(name, "describe", FailureKind::Other, e))?;
+        arm(&mut store, timeout);
+        macro_rules! call_describe {
+            ($world:ident :: $pre:ident) => {
+                $world::$pre::new(pre.clone())
+                    .map_err(|e| mismatch(name, "describe", &e))?
+                    .instantiate(&mut store)
+                    .and_then(|bindings| bindings.call_describe(&mut store))
+            };
+        }
+        let described = match kind {
+            PluginKind::Energy => call_describe!(energy::EnergyPluginPre),
+            PluginKind::Backend => call_describe!(backend::BackendPluginPre),
+            PluginKind::Dataset => call_describe!(dataset::DatasetPluginPre),
+            PluginKind::Sink => call_describe!(sink::SinkPluginPre),
         };
-    }
-    let described = match code.kind {
-        PluginKind::Energy => call_describe!(energy::EnergyPluginPre),
-        PluginKind::Backend => call_describe!(backend::BackendPluginPre),
-        PluginKind::Dataset => call_describe!(dataset::DatasetPluginPre),
-        PluginKind::Sink => call_describe!(sink::SinkPluginPre),
-    };
-    let info = described
-        .map(convert::plugin_info)
-        .map_err(|e| explain(&code.name, "describe", &store, &e, sandbox.call_timeout))?;
-    limited(&code.name, "describe", info, limits::check_info)
+        let info = described
+            .map(convert::plugin_info)
+            .map_err(|e| explain(name, "describe", &store, &e, timeout))?;
+        limited(name, "describe", info, limits::check_info)
+    })
+    .map_err(|_| abandoned(&plugin, "describe", timeout))?
 }
 
 pub(super) struct WasmEnergy {
@@ -329,11 +497,12 @@ fn places(
     let Ok(indices) = topology::GuestIndices::new(&code.pre) else {
         return Ok(None);
     };
+    let live = guest.live("places")?;
     let exported = indices
-        .load(&mut guest.store, &guest.instance)
-        .map_err(|e| mismatch(code, "places", &e))?;
+        .load(&mut live.store, &live.instance)
+        .map_err(|e| mismatch(&code.name, "places", &e))?;
     guest
-        .call("places", |_, store, r| {
+        .call("places", move |_, store, r| {
             exported.call_places(store, r).map(Ok)
         })
         .map(Some)
@@ -345,7 +514,8 @@ impl EnergyInstance for WasmEnergy {
     }
 
     fn read(&mut self, out: &mut Vec<Reading>) -> CallResult<()> {
-        let readings = self.guest.call("read", |b, store, r| {
+        // Inline: the hot path; the sampler bounds it from its own thread.
+        let readings = self.guest.call_inline("read", |b, store, r| {
             b.llem_plugin_energy().source().call_read(store, r)
         })?;
         let readings = limited(&self.guest.name, "read", readings, |r| {
@@ -389,7 +559,7 @@ impl BackendInstance for WasmBackend {
         let request = convert::plan_request(request);
         let plan = self
             .0
-            .call("plan", |b, store, r| {
+            .call("plan", move |b, store, r| {
                 b.llem_plugin_backend()
                     .backend()
                     .call_plan(store, r, &request)
@@ -399,10 +569,11 @@ impl BackendInstance for WasmBackend {
     }
 
     fn parse_metrics(&mut self, prometheus_text: &str) -> CallResult<Vec<Metric>> {
-        let metrics = self.0.call("parse-metrics", |b, store, r| {
+        let text = prometheus_text.to_owned();
+        let metrics = self.0.call("parse-metrics", move |b, store, r| {
             b.llem_plugin_backend()
                 .backend()
-                .call_parse_metrics(store, r, prometheus_text)
+                .call_parse_metrics(store, r, &text)
         })?;
         let metrics: Vec<Metric> = metrics.into_iter().map(convert::metric).collect();
         limited(&self.0.name, "parse-metrics", metrics, |m| {
@@ -430,7 +601,7 @@ impl WasmDataset {
 impl DatasetInstance for WasmDataset {
     fn load(&mut self, request: &LoadRequest) -> CallResult<Vec<Prompt>> {
         let request = convert::load_request(request);
-        let prompts = self.0.call("load", |b, store, r| {
+        let prompts = self.0.call("load", move |b, store, r| {
             b.llem_plugin_dataset()
                 .dataset()
                 .call_load(store, r, &request)
@@ -459,7 +630,7 @@ impl WasmSink {
 impl SinkInstance for WasmSink {
     fn write_samples(&mut self, batch: &SampleBatch) -> CallResult<()> {
         let batch = convert::sample_batch(batch);
-        self.0.call("write-samples", |b, store, r| {
+        self.0.call("write-samples", move |b, store, r| {
             b.llem_plugin_sink()
                 .sink()
                 .call_write_samples(store, r, &batch)
@@ -468,7 +639,7 @@ impl SinkInstance for WasmSink {
 
     fn write_result(&mut self, document: &ResultDocument) -> CallResult<()> {
         let document = convert::result_document(document);
-        self.0.call("write-result", |b, store, r| {
+        self.0.call("write-result", move |b, store, r| {
             b.llem_plugin_sink()
                 .sink()
                 .call_write_result(store, r, &document)

@@ -4,12 +4,14 @@
 //! too much memory becomes a [`PluginFailure`] naming it; the kernel goes on.
 
 mod bindings;
+mod bounded;
 mod cache;
 mod classify;
 mod convert;
 mod files;
 mod instance;
 mod limits;
+mod net;
 mod store;
 
 pub use cache::default_cache_dir;

@@ -117,9 +117,9 @@ pub fn new_store(
     // no sockets. Only the grants below open anything.
     let stderr = MemoryOutputPipe::new(STDERR_CAPTURE_BYTES);
     wasi.stderr(stderr.clone());
-    wasi.allow_tcp(false)
-        .allow_udp(false)
-        .allow_ip_name_lookup(false);
+    wasi.allow_udp(false);
+    // TCP only to the addresses `sandbox.connect` grants (none by default).
+    super::net::apply(&mut wasi, &sandbox.connect)?;
     let files = preopen(&mut wasi, sandbox)?;
     for name in &sandbox.env {
         if let Ok(value) = std::env::var(name) {

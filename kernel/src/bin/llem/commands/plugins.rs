@@ -192,6 +192,15 @@ fn inspect(catalog: &Catalog, name: &str, json: bool) -> CmdResult {
     println!("  file: {}", plugin.path().display());
     println!("  manifest table: [plugins.{}]", short_name(&info.name));
     super::capabilities::print(catalog, &plugin);
+    println!("  can and cannot:");
+    for line in llem::plugin::capabilities::describe(
+        &info.name,
+        info.kind,
+        plugin.format() == llem::PluginFormat::Wasm,
+        short_name(&info.name),
+    ) {
+        println!("    {line}");
+    }
     if info.options.is_empty() {
         println!("  options: none");
         return Ok(ExitCode::SUCCESS);

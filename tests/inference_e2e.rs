@@ -631,6 +631,7 @@ fn steady_state_and_attribution_agree_with_an_independent_recomputation() {
     );
     assert_eq!(code, 0, "{stderr}\n{stdout}");
     let (run, result) = the_run(dir.path());
+    check_result_shape(&result);
     let inference = &result["inference"];
     let records = requests(&run);
     let measured: Vec<&Value> = records

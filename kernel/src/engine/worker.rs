@@ -531,7 +531,7 @@ done
                 r#""device":"cpu"}'"#,
                 r#""device":"cpu","versions":{"python":"3.12.1","torch":"2.9.0","cuda":"12.8","devices":["GPU A"],"future_key":1}}'"#,
             );
-        let mut engine = EngineProcess::spawn(&plan(&script), dir.path(), true).unwrap();
+        let mut engine = EngineProcess::spawn(&plan(&script), &sh(), dir.path(), true).unwrap();
         let mut prompts = prompts(2);
         prompts[1].max_output_tokens = None;
         let decoding = Decoding {

@@ -47,6 +47,7 @@ fn run(dir: &Path, manifest: &Path, home: &Path) -> (i32, String, String) {
     output(
         llem(plugins().path())
             .arg("run")
+            .args(["--set", "measurement.baseline=off"])
             .arg(manifest)
             .arg("--output")
             .arg(dir.join("out"))
@@ -101,8 +102,8 @@ fn the_engine_gets_an_allow_listed_environment_only() {
     let home = fake_home(dir.path());
     let (code, stdout, stderr) = run(dir.path(), &path, &home);
     assert_eq!(
-        code, 1,
-        "an engine that dies makes an incomplete run\n{stdout}\n{stderr}"
+        code, 4,
+        "an engine that dies before it is ready makes a failed run (directory kept)\n{stdout}\n{stderr}"
     );
     let (run, result) = the_run(dir.path()).unwrap();
     let log = std::fs::read_to_string(run.join("engine.log")).unwrap();

@@ -107,8 +107,52 @@ fn records(run: &Path) -> Vec<Value> {
 
 #[test]
 fn offline_with_the_pytorch_worker_counts_what_generate_produced() {
-    let (run, result, _out) = run("offline", &["--set", "pytorch.batch_size=2"]);
-    assert_eq!(result["status"], "complete");
+    // The README's main job, in small: an offline PyTorch run with a fresh
+    // idle baseline, whose result carries phases, baseline, verdict and
+    // environment, and whose window opens after the model is loaded.
+    let (run, result, _out) = run(
+        "offline",
+        &[
+            "--set",
+            "pytorch.batch_size=2",
+            "--set",
+            "measurement.baseline=fresh",
+            "--set",
+            "measurement.baseline_s=1",
+        ],
+    );
+    assert_eq!(result["status"], "complete", "{}", result["status_reasons"]);
+    let phases: Vec<&str> = result["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        phases[..4],
+        ["open_sources", "idle_baseline", "start_engine", "measured"],
+        "{phases:?}"
+    );
+    assert_eq!(result["baseline"]["origin"], "measured");
+    assert!(result["quality"]["level"].is_string());
+    assert!(
+        result["environment"]["engine_versions"]["torch"].is_string(),
+        "{}",
+        result["environment"]
+    );
+    assert!(result["environment"]["cpu_model"].is_string());
+    let window_start = result["window"]["start_ns"].as_u64().unwrap();
+    let first_send = records(&run)
+        .iter()
+        .map(|r| r["send_ns"].as_u64().unwrap())
+        .min()
+        .unwrap();
+    assert!(first_send >= window_start);
+    assert!(
+        first_send - window_start < 1_000_000_000,
+        "first request {} ms after the measured window opened",
+        (first_send - window_start) / 1_000_000
+    );
     assert_eq!(result["backend"]["engine_info"]["engine"], "transformers");
     // The real worker starts and runs under the engine confinement.
     let expected = if llem::engine::landlock_abi().is_some() {

@@ -106,6 +106,7 @@ pub fn start(
     run_dir: &Path,
     port: u16,
     stop: &AtomicBool,
+    confinement: &mut Option<EngineConfinement>,
     on_event: &mut impl FnMut(Event<'_>),
 ) -> Result<Engine, RunError> {
     let ready_timeout = Duration::from_secs(u64::from(plan.ready_timeout_s.max(1)));
@@ -124,6 +125,8 @@ pub fn start(
             let mut process =
                 EngineProcess::spawn(plan, grants, run_dir, false).map_err(engine_error)?;
             announce_confinement(&process, on_event);
+            // Recorded as soon as the engine exists: also for one that never gets ready.
+            *confinement = Some(process.confinement().clone());
             let authority = format!("127.0.0.1:{port}");
             let base_url = format!(
                 "http://{authority}{}",
@@ -161,6 +164,8 @@ pub fn start(
             let mut process =
                 EngineProcess::spawn(plan, grants, run_dir, true).map_err(engine_error)?;
             announce_confinement(&process, on_event);
+            // Recorded as soon as the engine exists: also for one that never gets ready.
+            *confinement = Some(process.confinement().clone());
             let note = format!(
                 "started worker `{} {}` (pid {}, logs: {}); waiting up to {} s for it to load the model",
                 plan.program,
@@ -208,17 +213,6 @@ fn announce_confinement(process: &EngineProcess, on_event: &mut impl FnMut(Event
             c.env_dropped.join(", ")
         );
         on_event(Event::Warning(&text));
-    }
-}
-
-/// The confinement the engine llem started runs under (`None` when attached).
-pub fn confinement(engine: &Engine) -> Option<EngineConfinement> {
-    match engine {
-        Engine::Server {
-            _process: Some(p), ..
-        } => Some(p.confinement().clone()),
-        Engine::Offline { process, .. } => Some(process.confinement().clone()),
-        Engine::Server { _process: None, .. } => None,
     }
 }
 

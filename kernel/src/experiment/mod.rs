@@ -461,6 +461,7 @@ impl<'c> Experiment<'c> {
                     &state.dir,
                     backend.port,
                     stop,
+                    &mut state.confinement,
                     &mut |e| on_event(e),
                 )?);
                 state.phases.end(PhaseName::StartEngine);
@@ -469,7 +470,6 @@ impl<'c> Experiment<'c> {
                     .as_mut()
                     .ok_or_else(|| RunError::Invalid("no engine".into()))?;
                 state.engine_info = engine.info();
-                state.confinement = inference::confinement(engine);
                 if let Some(v) = state.engine_info.as_ref().and_then(|i| i.versions.clone()) {
                     state.environment.engine_versions = Some(v);
                 }

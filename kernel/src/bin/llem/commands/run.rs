@@ -181,6 +181,14 @@ fn run_one(experiment: &Experiment<'_>, cycle: u32, stop: &Arc<AtomicBool>) -> R
     bar.finish_and_clear();
     let outcome = outcome.map_err(|e| Failure::failed(e.to_string()))?;
     print_summary(&outcome.result, &outcome.dir);
+    if let Some(error) = &outcome.result.error {
+        // The summary (stdout) says it too; stderr is where scripts and people look.
+        crate::output::error(&format!(
+            "{error}
+  the run directory keeps what was measured: {}",
+            outcome.dir.display()
+        ));
+    }
     // Documented in docs/result-schema.md: 0 complete, 3 degraded, 4 failed, 130 interrupted.
     Ok(outcome.result.status.exit_code())
 }

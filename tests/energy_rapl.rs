@@ -573,8 +573,13 @@ fn a_value_above_the_declared_range_is_a_gap_not_energy() {
     let pkg = sys.zone("intel-rapl", &[0], "package-0", 10_000_000, INTEL_MAX);
     let source = open_wasm(&sys.devices(), &[], &sys.sandbox());
     let window = window_over(source, || sys.set(&pkg, INTEL_MAX + 5));
-    // Both reads after it (the helper's sync and the window's end) are gaps.
-    assert_eq!(window.devices[0].gaps.count, 2);
+    // Every read after it is a gap: at least the helper's sync and the
+    // window's end (a sampler tick may add one more).
+    assert!(
+        window.devices[0].gaps.count >= 2,
+        "{:?}",
+        window.devices[0].gaps
+    );
     assert!(
         window.devices[0].gaps.first[0]
             .reason

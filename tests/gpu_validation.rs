@@ -94,7 +94,19 @@ fn run_sh(args: &[&str], tweak: impl FnOnce(&mut Command, &Path)) -> Run {
     // `python3` on PATH is the venv's (pynvml), then the stand-in nvidia-smi.
     let bin = dir.path().join("bin");
     std::fs::create_dir_all(&bin).unwrap();
-    std::os::unix::fs::symlink(&python, bin.join("python3")).unwrap();
+    // A wrapper, not a symlink: Python finds its venv (pyvenv.cfg) from the
+    // path it was started by, so a link elsewhere would lose the venv's pynvml.
+    let wrapper = bin.join("python3");
+    std::fs::write(
+        &wrapper,
+        format!("#!/bin/sh\nexec '{}' \"$@\"\n", python.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     let path = format!(
         "{}:{}:{}",
         bin.display(),

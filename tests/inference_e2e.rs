@@ -325,7 +325,7 @@ fn phase<'a>(result: &'a Value, name: &str) -> &'a Value {
 fn an_offline_window_excludes_model_loading_and_warmup() {
     let plugins = plugins();
     let dir = tempfile::tempdir().unwrap();
-    let ready_file = dir.path().join("ready_ns");
+    // Inside the run directory: the confined engine may write nothing else.
     let command = vec![
         "python3".to_owned(),
         engine_script("fake_worker.py"),
@@ -334,7 +334,7 @@ fn an_offline_window_excludes_model_loading_and_warmup() {
         "--load-s".into(),
         "3".into(),
         "--ready-file".into(),
-        ready_file.display().to_string(),
+        "{run_dir}/ready_ns".into(),
     ];
     let path = manifest(
         dir.path(),
@@ -353,7 +353,7 @@ fn an_offline_window_excludes_model_loading_and_warmup() {
     );
     assert_eq!(code, 0, "{stderr}\n{stdout}");
     let (run, result) = the_run(dir.path());
-    let ready_ns: u64 = std::fs::read_to_string(&ready_file)
+    let ready_ns: u64 = std::fs::read_to_string(run.join("ready_ns"))
         .unwrap()
         .trim()
         .parse()

@@ -850,12 +850,11 @@ impl<'c> Experiment<'c> {
         // Everything measured goes to disk even if result.json cannot.
         state.phases.begin(PhaseName::Write);
         let mut result = assembled.result;
-        if !state.records.is_empty() {
-            if let Err(e) =
+        if !state.records.is_empty()
+            && let Err(e) =
                 results::write_requests(&state.dir, &state.records, &assembled.per_request)
-            {
-                result.status_reasons.push(format!("requests.jsonl: {e}"));
-            }
+        {
+            result.status_reasons.push(format!("requests.jsonl: {e}"));
         }
         if let Err(e) = results::write_engine_metrics(&state.dir, &parsed_metrics) {
             result.warnings.push(format!("engine_metrics.jsonl: {e}"));

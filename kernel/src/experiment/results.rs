@@ -33,7 +33,7 @@ pub fn inference(
         .filter(|_| latency.completed > 0)
         .map(|e| e / f64::from(latency.completed));
     let duration = window.duration_s();
-    let summary = InferenceSummary {
+    InferenceSummary {
         requests_sent: records.len() as u32,
         requests_succeeded: records.iter().filter(|r| r.success).count() as u32,
         requests_failed: records.iter().filter(|r| !r.success).count() as u32,
@@ -55,8 +55,7 @@ pub fn inference(
         flops: None,
         carbon: None,
         latency,
-    };
-    summary
+    }
 }
 
 /// One JSON object per request, with its attributed energy.

@@ -85,6 +85,9 @@ pub struct Sampler {
     spool: Option<spool::Spool>,
 }
 
+/// One stopped source: its configuration, devices and everything sampled.
+pub type Stopped = (SourceConfig, Vec<Device>, SourceSeries);
+
 /// How long `stop` waits for a source's thread to leave a call before it is
 /// abandoned: a source blocked in a read cannot hold a run past its end.
 pub const STOP_GRACE: Duration = Duration::from_secs(2);
@@ -266,16 +269,13 @@ impl Sampler {
 
     /// Stop every thread and return each source's series (waiting at most
     /// [`STOP_GRACE`] for a source stuck in a call).
-    pub fn stop(self) -> Vec<(SourceConfig, Vec<Device>, SourceSeries)> {
+    pub fn stop(self) -> Vec<Stopped> {
         self.stop_within(STOP_GRACE).0
     }
 
     /// Stop every thread, abandoning one still inside a call after `grace`;
     /// also returns the spool's write errors (empty when everything reached disk).
-    pub fn stop_within(
-        mut self,
-        grace: Duration,
-    ) -> (Vec<(SourceConfig, Vec<Device>, SourceSeries)>, Vec<String>) {
+    pub fn stop_within(mut self, grace: Duration) -> (Vec<Stopped>, Vec<String>) {
         for source in &self.sources {
             source.shared.stop();
         }

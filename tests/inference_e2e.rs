@@ -228,8 +228,9 @@ fn an_engine_that_dies_mid_run_leaves_partial_results_marked_degraded() {
     assert!(gone(&run.join("engine.pid")));
 }
 
-#[test]
-fn ctrl_c_mid_run_keeps_results_and_stops_the_engine() {
+/// A server run interrupted by `signal` 2.5 s after its engine started:
+/// (llem's exit code, the run directory, the engine's pid file).
+fn interrupted_server_run(signal: i32) -> (Option<i32>, tempfile::TempDir, PathBuf) {
     let plugins = plugins();
     let dir = tempfile::tempdir().unwrap();
     let path = manifest(
@@ -264,9 +265,15 @@ fn ctrl_c_mid_run_keeps_results_and_stops_the_engine() {
     };
     std::thread::sleep(Duration::from_millis(2500));
     // SAFETY: plain kill(2) on our own child.
-    unsafe { kill(child.id() as i32, 2) };
+    unsafe { kill(child.id() as i32, signal) };
     let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(130));
+    (status.code(), dir, pid_file)
+}
+
+#[test]
+fn ctrl_c_mid_run_keeps_results_and_stops_the_engine() {
+    let (code, dir, pid_file) = interrupted_server_run(2);
+    assert_eq!(code, Some(130));
     let (_, result) = the_run(dir.path());
     assert_eq!(result["status"], "interrupted");
     assert!(result["inference"]["requests_sent"].as_u64().unwrap() >= 2);
@@ -501,42 +508,8 @@ fn an_endpoint_that_fails_every_request_is_a_failed_run() {
 /// like Ctrl-C: `interrupted`, exit 130, result.json and the streamed readings kept.
 #[test]
 fn sigterm_mid_run_keeps_the_result() {
-    let plugins = plugins();
-    let dir = tempfile::tempdir().unwrap();
-    let path = manifest(
-        dir.path(),
-        50,
-        40,
-        &server_command(&["--token-ms", "50"]),
-        "[load]\nmax_concurrency = 2\n",
-    );
-    let mut child = llem(plugins.path())
-        .arg("run")
-        .args(["--set", "measurement.baseline=off"])
-        .arg(&path)
-        .arg("--output")
-        .arg(dir.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid_file = loop {
-        if let Some(run) = std::fs::read_dir(dir.path().join("e2e"))
-            .ok()
-            .and_then(|mut d| d.next())
-        {
-            let pid_file = run.unwrap().path().join("engine.pid");
-            if pid_file.exists() {
-                break pid_file;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    std::thread::sleep(Duration::from_millis(2500));
-    // SAFETY: plain kill(2) on our own child.
-    unsafe { kill(child.id() as i32, 15) };
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(130));
+    let (code, dir, pid_file) = interrupted_server_run(15);
+    assert_eq!(code, Some(130));
     let (run, result) = the_run(dir.path());
     assert_eq!(result["status"], "interrupted");
     assert!(result["energy"]["total_j"].as_f64().is_some());

@@ -1,4 +1,4 @@
-//! `cargo xtask test [-- <args>]`: `build`, `fixtures`, then
+//! `cargo xtask test [-- <args>]`: `tests/python/setup-venv.sh`, `build`, `fixtures`, then
 //! `cargo test --workspace <args>`, then the Python tests (`tests/python`)
 //! with the project's venv, `.venv/bin/python -m pytest tests/python -q`,
 //! when `.venv` exists (`bash tests/python/setup-venv.sh` makes it; CI does).
@@ -9,6 +9,15 @@ use anyhow::Result;
 use std::process::{Command, ExitCode};
 
 pub fn cmd(args: &[String]) -> Result<ExitCode> {
+    // The real-component tests (PyTorch worker, `transformers serve`, the GPU
+    // validation's pynvml) need the project's venv: make it (idempotent, ~3 s
+    // when it is already there), so this one command passes on a fresh machine.
+    let root = cargo::root();
+    cargo::run(
+        Command::new("bash")
+            .arg(root.join("tests/python/setup-venv.sh"))
+            .current_dir(&root),
+    )?;
     build::build(Profile::Debug)?;
     let fixtures = fixtures::build()?;
 

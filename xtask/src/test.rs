@@ -16,7 +16,7 @@ pub fn cmd(args: &[String]) -> Result<ExitCode> {
     cargo::run(
         Command::new("bash")
             .arg(root.join("tests/python/setup-venv.sh"))
-            .current_dir(&root),
+            .current_dir(root),
     )?;
     build::build(Profile::Debug)?;
     let fixtures = fixtures::build()?;

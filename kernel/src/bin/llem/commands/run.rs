@@ -214,6 +214,20 @@ fn print_inference(i: &llem::experiment::InferenceSummary) {
     if let Some(net) = i.energy_per_output_token_net_j {
         println!("  net of idle            {}", joules(Some(net)));
     }
+    if let (Some(headline), Some(j)) = (&i.headline, i.headline_energy_per_output_token_j) {
+        let which = if headline == "steady_state" {
+            "steady state (ML.ENERGY)"
+        } else {
+            "whole measured window"
+        };
+        println!("  headline J/token       {}   ({which})", joules(Some(j)));
+    }
+    if let Some(a) = &i.attribution {
+        println!(
+            "  per-request energy     interval attribution over {} device(s); {:.4} J idle; sums to the window within {:.0e}",
+            a.devices, a.unattributed_j, a.sum_relative_error
+        );
+    }
     println!(
         "  energy / request       {}",
         joules(i.energy_per_request_j)
@@ -359,8 +373,17 @@ fn print_summary(result: &RunResult, dir: &std::path::Path) {
     if let Some(inference) = &result.inference {
         print_inference(inference);
     }
-    if let Some(error) = &result.error {
-        println!("  error: {error}");
+    if let Some(q) = &result.quality {
+        let level = serde_json::to_value(q.level)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let reasons: Vec<&str> = q.reasons.iter().map(|c| c.message.as_str()).collect();
+        if reasons.is_empty() {
+            println!("  quality                {level}");
+        } else {
+            println!("  quality                {level}: {}", reasons.join("; "));
+        }
     }
     for reason in &result.status_reasons {
         println!(

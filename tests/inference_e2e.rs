@@ -61,6 +61,19 @@ fn manifest(
     path
 }
 
+/// `llem run MANIFEST --output OUT` without an idle baseline (not what these
+/// tests are about): (exit code, stdout, stderr).
+fn run_manifest(plugins: &Path, manifest: &Path, out: &Path) -> (i32, String, String) {
+    output(
+        llem(plugins)
+            .arg("run")
+            .args(["--set", "measurement.baseline=off"])
+            .arg(manifest)
+            .arg("--output")
+            .arg(out),
+    )
+}
+
 fn the_run(out: &Path) -> (PathBuf, Value) {
     let run = std::fs::read_dir(out.join("e2e"))
         .unwrap()
@@ -111,14 +124,7 @@ fn a_server_run_measures_requests_latency_and_energy_per_token() {
         &server_command(&["--token-ms", "5"]),
         "metrics_path = \"/metrics\"\n\n[load]\nmax_concurrency = 4\nwarmup_requests = 2\ngoodput = { ttft_ms = 5000 }\n",
     );
-    let (code, stdout, stderr) = output(
-        llem(plugins.path())
-            .arg("run")
-            .args(["--set", "measurement.baseline=off"])
-            .arg(&path)
-            .arg("--output")
-            .arg(dir.path()),
-    );
+    let (code, stdout, stderr) = run_manifest(plugins.path(), &path, dir.path());
     assert_eq!(code, 0, "{stderr}\n{stdout}");
     let (run, result) = the_run(dir.path());
     assert_eq!(result["status"], "complete");
@@ -195,14 +201,7 @@ fn an_engine_that_dies_mid_run_leaves_partial_results_marked_degraded() {
         &server_command(&["--token-ms", "5", "--die-after", "5"]),
         "[load]\nmax_concurrency = 1\n",
     );
-    let (code, _, stderr) = output(
-        llem(plugins.path())
-            .arg("run")
-            .args(["--set", "measurement.baseline=off"])
-            .arg(&path)
-            .arg("--output")
-            .arg(dir.path()),
-    );
+    let (code, _, stderr) = run_manifest(plugins.path(), &path, dir.path());
     // Measured, but not what it set out to: degraded (exit 3), with the reasons.
     assert_eq!(code, 3, "{stderr}");
     let (run, result) = the_run(dir.path());
@@ -291,14 +290,7 @@ fn an_offline_worker_run_reports_tokens_from_the_worker() {
         "1".into(),
     ];
     let path = manifest(dir.path(), 6, 5, &command, "mode = \"offline\"\n");
-    let (code, stdout, stderr) = output(
-        llem(plugins.path())
-            .arg("run")
-            .args(["--set", "measurement.baseline=off"])
-            .arg(&path)
-            .arg("--output")
-            .arg(dir.path()),
-    );
+    let (code, stdout, stderr) = run_manifest(plugins.path(), &path, dir.path());
     assert_eq!(code, 0, "{stderr}\n{stdout}");
     let (_, result) = the_run(dir.path());
     assert_eq!(result["backend"]["engine_info"]["engine"], "fake-worker");
@@ -350,14 +342,7 @@ fn an_offline_window_excludes_model_loading_and_warmup() {
         &command,
         "mode = \"offline\"\n\n[load]\nwarmup_requests = 3\nmax_concurrency = 2\n",
     );
-    let (code, stdout, stderr) = output(
-        llem(plugins.path())
-            .arg("run")
-            .args(["--set", "measurement.baseline=off"])
-            .arg(&path)
-            .arg("--output")
-            .arg(dir.path()),
-    );
+    let (code, stdout, stderr) = run_manifest(plugins.path(), &path, dir.path());
     assert_eq!(code, 0, "{stderr}\n{stdout}");
     let (run, result) = the_run(dir.path());
     let ready_ns: u64 = std::fs::read_to_string(run.join("ready_ns"))
@@ -444,14 +429,7 @@ fn an_offline_run_refuses_request_rate_by_key() {
         &command,
         "mode = \"offline\"\n\n[load]\nrequest_rate = 4.0\n",
     );
-    let (code, _, stderr) = output(
-        llem(plugins.path())
-            .arg("run")
-            .args(["--set", "measurement.baseline=off"])
-            .arg(&path)
-            .arg("--output")
-            .arg(dir.path()),
-    );
+    let (code, _, stderr) = run_manifest(plugins.path(), &path, dir.path());
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("[load].request_rate"), "{stderr}");
     assert!(
@@ -483,14 +461,7 @@ fn an_endpoint_that_fails_every_request_is_a_failed_run() {
         &server_command(&[]),
         &format!("\n[load]\nendpoint = \"http://127.0.0.1:{port}/v1\"\n"),
     );
-    let (code, stdout, stderr) = output(
-        llem(plugins.path())
-            .arg("run")
-            .args(["--set", "measurement.baseline=off"])
-            .arg(&path)
-            .arg("--output")
-            .arg(dir.path()),
-    );
+    let (code, stdout, stderr) = run_manifest(plugins.path(), &path, dir.path());
     assert_eq!(code, 4, "{stderr}\n{stdout}");
     let (run, result) = the_run(dir.path());
     assert_eq!(result["status"], "failed");
@@ -594,14 +565,7 @@ fn steady_state_and_attribution_agree_with_an_independent_recomputation() {
         &server_command(&["--token-ms", "5", "--max-num-seqs", "3"]),
         "\n[load]\nmax_concurrency = 3\n",
     );
-    let (code, stdout, stderr) = output(
-        llem(plugins.path())
-            .arg("run")
-            .args(["--set", "measurement.baseline=off"])
-            .arg(&path)
-            .arg("--output")
-            .arg(dir.path()),
-    );
+    let (code, stdout, stderr) = run_manifest(plugins.path(), &path, dir.path());
     assert_eq!(code, 0, "{stderr}\n{stdout}");
     let (run, result) = the_run(dir.path());
     check_result_shape(&result);

@@ -396,17 +396,11 @@ pub fn latency_cv(records: &[RequestRecord], window: usize) -> Option<f64> {
         .filter(|r| r.success)
         .map(|r| r.end_ns.saturating_sub(r.send_ns) as f64)
         .collect();
-    if e2e.len() < window.max(2) {
+    let window = window.max(2);
+    if e2e.len() < window {
         return None;
     }
-    let last = &e2e[e2e.len() - window.max(2)..];
-    let n = last.len() as f64;
-    let mean = last.iter().sum::<f64>() / n;
-    if mean <= 0.0 {
-        return None;
-    }
-    let var = last.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
-    Some(var.sqrt() / mean)
+    llem_analysis::stats::coefficient_of_variation(&e2e[e2e.len() - window..])
 }
 
 #[cfg(test)]

@@ -192,7 +192,7 @@ fn unknown_top_level_table_suggests() {
     );
     assert_eq!(
         only_error("verbose = true\n"),
-        "experiment.toml:1:1: unknown top-level key `verbose`\n  help: known tables: experiment, load, plugins"
+        "experiment.toml:1:1: unknown top-level key `verbose`\n  help: known tables: experiment, load, measurement, plugins"
     );
 }
 

@@ -55,7 +55,7 @@ pub fn build(profile: Profile) -> Result<PathBuf> {
     }
 
     cargo::run(&mut cargo::cargo(
-        ["build", "-p", "llem"].iter().chain(profile.flags()),
+        ["build", "-p", "llem-cli"].iter().chain(profile.flags()),
     )?)
     .context("building llem")?;
 

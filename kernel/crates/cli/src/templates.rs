@@ -12,7 +12,11 @@ const SINK: &str = include_str!("plugin_templates/sink.rs.in");
 
 /// The SDK in the source tree this llem was built from, if it is still there.
 fn source_tree_sdk() -> Option<PathBuf> {
-    let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).parent()?.join("sdk");
+    // kernel/crates/cli -> the workspace root.
+    let sdk = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(3)?
+        .join("sdk");
     sdk.join("Cargo.toml").exists().then_some(sdk)
 }
 

@@ -463,7 +463,7 @@ fn telemetry_is_named_with_units_and_skips_what_is_not_supported() {
 }
 
 /// On a machine with an NVIDIA driver, the real library:
-/// `LLEM_TEST_REAL_NVML=1 cargo test -p llem-integration-tests --test energy_nvml real_nvml -- --nocapture`.
+/// `LLEM_TEST_REAL_NVML=1 cargo test -p llem-integration-tests --test integration energy_nvml::real_nvml -- --nocapture`.
 /// Elsewhere it does nothing.
 #[test]
 fn real_nvml_when_asked() {

@@ -6,34 +6,16 @@
 
 #![allow(clippy::unwrap_used)] // test helpers unwrap: a panic is a test failure
 
-use llem_integration_tests::{llem, output, wasm_artifact, workspace_root};
+use llem_integration_tests::{llem, output, wasm_artifact};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 fn python() -> PathBuf {
-    let python = workspace_root().join(".venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run `bash tests/python/setup-venv.sh` (CI does)",
-        python.display()
-    );
-    python
+    llem_integration_tests::venv_python()
 }
 
-/// The tiny model, made once per test process.
 fn tiny_model() -> &'static Path {
-    static MODEL: OnceLock<PathBuf> = OnceLock::new();
-    MODEL.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("llem-tiny-llama-{}", std::process::id()));
-        let status = std::process::Command::new(python())
-            .arg(workspace_root().join("tests/python/make_tiny_model.py"))
-            .arg(&dir)
-            .status()
-            .unwrap();
-        assert!(status.success(), "make_tiny_model.py failed");
-        dir
-    })
+    llem_integration_tests::tiny_model()
 }
 
 fn run(mode: &str, extra: &[&str]) -> (PathBuf, Value, tempfile::TempDir) {

@@ -58,20 +58,31 @@ fn every_template_builds_both_ways_and_loads() {
         ("sink", "jsonlog", PluginKind::Sink),
     ] {
         let dir = work.path().join(short);
-        let (code, _, stderr) = output(
-            llem(empty.path())
-                .args(["plugins", "new", kind, short, "--dir"])
-                .arg(&dir)
-                .arg("--sdk-path")
-                .arg(workspace_root().join("sdk")),
-        );
+        let mut new = llem(empty.path());
+        new.args(["plugins", "new", kind, short, "--dir"]).arg(&dir);
+        // The energy template vendors the SDK: it must build with nothing of
+        // this source tree (issue 9); the others use the tree's SDK.
+        if kind == "energy" {
+            new.arg("--vendor-sdk");
+        } else {
+            new.arg("--sdk-path").arg(workspace_root().join("sdk"));
+        }
+        let (code, _, stderr) = output(&mut new);
         assert_eq!(code, 0, "{stderr}");
         let name = format!("{kind}-{short}");
-        assert!(
-            std::fs::read_to_string(dir.join("Cargo.toml"))
-                .unwrap()
-                .contains(&format!("name = \"{name}\""))
-        );
+        let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+        assert!(manifest.contains(&format!("name = \"{name}\"")));
+        if kind == "energy" {
+            assert!(
+                manifest.contains("path = \"vendor/llem-sdk\""),
+                "{manifest}"
+            );
+            assert!(!manifest.contains(&workspace_root().display().to_string()));
+            assert!(
+                dir.join("vendor/wit/llem-plugin-0.1.0/energy.wit")
+                    .is_file()
+            );
+        }
         cargo_build(&dir, true);
         cargo_build(&dir, false);
         let [wasm, native] = artifacts(&name);

@@ -132,27 +132,23 @@ fn granted_directories_are_read_only_and_nothing_else_is_visible() {
 
 #[test]
 fn environment_variables_are_not_inherited_unless_granted() {
-    // SAFETY: set before any thread in this test reads the environment.
-    unsafe { std::env::set_var("LLEM_TEST_SECRET", "s3cr3t") };
+    // PATH is in every test process's environment. Setting a variable of our
+    // own instead would race with the other tests of this binary, which read
+    // the environment from their threads (spawning processes).
+    let secret = std::env::var("PATH").expect("PATH is set for tests");
     let loader = loader();
-    let err = hostile(
-        &loader,
-        "read-env",
-        "LLEM_TEST_SECRET",
-        "read",
-        &Sandbox::default(),
-    );
+    let err = hostile(&loader, "read-env", "PATH", "read", &Sandbox::default());
     assert_eq!(err.kind, FailureKind::Unavailable);
-    assert!(err.message.contains("LLEM_TEST_SECRET"), "{err}");
-    assert!(!err.message.contains("s3cr3t"));
+    assert!(err.message.contains("PATH"), "{err}");
+    assert!(!err.message.contains(&secret));
     // Granted by name, it is visible (the fixture then reports it as a leak).
     let plugin = loader.load(&wasm_artifact("energy-hostile")).unwrap();
-    let cfg = match json!({"attack": "read-env", "target": "LLEM_TEST_SECRET", "during": "read"}) {
+    let cfg = match json!({"attack": "read-env", "target": "PATH", "during": "read"}) {
         Value::Object(map) => map,
         _ => unreachable!(),
     };
     let sandbox = Sandbox {
-        env: vec!["LLEM_TEST_SECRET".into()],
+        env: vec!["PATH".into()],
         ..Sandbox::default()
     };
     let err = plugin
@@ -160,7 +156,7 @@ fn environment_variables_are_not_inherited_unless_granted() {
         .unwrap()
         .read(&mut Vec::new())
         .unwrap_err();
-    assert!(err.message.contains("LLEM_TEST_SECRET=s3cr3t"), "{err}");
+    assert!(err.message.contains(&format!("PATH={secret}")), "{err}");
 }
 
 #[test]

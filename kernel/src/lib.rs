@@ -6,11 +6,14 @@
 
 pub mod catalog;
 pub mod clock;
+pub mod default_workload;
 pub mod discovery;
+pub mod doctor;
 pub mod energy;
 pub mod engine;
 pub mod experiment;
 pub mod loadgen;
+pub mod model;
 pub mod plugin;
 pub mod probe;
 pub mod sampler;

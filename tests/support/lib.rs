@@ -74,6 +74,35 @@ pub fn build_c_plugin(source: &str, defines: &[&str], out_dir: &Path) -> PathBuf
     out
 }
 
+/// The project venv's Python (`tests/python/setup-venv.sh`; CI makes it):
+/// CPU torch, transformers (`transformers serve`), pytest.
+pub fn venv_python() -> PathBuf {
+    let python = workspace_root().join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run `bash tests/python/setup-venv.sh` (CI does)",
+        python.display()
+    );
+    python
+}
+
+/// A tiny, randomly initialised Llama with its own tokenizer
+/// (`tests/python/make_tiny_model.py`: 2 layers, hidden 64, 4 heads, vocabulary
+/// 500, context 512, float32), made once per test process; nothing is downloaded.
+pub fn tiny_model() -> &'static Path {
+    static MODEL: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    MODEL.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("llem-tiny-llama-{}", std::process::id()));
+        let status = Command::new(venv_python())
+            .arg(workspace_root().join("tests/python/make_tiny_model.py"))
+            .arg(&dir)
+            .status()
+            .expect("the venv's Python runs");
+        assert!(status.success(), "make_tiny_model.py failed");
+        dir
+    })
+}
+
 /// A loader with its own, empty compiled-component cache.
 pub fn fresh_loader(cache: &Path) -> llem::PluginLoader {
     llem::PluginLoader::new(Some(cache.to_owned()))

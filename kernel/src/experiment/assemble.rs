@@ -238,7 +238,7 @@ fn backend_option_u32(
 }
 
 /// FLOPs of the measured, successful requests from the model's config.json
-/// (a local model directory); `None` when there is none or it is not understood.
+/// (a local model directory or the Hugging Face cache); `None` when there is none or it is not understood.
 fn flops(
     plan: &Plan,
     records: &[crate::loadgen::RequestRecord],
@@ -246,8 +246,7 @@ fn flops(
     energy: &EnergySummary,
 ) -> Option<Flops> {
     let model = plan.experiment.model.as_deref()?;
-    let text = std::fs::read_to_string(std::path::Path::new(model).join("config.json")).ok()?;
-    let config: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let config = crate::model::config_json(model)?;
     let shape = llem_analysis::flops::ModelShape::from_hf_config(&config).ok()?;
     let pairs: Vec<(u64, u64)> = records
         .iter()

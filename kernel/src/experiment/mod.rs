@@ -6,9 +6,11 @@
 
 mod assemble;
 pub mod baseline;
+mod dry_run;
 pub mod environment;
 mod figures;
 mod inference;
+mod memory;
 pub mod phase;
 mod result;
 mod results;
@@ -17,6 +19,8 @@ pub mod status;
 mod timestamp;
 mod workload;
 
+pub use dry_run::{DryRun, PlannedEngine, PlannedPlugin};
+pub use memory::MemoryReport;
 pub use result::*;
 pub use workload::WorkloadSummary;
 
@@ -274,7 +278,7 @@ impl<'c> Experiment<'c> {
                     .next()
                     .map_or("", |p| p.instance.as_str());
                 return Err(RunError::Invalid(format!(
-                    "backend `{backend}` has no prompts to run: add a dataset plugin (see `llem plugins list`)"
+                    "backend `{backend}` has no prompts to run: add a dataset plugin (see `llem plugins list`); `llem run` without one uses the default workload"
                 )));
             }
             if self
@@ -697,12 +701,13 @@ impl<'c> Experiment<'c> {
         };
         let model = self.plan.experiment.model.clone().unwrap_or_default();
         let code = self.catalog.load_path(&plugin.location)?;
-        // A local model directory's tokenizer lets datasets count tokens exactly.
-        let tokenizer = Path::new(&model).join("tokenizer.json");
-        let tokenizer = tokenizer.is_file().then_some(tokenizer);
+        // The model's tokenizer (a local directory's, or the Hugging Face
+        // cache's for an id) lets datasets count tokens exactly. Granted
+        // read-only, that one file: not the weights beside it.
+        let tokenizer = crate::model::locate(&model).and_then(|m| m.file("tokenizer.json"));
         let mut sandbox = sandbox_for(plugin, Some(&state.dir));
-        if let Some(dir) = tokenizer.as_deref().and_then(Path::parent) {
-            sandbox.read_dirs.push(dir.to_owned());
+        if let Some(file) = &tokenizer {
+            sandbox.read_dirs.push(file.clone());
         }
         let mut dataset = code.open_dataset(&plugin.config, &sandbox)?;
         let prompts = dataset.load(&LoadRequest {

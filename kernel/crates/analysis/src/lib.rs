@@ -7,6 +7,8 @@
 //!   ML.ENERGY's J/token × output length; the parts sum to the window.
 //! * [`flops`]: parameters and FLOPs per token from a Hugging Face
 //!   `config.json`, achieved FLOP/s, MFU against a peak table, J/FLOP.
+//! * [`memory`]: accelerator memory for weights and KV cache per
+//!   tensor-parallel rank (`llem run --dry-run`).
 //! * [`carbon`]: gCO2e from energy, grid intensity and PUE.
 //! * [`verdict`]: good / caution / poor for a run, with the reasons.
 //! * [`stats`]: coefficient of variation (warm-up until stable) and drift
@@ -58,6 +60,7 @@
 pub mod attribution;
 pub mod carbon;
 pub mod flops;
+pub mod memory;
 pub mod stats;
 pub mod steady_state;
 mod types;

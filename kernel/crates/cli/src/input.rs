@@ -4,7 +4,9 @@
 
 use crate::output::Failure;
 use llem::Catalog;
+use llem::default_workload::{self, DefaultWorkload};
 use llem::manifest::{self, ManifestSource, Plan, RawManifest};
+use llem_sdk::PluginKind;
 use std::path::{Path, PathBuf};
 
 /// Used when no manifest is given. Plugins come from `--plugins`.
@@ -65,4 +67,35 @@ pub fn resolve(input: &Input<'_>, catalog: &Catalog) -> Result<Plan, Failure> {
         }
         Failure::bad_input(text)
     })
+}
+
+/// [`resolve`], then, when the plan has a backend and no dataset, again with
+/// the default workload's dataset (see `llem::default_workload`), which is
+/// returned to be shown. Shared by `run` and `config validate`.
+pub fn resolve_with_default_workload(
+    input: &Input<'_>,
+    catalog: &Catalog,
+) -> Result<(Plan, Option<DefaultWorkload>), Failure> {
+    let plan = resolve(input, catalog)?;
+    let has = |kind| plan.plugins.iter().any(|p| p.kind == kind);
+    if !has(PluginKind::Backend) || has(PluginKind::Dataset) {
+        return Ok((plan, None));
+    }
+    let workload = DefaultWorkload::for_model(
+        plan.experiment.model.as_deref().unwrap_or(""),
+        plan.load.num_prompts.map(u64::from),
+    );
+    let mut plugins = input.plugins.to_vec();
+    plugins.push(default_workload::DATASET.into());
+    let mut sets = input.sets.to_vec();
+    sets.extend(workload.sets());
+    let plan = resolve(
+        &Input {
+            manifest: input.manifest,
+            plugins: &plugins,
+            sets: &sets,
+        },
+        catalog,
+    )?;
+    Ok((plan, Some(workload)))
 }

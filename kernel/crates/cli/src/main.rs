@@ -5,6 +5,7 @@ mod commands;
 mod input;
 mod logging;
 mod output;
+mod sdk_vendor;
 mod templates;
 
 use clap::{Parser, Subcommand};

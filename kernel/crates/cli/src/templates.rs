@@ -39,6 +39,7 @@ pub fn new_plugin(
     name: &str,
     dir: Option<&Path>,
     sdk_path: Option<&Path>,
+    vendor_sdk: bool,
 ) -> Result<PathBuf, String> {
     if name.is_empty()
         || !name
@@ -68,7 +69,14 @@ pub fn new_plugin(
             dir.display()
         ));
     }
-    let sdk_dependency = match sdk_path.map(Path::to_owned).or_else(source_tree_sdk) {
+    // `--sdk-path`, else this llem's source tree, else (or with
+    // `--vendor-sdk`) the SDK vendored into the crate: it builds anywhere.
+    let chosen = match sdk_path {
+        Some(path) => Some(path.to_owned()),
+        None if vendor_sdk => None,
+        None => source_tree_sdk(),
+    };
+    let sdk_dependency = match chosen {
         Some(path) => {
             let path = path
                 .canonicalize()
@@ -78,7 +86,7 @@ pub fn new_plugin(
                 toml::Value::String(path.display().to_string())
             )
         }
-        None => format!("\"{}\"", env!("CARGO_PKG_VERSION")),
+        None => "{ path = \"vendor/llem-sdk\" }".to_owned(),
     };
     let source = match kind {
         PluginKind::Energy => ENERGY,
@@ -99,6 +107,9 @@ pub fn new_plugin(
     write(dir.join("Cargo.toml"), fill(CARGO_TOML))?;
     write(dir.join("src/lib.rs"), fill(source))?;
     write(dir.join(".gitignore"), "/target\n".to_owned())?;
+    if sdk_dependency.contains("vendor/llem-sdk") {
+        crate::sdk_vendor::write(&dir)?;
+    }
     Ok(dir)
 }
 

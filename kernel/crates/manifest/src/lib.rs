@@ -16,6 +16,7 @@
 
 mod catalog;
 mod check;
+mod combine;
 mod edit;
 mod error;
 mod grants;

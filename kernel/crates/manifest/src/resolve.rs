@@ -35,6 +35,10 @@ pub fn resolve(raw: &RawManifest, catalog: &dyn PluginCatalog) -> Result<Plan, V
         }
     }
 
+    if errors.is_empty() {
+        crate::combine::check(raw, &plugins, &mut errors);
+    }
+
     match (experiment, load, measurement) {
         (Some(experiment), Some(load), Some(measurement)) if errors.is_empty() => Ok(Plan {
             source_name: raw.source_name.clone(),

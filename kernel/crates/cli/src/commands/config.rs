@@ -14,7 +14,9 @@ pub enum Command {
     /// Print a documented manifest with every key and its default, and a
     /// commented section for every plugin found.
     Default,
-    /// Check a manifest: syntax, keys, types, plugin names, plugin options.
+    /// Check a manifest as `llem run` would before starting anything: syntax,
+    /// keys, types, plugin names and options, combinations, the backend's
+    /// own checks of its options, the engine program.
     Validate {
         manifest: PathBuf,
         /// Also print the resolved manifest (every default filled).
@@ -52,7 +54,7 @@ pub fn run(command: Command) -> CmdResult {
             println!("{text}");
         }
         Command::Validate { manifest, resolved } => {
-            let plan = input::resolve(
+            let (plan, workload) = input::resolve_with_default_workload(
                 &Input {
                     manifest: Some(&manifest),
                     plugins: &[],
@@ -60,6 +62,27 @@ pub fn run(command: Command) -> CmdResult {
                 },
                 &catalog,
             )?;
+            if let Some(workload) = &workload {
+                ok(&format!(
+                    "no dataset named: `llem run` would use {}",
+                    workload.describe()
+                ));
+            }
+            // What `llem run` checks before it starts anything: the backend's
+            // own option checks (its plan), the engine's program, offline-mode
+            // refusals, a model to run.
+            let refused = |why: String| {
+                Failure::bad_input(format!(
+                    "{}: `llem run` would refuse it: {why}",
+                    manifest.display()
+                ))
+            };
+            let dry = llem::Experiment::new(plan.clone(), &catalog)
+                .dry_run()
+                .map_err(|e| refused(e.to_string()))?;
+            if let Some(Err(why)) = dry.engine.as_ref().map(|e| &e.program) {
+                return Err(refused(why.clone()));
+            }
             if resolved {
                 let text = plan.to_toml_string().map_err(|e| {
                     Failure::failed(format!("cannot render the resolved manifest: {e}"))

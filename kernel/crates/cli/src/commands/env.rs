@@ -3,8 +3,10 @@
 
 use crate::output::{CmdResult, Failure};
 use llem::Catalog;
+use llem::doctor::{BackendCheck, HfCacheCheck};
 use llem::plugin::{sanitize, sanitize_lines};
 use llem::probe::{KNOWN_ENERGY_SOURCES, ProbeOutcome, probe_energy};
+use llem_sdk::PluginKind;
 use std::process::ExitCode;
 
 #[derive(Debug, clap::Args)]
@@ -12,7 +14,8 @@ pub struct Args {
     /// Machine-readable output.
     #[arg(long)]
     json: bool,
-    /// Options to try sources with: `--set nvml.library=/opt/…/libnvidia-ml.so.1`.
+    /// Options to try sources and backends with: `--set nvml.library=/opt/…/libnvidia-ml.so.1`,
+    /// `--set vllm.python=/opt/venv/bin/python`.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     sets: Vec<String>,
 }
@@ -35,9 +38,127 @@ fn kernel_release() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
+/// Every backend this llem finds, checked with the user's `--set`s for it.
+/// Checked in parallel: each imports an engine, which takes seconds.
+fn check_backends(catalog: &Catalog, sets: &[String]) -> Vec<BackendCheck> {
+    let mut backends = Vec::new();
+    for found in catalog.discovered() {
+        let Ok(code) = catalog.load_path(&found.path) else {
+            continue;
+        };
+        if code.info().kind != PluginKind::Backend {
+            continue;
+        }
+        let short = llem::discovery::short_name(code.name()).to_owned();
+        let own: Vec<String> = sets
+            .iter()
+            .filter(|s| s.starts_with(&format!("{short}.")))
+            .cloned()
+            .collect();
+        let plugins = [short.clone()];
+        let input = crate::input::Input {
+            manifest: None,
+            plugins: &plugins,
+            sets: &own,
+        };
+        match crate::input::resolve(&input, catalog) {
+            Ok(plan) => {
+                if let Some(p) = plan
+                    .plugins
+                    .into_iter()
+                    .find(|p| p.kind == PluginKind::Backend)
+                {
+                    backends.push((short, p));
+                }
+            }
+            Err(failure) => crate::output::warn(&format!("backend `{short}`: {}", failure.message)),
+        }
+    }
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = backends
+            .iter()
+            .map(|(short, plugin)| {
+                scope.spawn(move || llem::doctor::check_backend(catalog, plugin, short))
+            })
+            .collect();
+        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+    })
+}
+
+fn print_backends(backends: &[BackendCheck], cache: &HfCacheCheck) {
+    println!("inference backends:");
+    if backends.is_empty() {
+        println!("  - none installed; build them with `cargo xtask build`");
+    }
+    for b in backends {
+        let mark = if b.ok { "✔" } else { "✘" };
+        let python = match (&b.executable, &b.python) {
+            (Some(exe), _) => format!(
+                "{exe} (Python {})",
+                b.python_version.as_deref().unwrap_or("?")
+            ),
+            (None, Some(p)) => p.display().to_string(),
+            (None, None) => "no Python found".into(),
+        };
+        println!("  {mark} {} ({}): {python}", b.backend, b.plugin);
+        for m in &b.modules {
+            match (&m.version, &m.error) {
+                (_, Some(e)) => println!("      ✘ {}: {}", m.name, sanitize(e)),
+                (Some(v), None) => println!("      ✔ {} {}", m.name, sanitize(v)),
+                (None, None) => println!("      ✔ {}", m.name),
+            }
+        }
+        if let Some(cuda) = &b.cuda {
+            let built = cuda
+                .built_with
+                .as_deref()
+                .map_or("a CPU build".to_owned(), |v| format!("built for CUDA {v}"));
+            if cuda.available {
+                println!(
+                    "      CUDA: torch {built}, {} device(s) visible",
+                    cuda.devices.len()
+                );
+                for d in &cuda.devices {
+                    println!(
+                        "        {} ({})",
+                        sanitize(&d.name),
+                        crate::commands::dry_run::human_bytes(d.memory_bytes)
+                    );
+                }
+            } else {
+                println!(
+                    "      CUDA: not usable (torch {built}); the engine would run on CPU or fail"
+                );
+            }
+        }
+        for p in &b.problems {
+            println!("      fix: {}", sanitize(p));
+        }
+    }
+    match (&cache.path, cache.exists) {
+        (Some(path), true) => println!(
+            "Hugging Face cache: {} ({} model(s){})",
+            path.display(),
+            cache.models.len(),
+            if cache.models.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", cache.models.join(", "))
+            }
+        ),
+        (Some(path), false) => println!(
+            "Hugging Face cache: {} does not exist: models named by id must be downloaded first (`huggingface-cli download <id>`), or give a local directory",
+            path.display()
+        ),
+        (None, _) => println!("Hugging Face cache: none (set HF_HOME or HF_HUB_CACHE)"),
+    }
+}
+
 pub fn run(args: Args) -> CmdResult {
     let catalog = Catalog::from_env();
     let probes = probe_energy(&catalog, &args.sets);
+    let backends = check_backends(&catalog, &args.sets);
+    let cache = llem::doctor::check_hf_cache();
     if args.json {
         let entries: Vec<serde_json::Value> = probes
             .iter()
@@ -59,6 +180,8 @@ pub fn run(args: Args) -> CmdResult {
             "cpu": cpu_model(),
             "kernel": kernel_release(),
             "energy_sources": entries,
+            "backends": backends,
+            "hf_cache": cache,
         });
         let text =
             serde_json::to_string_pretty(&doc).map_err(|e| Failure::failed(e.to_string()))?;
@@ -134,6 +257,7 @@ pub fn run(args: Args) -> CmdResult {
             }
         }
     }
+    print_backends(&backends, &cache);
     let auto = llem::probe::auto_energy_sources(&probes);
     if auto.is_empty() {
         println!("nothing can measure energy here; `llem run` needs an energy source");

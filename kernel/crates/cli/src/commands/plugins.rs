@@ -36,9 +36,13 @@ pub enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
         /// The llem-sdk to depend on (default: this llem's source tree when it
-        /// was built from one, else the published crate).
+        /// is still there, else a copy vendored into the crate).
         #[arg(long)]
         sdk_path: Option<PathBuf>,
+        /// Vendor the SDK into the crate (`vendor/`) even when this llem's
+        /// source tree is there: the crate then builds anywhere, on its own.
+        #[arg(long, conflicts_with = "sdk_path")]
+        vendor_sdk: bool,
     },
 }
 
@@ -70,7 +74,14 @@ pub fn run(command: Command) -> CmdResult {
             name,
             dir,
             sdk_path,
-        } => crate::templates::new_plugin(kind.plugin_kind(), &name, dir.as_deref(), sdk_path.as_deref())
+            vendor_sdk,
+        } => crate::templates::new_plugin(
+            kind.plugin_kind(),
+            &name,
+            dir.as_deref(),
+            sdk_path.as_deref(),
+            vendor_sdk,
+        )
             .map(|dir| {
                 ok(&format!("created {}", dir.display()));
                 eprintln!(

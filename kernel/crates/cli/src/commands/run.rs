@@ -43,32 +43,85 @@ pub struct Args {
     /// Shorthand for `--set experiment.name=…`.
     #[arg(long)]
     name: Option<String>,
+    /// The model: a Hugging Face id (`Qwen/Qwen3-8B`) or a local directory.
+    /// Shorthand for `--set experiment.model=…`.
+    #[arg(long)]
+    model: Option<String>,
+    /// A dataset plugin, by name (`--dataset sharegpt --set sharegpt.path=…`).
+    /// Without one, a backend runs llem's default workload (see `--dry-run`).
+    #[arg(long)]
+    dataset: Option<String>,
+    /// How many prompts to send. Shorthand for `--set load.num_prompts=…`.
+    #[arg(short = 'n', long = "num-prompts")]
+    num_prompts: Option<u32>,
+    /// Most requests in flight at once. Shorthand for `--set load.max_concurrency=…`.
+    #[arg(long = "max-concurrency")]
+    max_concurrency: Option<u32>,
+    /// Requests per second (Poisson arrivals). Shorthand for `--set load.request_rate=…`.
+    #[arg(long = "request-rate")]
+    request_rate: Option<f64>,
+    /// Print everything the run would do (resolved plan, plugins and their
+    /// grants, the engine's command line, the phases, a memory estimate) and
+    /// stop before starting anything.
+    #[arg(long = "dry-run")]
+    dry_run: bool,
+}
+
+impl Args {
+    /// The flags that stand for manifest keys, as `--set` edits (after the
+    /// user's own `--set`s, so a flag wins).
+    fn sets(&self) -> Vec<String> {
+        let mut sets = self.sets.clone();
+        if let Some(duration) = self.duration {
+            sets.push(format!("experiment.duration_s={duration}"));
+        }
+        if let Some(output) = &self.output {
+            sets.push(format!(
+                "experiment.output_dir={}",
+                toml_string(&output.display().to_string())
+            ));
+        }
+        if let Some(name) = &self.name {
+            sets.push(format!("experiment.name={}", toml_string(name)));
+        }
+        if let Some(model) = &self.model {
+            sets.push(format!("experiment.model={}", toml_string(model)));
+        }
+        if let Some(n) = self.num_prompts {
+            sets.push(format!("load.num_prompts={n}"));
+        }
+        if let Some(c) = self.max_concurrency {
+            sets.push(format!("load.max_concurrency={c}"));
+        }
+        if let Some(rate) = self.request_rate {
+            sets.push(format!("load.request_rate={rate}"));
+        }
+        sets
+    }
+
+    /// `--plugins` plus `--dataset`.
+    fn plugins(&self) -> Vec<String> {
+        let mut plugins = self.plugins.clone();
+        plugins.extend(self.dataset.clone());
+        plugins
+    }
 }
 
 pub fn run(args: Args) -> CmdResult {
-    let mut sets = args.sets.clone();
-    if let Some(duration) = args.duration {
-        sets.push(format!("experiment.duration_s={duration}"));
-    }
-    if let Some(output) = &args.output {
-        sets.push(format!(
-            "experiment.output_dir={}",
-            toml_string(&output.display().to_string())
-        ));
-    }
-    if let Some(name) = &args.name {
-        sets.push(format!("experiment.name={}", toml_string(name)));
-    }
+    let sets = args.sets();
     let catalog = Catalog::from_env();
-    let mut plugins = args.plugins.clone();
-    let mut plan = input::resolve(
-        &Input {
-            manifest: args.manifest.as_deref(),
-            plugins: &plugins,
-            sets: &sets,
-        },
-        &catalog,
-    )?;
+    let mut plugins = args.plugins();
+    let resolve = |plugins: &[String]| {
+        input::resolve_with_default_workload(
+            &Input {
+                manifest: args.manifest.as_deref(),
+                plugins,
+                sets: &sets,
+            },
+            &catalog,
+        )
+    };
+    let (mut plan, mut workload) = resolve(&plugins)?;
     // The embedded default names no energy source: measure with whatever works here.
     if args.manifest.is_none() && !plan.plugins.iter().any(|p| p.kind == PluginKind::Energy) {
         let chosen = llem::probe::auto_energy_sources(&llem::probe::probe_energy(&catalog, &sets));
@@ -78,15 +131,17 @@ pub fn run(args: Args) -> CmdResult {
                 chosen.join(", ")
             ));
             plugins.extend(chosen);
-            plan = input::resolve(
-                &Input {
-                    manifest: None,
-                    plugins: &plugins,
-                    sets: &sets,
-                },
-                &catalog,
-            )?;
+            (plan, workload) = resolve(&plugins)?;
         }
+    }
+    if let Some(workload) = &workload {
+        ok(&format!(
+            "no dataset named (--dataset): {}",
+            workload.describe()
+        ));
+    }
+    if args.dry_run {
+        return crate::commands::dry_run::print(plan, &catalog);
     }
 
     print_grants(&plan);

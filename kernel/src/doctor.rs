@@ -1,0 +1,322 @@
+//! `llem env`'s check of the inference stack, per backend: which Python the
+//! backend's engine would run with, whether the packages it needs import
+//! there (and their versions), what CUDA that Python sees, and the Hugging
+//! Face cache; each problem with the exact fix. The energy side is
+//! [`crate::probe`].
+//!
+//! The Python is found the way a run finds it: the backend plans an engine
+//! with the user's options, and the interpreter behind the plan's program is
+//! taken ([`crate::engine::versions::interpreter`]). The check imports the
+//! packages for real (`doctor_probe.py`), so a package that is installed but
+//! broken shows up here and not an hour into a sweep.
+
+use crate::catalog::Catalog;
+use crate::engine::versions::interpreter;
+use crate::experiment::sandbox_for;
+use llem_manifest::PluginPlan;
+use llem_sdk::PlanRequest;
+use serde::{Deserialize, Serialize};
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const PROBE: &str = include_str!("doctor_probe.py");
+const MARKER: &str = "LLEM_DOCTOR ";
+/// Importing vLLM or TensorRT-LLM takes tens of seconds on a cold cache.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// One package in the backend's Python.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModuleCheck {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Why it did not import.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What torch in that Python sees of CUDA.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CudaCheck {
+    /// The CUDA version torch was built with (`None`: a CPU build).
+    pub built_with: Option<String>,
+    pub available: bool,
+    #[serde(default)]
+    pub devices: Vec<CudaDevice>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CudaDevice {
+    pub name: String,
+    pub memory_bytes: u64,
+}
+
+/// What the probe printed.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+struct ProbeReport {
+    python: String,
+    executable: String,
+    modules: Vec<ModuleCheck>,
+    cuda: Option<CudaCheck>,
+}
+
+/// One backend's stack.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackendCheck {
+    /// Short name (`vllm`).
+    pub backend: String,
+    pub plugin: String,
+    /// The interpreter the engine would run with, as the plan names it.
+    pub python: Option<PathBuf>,
+    /// Its version and resolved executable, when it ran.
+    pub python_version: Option<String>,
+    pub executable: Option<String>,
+    pub modules: Vec<ModuleCheck>,
+    pub cuda: Option<CudaCheck>,
+    /// Whether everything this backend needs is there.
+    pub ok: bool,
+    /// Each problem, with its fix.
+    pub problems: Vec<String>,
+}
+
+/// The packages a shipped backend's engine imports; others: none known.
+pub fn required_modules(plugin: &str) -> &'static [&'static str] {
+    match plugin {
+        "backend-pytorch" => &["torch", "transformers"],
+        "backend-vllm" => &["vllm", "torch", "transformers"],
+        "backend-trtllm" => &["tensorrt_llm", "torch"],
+        _ => &[],
+    }
+}
+
+/// pip's name for a module, for the fix.
+fn pip_name(module: &str) -> &str {
+    match module {
+        "tensorrt_llm" => "tensorrt-llm",
+        other => other,
+    }
+}
+
+/// Check the backend `plugin` (a resolved plan entry, options filled).
+pub fn check_backend(catalog: &Catalog, plugin: &PluginPlan, short: &str) -> BackendCheck {
+    let mut check = BackendCheck {
+        backend: short.to_owned(),
+        plugin: plugin.full_name.clone(),
+        python: None,
+        python_version: None,
+        executable: None,
+        modules: Vec::new(),
+        cuda: None,
+        ok: false,
+        problems: Vec::new(),
+    };
+    let plan = catalog
+        .load_path(&plugin.location)
+        .map_err(|e| e.to_string())
+        .and_then(|code| {
+            code.open_backend(&plugin.config, &sandbox_for(plugin, None))
+                .map_err(|e| e.to_string())
+        })
+        .and_then(|mut b| {
+            b.plan(&PlanRequest {
+                model: "llem-env-check".into(),
+                host: "127.0.0.1".into(),
+                port: 8000,
+                run_dir: std::env::temp_dir().display().to_string(),
+            })
+            .map_err(|e| e.to_string())
+        });
+    let plan = match plan {
+        Ok(plan) => plan,
+        Err(e) => {
+            check
+                .problems
+                .push(format!("the backend cannot plan an engine: {e}"));
+            return check;
+        }
+    };
+    let python = match interpreter(&plan) {
+        Ok(p) => p,
+        Err(e) => {
+            // The engine's program is missing: say so, and still check the
+            // backend's `python` (offline mode's interpreter) for the packages.
+            check.problems.push(format!(
+                "{e}: install {} so that `{}` is on PATH, or set the option naming it (`llem plugins inspect {}`)",
+                plan.engine, plan.program, plugin.full_name
+            ));
+            match plugin
+                .config
+                .get("python")
+                .and_then(serde_json::Value::as_str)
+            {
+                Some(p) => PathBuf::from(p),
+                None => return check,
+            }
+        }
+    };
+    check.python = Some(python.clone());
+    let required = required_modules(&plugin.full_name);
+    match run_probe(&python, required) {
+        Err(e) => check.problems.push(format!(
+            "{e}: set `{short}.python` to an interpreter that runs (`--set {short}.python=/path/to/venv/bin/python`)"
+        )),
+        Ok(report) => {
+            for m in &report.modules {
+                if m.error.is_some() {
+                    check.problems.push(format!(
+                        "`{}` does not import in {}: install it there (`{} -m pip install {}`), or set `{short}.python` to a Python that has it",
+                        m.name,
+                        report.executable,
+                        report.executable,
+                        pip_name(&m.name)
+                    ));
+                }
+            }
+            check.python_version = Some(report.python);
+            check.executable = Some(report.executable);
+            check.modules = report.modules;
+            check.cuda = report.cuda;
+        }
+    }
+    check.ok = check.problems.is_empty();
+    check
+}
+
+/// Run the probe with `python`, importing `modules`; killed after [`PROBE_TIMEOUT`].
+fn run_probe(python: &std::path::Path, modules: &[&str]) -> Result<ProbeReport, String> {
+    let mut child = Command::new(python)
+        .arg("-c")
+        .arg(PROBE)
+        .args(modules)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
+    // Read both pipes on threads: a chatty import must not fill one and block.
+    let mut stdout = child.stdout.take();
+    let mut stderr = child.stderr.take();
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        if let Some(o) = stdout.as_mut() {
+            let _ = o.read_to_string(&mut s);
+        }
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        if let Some(e) = stderr.as_mut() {
+            let _ = e.read_to_string(&mut s);
+        }
+        s
+    });
+    let started = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if started.elapsed() > PROBE_TIMEOUT => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "{} did not finish importing {} within {} s",
+                    python.display(),
+                    modules.join(", "),
+                    PROBE_TIMEOUT.as_secs()
+                ));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => return Err(format!("waiting for {}: {e}", python.display())),
+        }
+    };
+    let stdout = out.join().unwrap_or_default();
+    let stderr = err.join().unwrap_or_default();
+    let line = stdout
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix(MARKER))
+        .ok_or_else(|| {
+            let tail: Vec<&str> = stderr.lines().rev().take(3).collect();
+            format!(
+                "{} ran but gave no answer ({status}){}",
+                python.display(),
+                if tail.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ": {}",
+                        tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+                    )
+                }
+            )
+        })?;
+    serde_json::from_str(line)
+        .map_err(|e| format!("{}: unreadable probe answer: {e}", python.display()))
+}
+
+/// The Hugging Face cache: where, and which models it holds.
+#[derive(Debug, Clone, Serialize)]
+pub struct HfCacheCheck {
+    pub path: Option<PathBuf>,
+    pub exists: bool,
+    /// Repository ids with a snapshot (`Qwen/Qwen3-8B`).
+    pub models: Vec<String>,
+}
+
+pub fn check_hf_cache() -> HfCacheCheck {
+    let path = crate::model::hf_hub_cache();
+    let mut models = Vec::new();
+    let exists = path.as_ref().is_some_and(|p| p.is_dir());
+    if let Some(dir) = path.as_ref().filter(|_| exists)
+        && let Ok(entries) = std::fs::read_dir(dir)
+    {
+        for e in entries.filter_map(Result::ok) {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(repo) = name.strip_prefix("models--")
+                && e.path().join("snapshots").is_dir()
+            {
+                models.push(repo.replacen("--", "/", 1));
+            }
+        }
+    }
+    models.sort();
+    HfCacheCheck {
+        path,
+        exists,
+        models,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_probe_reports_a_missing_module_with_its_error() {
+        let report = run_probe(
+            std::path::Path::new("python3"),
+            &["json", "llem_no_such_module"],
+        )
+        .expect("python3 runs the probe");
+        assert_eq!(report.modules[0].name, "json");
+        assert_eq!(report.modules[0].error, None);
+        let missing = &report.modules[1];
+        assert!(
+            missing
+                .error
+                .as_deref()
+                .is_some_and(|e| e.contains("ModuleNotFoundError")),
+            "{missing:?}"
+        );
+    }
+
+    #[test]
+    fn a_program_that_is_not_python_gives_no_answer() {
+        let err = run_probe(std::path::Path::new("/bin/true"), &[]).unwrap_err();
+        assert!(err.contains("gave no answer"), "{err}");
+    }
+}

@@ -506,7 +506,8 @@ fn real_nvml_when_asked() {
 
 // ------------------------------------------------------ CUDA_VISIBLE_DEVICES
 
-const CHILD: &str = "cuda_visible_devices_child";
+/// The child test, by its full path in the integration binary (for `--exact`).
+const CHILD: &str = "energy_nvml::cuda_visible_devices_child";
 
 /// Runs only as a child of `cuda_visible_devices_map_to_physical_gpus`, which
 /// sets the environment; on its own it does nothing.

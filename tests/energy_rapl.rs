@@ -296,7 +296,7 @@ fn a_root_only_energy_uj_is_permission_denied_with_the_cve() {
         .arg(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "permission_denied_as_an_unprivileged_user",
+            "energy_rapl::permission_denied_as_an_unprivileged_user",
             "--ignored",
             "--nocapture",
             "--test-threads=1",

@@ -7,6 +7,7 @@ use llem::plugin::{sanitize, sanitize_lines};
 use llem::probe::{KNOWN_ENERGY_SOURCES, ProbeOutcome, probe_energy};
 use std::process::ExitCode;
 
+/// What can be measured on this machine and, where something cannot, why and the fix.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Machine-readable output.

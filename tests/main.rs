@@ -20,6 +20,7 @@ mod inference_real;
 mod loadgen;
 mod native_c_plugin;
 mod plugin_templates;
+mod robustness;
 mod sdk_example_both_ways;
 mod wasm_deadlines;
 mod wasm_grants;

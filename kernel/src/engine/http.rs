@@ -1,9 +1,22 @@
-//! A minimal blocking HTTP/1.1 GET for health checks and Prometheus scrapes:
-//! local, small bodies, no TLS. The load generator has its own async client.
+//! A blocking HTTP/1.1 GET for health checks and Prometheus scrapes: local,
+//! no TLS. hyper does the protocol (chunked bodies, content lengths, bodies
+//! split anywhere, even inside a multi-byte character), the same client
+//! stack the load generator uses; this wraps one request in a current-thread
+//! tokio runtime with an overall deadline and an optional stop flag.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::header::{ACCEPT, HOST, HeaderValue, USER_AGENT};
+use hyper::{Method, Request};
+use hyper_util::rt::TokioIo;
+use std::io::{Error, ErrorKind};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+/// Largest body kept: a Prometheus page of a large engine is well under 1 MiB.
+const MAX_BODY: usize = 64 << 20;
+/// How often a waiting request looks at its stop flag.
+const STOP_POLL: Duration = Duration::from_millis(25);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
@@ -26,67 +39,93 @@ pub fn split_url(url: &str) -> Result<(String, String), String> {
     Ok((authority.to_owned(), path.trim_end_matches('/').to_owned()))
 }
 
-/// GET `path` from `authority` (`host:port`).
+/// GET `path` from `authority` (`host:port`), all of it within `timeout`.
 pub fn get(authority: &str, path: &str, timeout: Duration) -> std::io::Result<Response> {
-    let addr: SocketAddr = authority
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| std::io::Error::other(format!("cannot resolve {authority}")))?;
-    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
-    stream.set_read_timeout(Some(timeout))?;
-    stream.set_write_timeout(Some(timeout))?;
-    let path = if path.is_empty() { "/" } else { path };
-    // One write: a server that reads the request in one go must get all of it.
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: llem\r\nAccept: */*\r\nConnection: close\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes())?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
-    parse(&raw)
+    get_unless(authority, path, timeout, None)
 }
 
-fn parse(raw: &[u8]) -> std::io::Result<Response> {
-    let text = String::from_utf8_lossy(raw);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| std::io::Error::other("malformed HTTP response"))?;
-    let status = head
-        .lines()
-        .next()
-        .and_then(|line| line.split_whitespace().nth(1))
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| std::io::Error::other("malformed HTTP status line"))?;
-    let chunked = head.lines().any(|l| {
-        l.to_ascii_lowercase().starts_with("transfer-encoding:")
-            && l.to_ascii_lowercase().contains("chunked")
+/// [`get`], given up (`ErrorKind::Interrupted`) as soon as `stop` is set, so
+/// a health wait answers Ctrl-C at once even while a server holds a request.
+pub fn get_unless(
+    authority: &str,
+    path: &str,
+    timeout: Duration,
+    stop: Option<&AtomicBool>,
+) -> std::io::Result<Response> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()?;
+    runtime.block_on(async {
+        let stopped = async {
+            loop {
+                if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+                    return;
+                }
+                tokio::time::sleep(STOP_POLL).await;
+            }
+        };
+        tokio::select! {
+            result = tokio::time::timeout(timeout, fetch(authority, path)) => {
+                result.map_err(|_| Error::new(
+                    ErrorKind::TimedOut,
+                    format!("no answer from {authority} within {:.1} s", timeout.as_secs_f64()),
+                ))?
+            }
+            () = stopped => Err(Error::new(ErrorKind::Interrupted, "stopped")),
+        }
+    })
+}
+
+async fn fetch(authority: &str, path: &str) -> std::io::Result<Response> {
+    let path = if path.is_empty() { "/" } else { path };
+    let host = HeaderValue::from_str(authority)
+        .map_err(|_| Error::new(ErrorKind::InvalidInput, format!("bad host `{authority}`")))?;
+    let stream = tokio::net::TcpStream::connect(authority).await?;
+    stream.set_nodelay(true).ok();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(Error::other)?;
+    // Drives the connection; ends with the response body or the runtime.
+    tokio::spawn(async move {
+        let _ = connection.await;
     });
-    let body = if chunked {
-        dechunk(body)
-    } else {
-        body.to_owned()
+    let request = Request::builder()
+        .method(Method::GET)
+        .uri(path)
+        .header(HOST, host)
+        .header(USER_AGENT, HeaderValue::from_static("llem"))
+        .header(ACCEPT, HeaderValue::from_static("*/*"))
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| Error::new(ErrorKind::InvalidInput, e))?;
+    let response = sender.send_request(request).await.map_err(Error::other)?;
+    let status = response.status().as_u16();
+    let mut body = response.into_body();
+    let mut bytes = Vec::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.map_err(Error::other)?.into_data() {
+            if bytes.len() + data.len() > MAX_BODY {
+                return Err(Error::other(format!(
+                    "the response to {path} is larger than {} MiB",
+                    MAX_BODY >> 20
+                )));
+            }
+            bytes.extend_from_slice(&data);
+        }
+    }
+    // Decoded once, whole: a character split across chunks stays intact.
+    let body = match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
     };
     Ok(Response { status, body })
-}
-
-/// Decode a chunked body (sizes in hex, each chunk followed by CRLF).
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let size =
-            usize::from_str_radix(size.split(';').next().unwrap_or("0").trim(), 16).unwrap_or(0);
-        if size == 0 || rest.len() < size {
-            break;
-        }
-        out.push_str(&rest[..size]);
-        body = rest[size..].trim_start_matches("\r\n");
-    }
-    out
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use std::io::{Read, Write};
+    use std::time::Instant;
 
     #[test]
     fn urls_split_into_authority_and_base_path() {
@@ -101,26 +140,6 @@ pub(crate) mod tests {
         assert!(split_url("https://x").is_err());
     }
 
-    #[test]
-    fn responses_parse_plain_and_chunked() {
-        let plain = parse(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").unwrap();
-        assert_eq!(
-            plain,
-            Response {
-                status: 200,
-                body: "ok".into()
-            }
-        );
-        let chunked = parse(b"HTTP/1.1 503 Service Unavailable\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nwait\r\n3\r\ning\r\n0\r\n\r\n").unwrap();
-        assert_eq!(
-            chunked,
-            Response {
-                status: 503,
-                body: "waiting".into()
-            }
-        );
-    }
-
     /// Read a request up to the blank line that ends its head.
     pub(crate) fn read_head(conn: &mut std::net::TcpStream) -> String {
         let mut head = Vec::new();
@@ -131,19 +150,86 @@ pub(crate) mod tests {
         String::from_utf8_lossy(&head).into_owned()
     }
 
-    #[test]
-    fn a_real_local_server_answers() {
+    /// A one-connection server that answers with `parts`, written (and
+    /// flushed) one at a time with a pause between, so they arrive apart.
+    fn serve(parts: Vec<Vec<u8>>) -> (String, std::thread::JoinHandle<String>) {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
         let server = std::thread::spawn(move || {
             let (mut conn, _) = listener.accept().unwrap();
+            conn.set_nodelay(true).unwrap();
             let request = read_head(&mut conn);
-            assert!(request.starts_with("GET /health HTTP/1.1\r\n"), "{request}");
-            conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-                .unwrap();
+            for part in parts {
+                conn.write_all(&part).unwrap();
+                conn.flush().unwrap();
+                std::thread::sleep(Duration::from_millis(30));
+            }
+            request
         });
-        let response = get(&addr.to_string(), "/health", Duration::from_secs(2)).unwrap();
-        assert_eq!(response.status, 200);
+        (addr, server)
+    }
+
+    #[test]
+    fn a_real_local_server_answers() {
+        let (addr, server) = serve(vec![
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(),
+        ]);
+        let response = get(&addr, "/health", Duration::from_secs(2)).unwrap();
+        assert_eq!(
+            response,
+            Response {
+                status: 200,
+                body: "ok".into()
+            }
+        );
+        let request = server.join().unwrap();
+        assert!(request.starts_with("GET /health HTTP/1.1\r\n"), "{request}");
+    }
+
+    #[test]
+    fn a_multibyte_character_split_across_chunks_survives() {
+        // "é" is C3 A9 and "€" is E2 82 AC: each chunk ends inside one.
+        let (addr, server) = serve(vec![
+            b"HTTP/1.1 503 Service Unavailable\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec(),
+            b"4\r\ncaf\xC3\r\n".to_vec(),
+            b"3\r\n\xA9 \xE2\r\n".to_vec(),
+            b"2\r\n\x82\xAC\r\n".to_vec(),
+            b"0\r\n\r\n".to_vec(),
+        ]);
+        let response = get(&addr, "/metrics", Duration::from_secs(2)).unwrap();
+        assert_eq!(
+            response,
+            Response {
+                status: 503,
+                body: "café €".into()
+            }
+        );
         server.join().unwrap();
+    }
+
+    #[test]
+    fn a_silent_server_times_out_and_a_stop_flag_ends_the_wait() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        // Accepts (the kernel's backlog does) but never answers.
+        let started = Instant::now();
+        let err = get(&addr, "/health", Duration::from_millis(300)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::TimedOut, "{err}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let setter = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(200));
+                stop.store(true, Ordering::Relaxed);
+            })
+        };
+        let started = Instant::now();
+        let err = get_unless(&addr, "/health", Duration::from_secs(30), Some(&stop)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Interrupted, "{err}");
+        assert!(started.elapsed() < Duration::from_secs(1));
+        setter.join().unwrap();
+        drop(listener);
     }
 }

@@ -13,10 +13,11 @@ pub mod metrics;
 pub mod policy;
 mod port;
 mod process;
+pub mod request_options;
 pub mod versions;
 pub mod worker;
 
 pub use confine::{EngineConfinement, landlock_abi};
 pub use policy::{ConfinementMode, EngineGrants};
 pub use port::free_port;
-pub use process::{EngineProcess, StartError};
+pub use process::{EngineProcess, StartError, group_alive, hurry_teardown};

@@ -10,10 +10,77 @@ use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-/// How long an engine gets to exit after SIGTERM before SIGKILL.
+/// How long an engine's process group gets to exit after SIGTERM before SIGKILL.
 const TERMINATE_GRACE: Duration = Duration::from_secs(10);
+/// How long SIGKILLed processes get to disappear (it is asynchronous).
+const KILL_WAIT: Duration = Duration::from_secs(2);
+/// How often a health wait polls (and looks at the stop flag in between).
+const HEALTH_POLL: Duration = Duration::from_millis(250);
+/// One health request's limit: a server that accepts but does not answer
+/// yet is asked again rather than waited on.
+const HEALTH_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Process groups of the engines running now, so a second Ctrl-C can kill
+/// them from the signal-handling thread while the main thread is elsewhere.
+/// Held across `spawn`, so no engine can start unseen by [`hurry_teardown`].
+static LIVE_GROUPS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+/// Set by [`hurry_teardown`]: teardowns skip the SIGTERM grace from now on.
+static HURRY: AtomicBool = AtomicBool::new(false);
+
+/// The user asked twice to stop: SIGKILL every engine's process group now and
+/// wait (briefly) until none of their processes is left, and skip the grace
+/// of any teardown still to come. Never skips a teardown: safe to call from
+/// the Ctrl-C handler thread while the run's own teardown is under way.
+pub fn hurry_teardown() {
+    HURRY.store(true, Ordering::SeqCst);
+    let groups = LIVE_GROUPS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    for &pgid in &groups {
+        // SAFETY: kill(2) on a process group llem started and has not reaped
+        // the leader of (the group id cannot have been reused).
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+    }
+    let deadline = Instant::now() + KILL_WAIT;
+    while groups.iter().any(|&g| group_alive(g)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether any process of group `pgid` still runs (zombies do not count:
+/// they hold no resources and wait only for a reaper).
+pub fn group_alive(pgid: i32) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        // No /proc: fall back to kill(2), which counts zombies too.
+        // SAFETY: signal 0 only checks for existence.
+        return unsafe { libc::kill(-pgid, 0) } == 0;
+    };
+    entries.filter_map(Result::ok).any(|entry| {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            return false;
+        };
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| {
+                // After the parenthesised command name: state ppid pgrp …
+                let (_, rest) = stat.rsplit_once(") ")?;
+                let mut fields = rest.split_whitespace();
+                let state = fields.next()?;
+                let group: i32 = fields.nth(1)?.parse().ok()?;
+                Some(group == pgid && state != "Z" && state != "X")
+            })
+            .unwrap_or(false)
+    })
+}
 /// Lines of `engine.log` quoted when an engine fails to start.
 const LOG_TAIL_LINES: usize = 20;
 
@@ -42,6 +109,9 @@ pub enum StartError {
         log: String,
         tail: String,
     },
+    /// The run was stopped (Ctrl-C, SIGTERM) while the engine started.
+    #[error("stopped while the engine was starting")]
+    Stopped,
     #[error("{0}")]
     Plan(String),
     /// The plan asked for something the user did not allow: nothing was run.
@@ -60,6 +130,8 @@ pub struct EngineProcess {
     log_path: PathBuf,
     done: bool,
     confinement: EngineConfinement,
+    /// How long the group gets between SIGTERM and SIGKILL.
+    grace: Duration,
     /// The engine's private TMPDIR: removed after teardown (fields drop after `drop`).
     _temp: Option<tempfile::TempDir>,
 }
@@ -151,11 +223,16 @@ impl EngineProcess {
             });
         }
         confined.apply(&mut command);
+        // Registered before the lock is released: a second Ctrl-C either
+        // waits for this spawn or sees its group.
+        let mut live = LIVE_GROUPS.lock().unwrap_or_else(|e| e.into_inner());
         let child = command.spawn().map_err(|error| StartError::Spawn {
             program: plan.program.clone(),
             error,
         })?;
         let pgid = child.id() as i32;
+        live.push(pgid);
+        drop(live);
         tracing::info!(pid = pgid, program = %program.display(), "engine started");
         Ok(EngineProcess {
             child,
@@ -163,6 +240,7 @@ impl EngineProcess {
             log_path,
             done: false,
             confinement: confined.report.clone(),
+            grace: TERMINATE_GRACE,
             _temp: confined.temp,
         })
     }
@@ -206,12 +284,14 @@ impl EngineProcess {
     }
 
     /// Poll `base_url` + `health_path` until it answers 200, the engine exits,
-    /// or `timeout` passes.
+    /// `timeout` passes or `stop` is set (looked at every few milliseconds,
+    /// also while a request is out, so Ctrl-C acts at once).
     pub fn wait_healthy(
         &mut self,
         base_url: &str,
         health_path: &str,
         timeout: Duration,
+        stop: &AtomicBool,
     ) -> Result<(), StartError> {
         let (authority, _) = http::split_url(base_url).map_err(StartError::Plan)?;
         let url = format!("http://{authority}{health_path}");
@@ -226,9 +306,16 @@ impl EngineProcess {
                     hint: self.confinement_hint(),
                 });
             }
-            match http::get(&authority, health_path, Duration::from_secs(2)) {
+            if stop.load(Ordering::Relaxed) {
+                return Err(StartError::Stopped);
+            }
+            let limit = HEALTH_REQUEST_TIMEOUT.min(timeout.saturating_sub(started.elapsed()));
+            match http::get_unless(&authority, health_path, limit, Some(stop)) {
                 Ok(response) if response.status == 200 => return Ok(()),
                 Ok(response) => last = format!("HTTP {}", response.status),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+                    return Err(StartError::Stopped);
+                }
                 Err(e) => last = e.to_string(),
             }
             if started.elapsed() >= timeout {
@@ -240,29 +327,44 @@ impl EngineProcess {
                     tail: self.log_tail(),
                 });
             }
-            std::thread::sleep(Duration::from_millis(250));
+            let next = Instant::now() + HEALTH_POLL;
+            while Instant::now() < next && !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
     }
 
-    /// Stop the whole process group: SIGTERM, a grace period, then SIGKILL.
-    /// Idempotent; also called on drop.
+    /// Stop the whole process group: SIGTERM, a grace period for every
+    /// process of the group (not only the leader: an engine's workers hold
+    /// the GPU), then SIGKILL for what is left. The grace is skipped after
+    /// [`hurry_teardown`]. Idempotent; also called on drop.
     pub fn terminate(&mut self) {
         if self.done {
             return;
         }
         self.done = true;
+        // The group id stays ours until the leader is reaped (below, last):
+        // it cannot name someone else's processes in between.
         // SAFETY: signalling our own child's process group.
         unsafe { libc::kill(-self.pgid, libc::SIGTERM) };
-        let deadline = Instant::now() + TERMINATE_GRACE;
-        while Instant::now() < deadline {
-            if self.exited().is_some() {
+        let deadline = Instant::now() + self.grace;
+        while Instant::now() < deadline && !HURRY.load(Ordering::Relaxed) {
+            if !group_alive(self.pgid) {
                 break;
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(20));
         }
         // Whatever is left in the group — the leader or processes it started — goes now.
         // SAFETY: as above; ESRCH (nothing left) is fine.
         unsafe { libc::kill(-self.pgid, libc::SIGKILL) };
+        let deadline = Instant::now() + KILL_WAIT;
+        while group_alive(self.pgid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        LIVE_GROUPS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|&g| g != self.pgid);
         let _ = self.child.wait();
         tracing::info!(pid = self.pgid, "engine stopped");
     }
@@ -355,7 +457,9 @@ mod tests {
             "sh -c 'trap \"\" TERM; echo $$ > {}; while true; do sleep 1; done' & wait",
             pid_file.display()
         );
-        let engine = spawn(&plan("sh", &["-c", &script]), dir.path(), false).unwrap();
+        let mut engine = spawn(&plan("sh", &["-c", &script]), dir.path(), false).unwrap();
+        // Nothing here heeds SIGTERM: no need to wait the full grace.
+        engine.grace = Duration::from_millis(300);
         let started = Instant::now();
         while !pid_file.exists() {
             assert!(started.elapsed() < Duration::from_secs(5));
@@ -392,6 +496,7 @@ mod tests {
                 &format!("http://127.0.0.1:{port}/v1"),
                 "/health",
                 Duration::from_secs(10),
+                &AtomicBool::new(false),
             )
             .unwrap_err();
         let text = err.to_string();
@@ -409,6 +514,7 @@ mod tests {
                 &format!("http://127.0.0.1:{port}"),
                 "/health",
                 Duration::from_millis(600),
+                &AtomicBool::new(false),
             )
             .unwrap_err();
         assert!(
@@ -416,6 +522,62 @@ mod tests {
                 .contains(&format!("health check http://127.0.0.1:{port}/health")),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_health_wait_ends_soon_after_stop_is_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut engine = spawn(&plan("sleep", &["30"]), dir.path(), false).unwrap();
+        // A port that accepts and never answers: the wait is inside a request.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let setter = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(300));
+                stop.store(true, Ordering::SeqCst);
+            })
+        };
+        let started = Instant::now();
+        let err = engine
+            .wait_healthy(
+                &format!("http://127.0.0.1:{port}"),
+                "/health",
+                Duration::from_secs(60),
+                &stop,
+            )
+            .unwrap_err();
+        assert!(matches!(err, StartError::Stopped), "{err}");
+        assert!(
+            started.elapsed() < Duration::from_millis(900),
+            "{:?}",
+            started.elapsed()
+        );
+        setter.join().unwrap();
+    }
+
+    #[test]
+    fn teardown_gives_every_process_of_the_group_its_grace() {
+        let dir = tempfile::tempdir().unwrap();
+        let clean = dir.path().join("child-cleaned-up");
+        let ready = dir.path().join("ready");
+        // The leader dies at SIGTERM at once; its child takes 0.5 s to clean up.
+        let script = format!(
+            "sh -c 'trap \"sleep 0.5; touch {clean}; exit 0\" TERM; touch {ready}; while true; do sleep 0.1; done' & wait",
+            clean = clean.display(),
+            ready = ready.display()
+        );
+        let engine = spawn(&plan("sh", &["-c", &script]), dir.path(), false).unwrap();
+        let pgid = engine.pid() as i32;
+        let started = Instant::now();
+        while !ready.exists() {
+            assert!(started.elapsed() < Duration::from_secs(5));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        drop(engine);
+        assert!(clean.exists(), "the child finished its SIGTERM handler");
+        assert!(!group_alive(pgid), "nothing of the group is left");
     }
 
     #[test]

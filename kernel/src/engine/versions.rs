@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// The probe script: prints one JSON object of versions.
@@ -100,8 +101,13 @@ fn find_program(program: &Path) -> Option<PathBuf> {
 }
 
 /// Run [`PROBE`] with the Python behind `plan` and the plan's environment.
-/// Killed after `timeout` (importing torch takes seconds).
-pub fn probe(plan: &EnginePlan, timeout: Duration) -> Result<SoftwareVersions, String> {
+/// Killed after `timeout` (importing torch takes seconds) or once `stop` is
+/// set (Ctrl-C during start-up acts at once).
+pub fn probe(
+    plan: &EnginePlan,
+    timeout: Duration,
+    stop: &AtomicBool,
+) -> Result<SoftwareVersions, String> {
     let python = interpreter(plan)?;
     let mut child = Command::new(&python)
         .arg("-c")
@@ -116,6 +122,11 @@ pub fn probe(plan: &EnginePlan, timeout: Duration) -> Result<SoftwareVersions, S
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break status,
+            Ok(None) if stop.load(Ordering::Relaxed) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err("stopped".into());
+            }
             Ok(None) if started.elapsed() >= timeout => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -201,7 +212,12 @@ mod tests {
             return;
         };
         let want = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-        let got = probe(&plan("python3"), Duration::from_secs(60)).unwrap();
+        let got = probe(
+            &plan("python3"),
+            Duration::from_secs(60),
+            &AtomicBool::new(false),
+        )
+        .unwrap();
         assert_eq!(got.python.as_deref(), Some(want.as_str()));
     }
 
@@ -218,6 +234,7 @@ mod tests {
         let err = probe(
             &plan(&fake.display().to_string()),
             Duration::from_millis(300),
+            &AtomicBool::new(false),
         )
         .unwrap_err();
         assert!(err.contains("did not answer"), "{err}");

@@ -56,10 +56,12 @@ pub struct WorkerRecord {
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
-    #[error("the worker did not say `ready` within {0} s; last lines of engine.log:\n{1}")]
-    NotReady(u64, String),
-    #[error("the worker exited ({0}); last lines of engine.log:\n{1}")]
-    Exited(String, String),
+    /// Seconds waited, the engine log's path, its last lines.
+    #[error("the worker did not say `ready` within {0} s; last lines of {1}:\n{2}")]
+    NotReady(u64, String, String),
+    /// Exit status, the engine log's path, its last lines.
+    #[error("the worker exited ({0}); last lines of {1}:\n{2}")]
+    Exited(String, String, String),
     #[error("the worker speaks protocol {0}; this llem speaks {PROTOCOL}")]
     Protocol(u32),
     #[error("the worker failed: {0}")]
@@ -260,15 +262,24 @@ impl Session {
                 Ok(Line::Event(_)) | Ok(Line::Garbage(_)) => continue,
                 Ok(Line::Closed) | Err(mpsc::RecvTimeoutError::Disconnected) => {
                     let status = wait_exit(engine);
-                    return Err(WorkerError::Exited(status, engine.log_tail()));
+                    return Err(WorkerError::Exited(
+                        status,
+                        log_name(engine),
+                        engine.log_tail(),
+                    ));
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     if let Some(status) = engine.exited() {
-                        return Err(WorkerError::Exited(status.to_string(), engine.log_tail()));
+                        return Err(WorkerError::Exited(
+                            status.to_string(),
+                            log_name(engine),
+                            engine.log_tail(),
+                        ));
                     }
                     if started.elapsed() >= ready_timeout {
                         return Err(WorkerError::NotReady(
                             ready_timeout.as_secs(),
+                            log_name(engine),
                             engine.log_tail(),
                         ));
                     }
@@ -407,6 +418,11 @@ impl Session {
         let _ = writeln!(self.stdin, "{}", json!({"type": "shutdown"}));
         let _ = self.stdin.flush();
     }
+}
+
+/// The engine log's full path, for messages: it is kept in the run directory.
+fn log_name(engine: &EngineProcess) -> String {
+    engine.log_path().display().to_string()
 }
 
 fn mark_unfinished(records: &mut [WorkerRecord], why: &str) {
@@ -592,6 +608,8 @@ done
         let text = err.to_string();
         assert!(text.contains("the worker exited"), "{text}");
         assert!(text.contains("no module named torch"), "{text}");
+        let log = dir.path().join("engine.log").display().to_string();
+        assert!(text.contains(&log), "names the log's path: {text}");
     }
 
     #[test]

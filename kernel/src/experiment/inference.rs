@@ -79,6 +79,49 @@ fn engine_error(e: impl std::fmt::Display) -> RunError {
     RunError::Invalid(format!("engine: {e}"))
 }
 
+/// A start-up failure, with a hint when the engine's Python is the wrong one:
+/// it cannot import a module (`ModuleNotFoundError: No module named 'torch'`)
+/// or does not exist. `options` are the backend's; the hint names its
+/// `python` option when it has one (`pytorch.python = "…"`).
+fn start_failure(
+    what: &str,
+    error: impl std::fmt::Display,
+    plan: &EnginePlan,
+    grants: &EngineGrants,
+    options: &Map<String, Value>,
+) -> RunError {
+    let text = error.to_string();
+    let instance = &grants.instance;
+    let missing_module = text.split("No module named ").nth(1).and_then(|rest| {
+        rest.trim_start_matches(['\'', '"'])
+            .split(['\'', '"', ' ', '\n'])
+            .next()
+            .filter(|m| !m.is_empty())
+    });
+    let python = options.get("python").and_then(Value::as_str);
+    let not_found = text.starts_with("cannot start") && text.contains("No such file");
+    let problem = match (missing_module, not_found) {
+        (Some(module), _) => Some(format!(
+            "the engine's Python (`{}`) cannot import `{module}`",
+            python.unwrap_or(&plan.program)
+        )),
+        (None, true) if python == Some(plan.program.as_str()) => {
+            Some(format!("there is no Python `{}`", plan.program))
+        }
+        _ => None,
+    };
+    let hint = match (problem, python) {
+        (Some(problem), Some(_)) => format!(
+            "\n  hint: {problem}: set `{instance}.python` to the interpreter of the environment that has the engine installed, e.g. `python = \"/path/to/venv/bin/python\"` in [plugins.{instance}] or `--set {instance}.python=/path/to/venv/bin/python`"
+        ),
+        (Some(problem), None) => {
+            format!("\n  hint: {problem}: install it into the environment the engine runs in")
+        }
+        (None, _) => String::new(),
+    };
+    RunError::Invalid(format!("{what}: {text}{hint}"))
+}
+
 /// Load options an offline worker cannot honour, refused by key before anything starts.
 pub fn refuse_offline_options(load: &Load) -> Result<(), RunError> {
     if load.request_rate.is_some() {
@@ -122,8 +165,8 @@ pub fn start(
     }
     match plan.mode {
         EngineMode::Server => {
-            let mut process =
-                EngineProcess::spawn(plan, grants, run_dir, false).map_err(engine_error)?;
+            let mut process = EngineProcess::spawn(plan, grants, run_dir, false)
+                .map_err(|e| start_failure("engine", e, plan, grants, options))?;
             announce_confinement(&process, on_event);
             // Recorded as soon as the engine exists: also for one that never gets ready.
             *confinement = Some(process.confinement().clone());
@@ -143,8 +186,8 @@ pub fn start(
             );
             on_event(Event::Engine(&waiting));
             process
-                .wait_healthy(&base_url, health, ready_timeout)
-                .map_err(engine_error)?;
+                .wait_healthy(&base_url, health, ready_timeout, stop)
+                .map_err(|e| start_failure("engine", e, plan, grants, options))?;
             let scraper = match &plan.metrics_path {
                 Some(path) => Some(
                     Scraper::start(authority, path.clone(), SCRAPE_PERIOD).map_err(|e| {
@@ -161,8 +204,8 @@ pub fn start(
             })
         }
         EngineMode::Offline => {
-            let mut process =
-                EngineProcess::spawn(plan, grants, run_dir, true).map_err(engine_error)?;
+            let mut process = EngineProcess::spawn(plan, grants, run_dir, true)
+                .map_err(|e| start_failure("engine", e, plan, grants, options))?;
             announce_confinement(&process, on_event);
             // Recorded as soon as the engine exists: also for one that never gets ready.
             *confinement = Some(process.confinement().clone());
@@ -184,7 +227,7 @@ pub fn start(
                 ready_timeout,
                 stop,
             )
-            .map_err(|e| RunError::Invalid(format!("worker: {e}")))?;
+            .map_err(|e| start_failure("worker", e, plan, grants, options))?;
             let ready = format!(
                 "worker ready: {} {} on {}",
                 session.info.engine, session.info.engine_version, session.info.device

@@ -293,6 +293,7 @@ impl<'c> Experiment<'c> {
                     "backend runs need a model: set `experiment.model` (a Hugging Face id or a local directory)".into(),
                 ));
             }
+            missing_local_model(self.plan.experiment.model.as_deref().unwrap_or(""))?;
         }
         Ok(())
     }
@@ -394,10 +395,16 @@ impl<'c> Experiment<'c> {
         if live.backend.is_some() {
             state.workload = Some(WorkloadSummary::new(&self.plan.load, &prompts));
         }
-        if let Some(b) = &live.backend
-            && b.summary.plan.mode == llem_sdk::EngineMode::Offline
-        {
-            inference::refuse_offline_options(&self.plan.load)?;
+        if let Some(b) = &live.backend {
+            if b.summary.plan.mode == llem_sdk::EngineMode::Offline {
+                inference::refuse_offline_options(&self.plan.load)?;
+            }
+            crate::engine::request_options::refuse_unaccepted(
+                &b.summary.plan,
+                &crate::loadgen::Decoding::from_load(&self.plan.load),
+                &b.summary.instance,
+            )
+            .map_err(RunError::Invalid)?;
         }
         live.sampler = Some(
             Sampler::start_spooled(sources, Some(&state.dir))
@@ -445,7 +452,7 @@ impl<'c> Experiment<'c> {
                 state.phases.begin(PhaseName::StartEngine);
                 let plan = &backend.summary.plan;
                 if plan.mode == llem_sdk::EngineMode::Server && self.plan.load.endpoint.is_none() {
-                    match crate::engine::versions::probe(plan, Duration::from_secs(60)) {
+                    match crate::engine::versions::probe(plan, Duration::from_secs(60), stop) {
                         Ok(v) => state.environment.engine_versions = Some(v),
                         Err(e) => state.warn(format!("engine versions: {e}"), on_event),
                     }
@@ -456,7 +463,7 @@ impl<'c> Experiment<'c> {
                     .next()
                     .ok_or_else(|| RunError::Invalid("no backend".into()))?;
                 let grants = crate::engine::EngineGrants::for_backend(plugin, &model);
-                live.engine = Some(inference::start(
+                let started = inference::start(
                     &backend.summary.plan,
                     &grants,
                     &self.plan.load,
@@ -467,7 +474,14 @@ impl<'c> Experiment<'c> {
                     stop,
                     &mut state.confinement,
                     &mut |e| on_event(e),
-                )?);
+                );
+                live.engine = match started {
+                    Ok(engine) => Some(engine),
+                    // Stopped during start-up: an interrupted run, not a failed
+                    // one (the engine is torn down already).
+                    Err(_) if stop.load(Ordering::Relaxed) => return Ok(()),
+                    Err(e) => return Err(e),
+                };
                 state.phases.end(PhaseName::StartEngine);
                 let engine = live
                     .engine
@@ -910,6 +924,26 @@ impl<'c> Experiment<'c> {
     }
 }
 
+/// Refuse a model that names a local directory that is not there, before
+/// anything starts (the engine would fail to load it after a long start-up,
+/// or take it for a Hugging Face id). A Hugging Face id is `name` or
+/// `org/name`; anything starting with `/`, `.` or `~`, or with more than one
+/// `/`, is a path.
+fn missing_local_model(model: &str) -> Result<(), RunError> {
+    let looks_local = model.starts_with(['/', '.', '~']) || model.matches('/').count() > 1;
+    if !looks_local || Path::new(model).exists() {
+        return Ok(());
+    }
+    let tilde = if model.starts_with('~') {
+        " (`~` is not expanded: write the full path)"
+    } else {
+        ""
+    };
+    Err(RunError::Invalid(format!(
+        "experiment.model = \"{model}\": no such local directory{tilde}; give the path of a model directory (with config.json), or a Hugging Face id such as `Qwen/Qwen3-0.6B`"
+    )))
+}
+
 fn sleep_unless_stopped(duration: Duration, stop: &AtomicBool) {
     let end = monotonic_ns() + duration.as_nanos() as u64;
     while monotonic_ns() < end && !stop.load(Ordering::Relaxed) {
@@ -978,4 +1012,28 @@ fn describe_devices(devices: &[llem_sdk::Device]) -> String {
         })
         .collect();
     format!("{} device(s): {}", devices.len(), names.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::missing_local_model;
+
+    #[test]
+    fn only_paths_that_are_not_there_are_refused_as_models() {
+        let dir = tempfile::tempdir().unwrap();
+        let here = dir.path().display().to_string();
+        // Hugging Face ids, and a directory that exists, pass.
+        for ok in ["Qwen/Qwen3-0.6B", "gpt2", here.as_str()] {
+            assert!(missing_local_model(ok).is_ok(), "{ok}");
+        }
+        for missing in [
+            format!("{here}/not-downloaded"),
+            "./models/tiny".to_owned(),
+            "~/models/tiny".to_owned(),
+            "models/org/tiny".to_owned(),
+        ] {
+            let err = missing_local_model(&missing).unwrap_err().to_string();
+            assert!(err.starts_with("experiment.model = "), "{err}");
+        }
+    }
 }

@@ -95,6 +95,19 @@ impl Decoding {
             out.insert("ignore_eos".into(), Value::Bool(true));
         }
     }
+
+    /// The keys beyond OpenAI's basics that [`Self::request_fields`] adds:
+    /// what a strict server may refuse (see `engine::request_options`).
+    pub fn optional_keys(&self) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        if self.seed.is_some() {
+            keys.push("seed");
+        }
+        if self.ignore_eos {
+            keys.push("ignore_eos");
+        }
+        keys
+    }
 }
 
 fn number(x: f64) -> Value {
@@ -154,6 +167,9 @@ mod tests {
             Value::Object(out),
             json!({"max_tokens": 5, "temperature": 0.7, "top_p": 0.9, "seed": 3, "ignore_eos": true})
         );
+        // The optional keys are exactly those beyond OpenAI's basics.
+        assert_eq!(d.optional_keys(), vec!["seed", "ignore_eos"]);
+        assert!(Decoding::default().optional_keys().is_empty());
     }
 
     #[test]

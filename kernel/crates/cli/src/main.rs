@@ -30,8 +30,10 @@ enum Command {
     Run(commands::run::Args),
     Monitor(commands::monitor::Args),
     Env(commands::env::Args),
+    /// List, inspect and create plugins.
     #[command(subcommand)]
     Plugins(commands::plugins::Command),
+    /// Write, check and describe experiment manifests.
     #[command(subcommand)]
     Config(commands::config::Command),
     Completions(commands::completions::Args),
@@ -48,13 +50,24 @@ pub mod exit {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.verbose, cli.quiet);
-    let outcome = match cli.command {
+    quiet_broken_pipe();
+    // A closed stdout (`llem plugins list | head`) makes `println!` panic:
+    // unwinding runs every destructor (engines are torn down), then llem
+    // exits 0 like any Unix filter whose reader went away. SIGPIPE stays
+    // ignored: with its default action, writing to a dead engine's pipe
+    // would kill llem before it could tear the engine down.
+    let outcome = std::panic::catch_unwind(|| match cli.command {
         Command::Run(args) => commands::run::run(args),
         Command::Monitor(args) => commands::monitor::run(args),
         Command::Env(args) => commands::env::run(args),
         Command::Plugins(command) => commands::plugins::run(command),
         Command::Config(command) => commands::config::run(command),
         Command::Completions(args) => commands::completions::run(args),
+    });
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(payload) if is_broken_pipe(panic_text(payload.as_ref())) => return ExitCode::SUCCESS,
+        Err(payload) => std::panic::resume_unwind(payload),
     };
     match outcome {
         Ok(code) => code,
@@ -63,4 +76,27 @@ fn main() -> ExitCode {
             ExitCode::from(failure.code)
         }
     }
+}
+
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or("")
+}
+
+/// `println!`'s panic when the reader of stdout has gone (EPIPE).
+fn is_broken_pipe(text: &str) -> bool {
+    text.starts_with("failed printing to std") && text.contains("(os error 32)")
+}
+
+/// No panic message for a closed pipe; every other panic reports as usual.
+fn quiet_broken_pipe() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !is_broken_pipe(panic_text(info.payload())) {
+            report(info);
+        }
+    }));
 }

@@ -1,7 +1,7 @@
 //! How the CLI talks to people: errors and notes on stderr, results on stdout.
 
 use llem::plugin::sanitize_lines;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 
 /// A command's failure: what to print and the exit code.
 #[derive(Debug)]
@@ -37,15 +37,32 @@ fn styled(code: &str, text: &str) -> String {
 }
 
 // Messages may quote plugin text: escape sequences and control characters
-// are shown, never executed (line breaks llem laid out are kept).
+// are shown, never executed (line breaks llem laid out are kept). A closed
+// stderr is ignored: a run goes on and tears its engine down whatever
+// happened to the terminal.
 pub fn error(message: &str) {
-    eprintln!("{} {}", styled("1;31", "error:"), sanitize_lines(message));
+    let _ = writeln!(
+        std::io::stderr(),
+        "{} {}",
+        styled("1;31", "error:"),
+        sanitize_lines(message)
+    );
 }
 
 pub fn warn(message: &str) {
-    eprintln!("{} {}", styled("1;33", "warning:"), sanitize_lines(message));
+    let _ = writeln!(
+        std::io::stderr(),
+        "{} {}",
+        styled("1;33", "warning:"),
+        sanitize_lines(message)
+    );
 }
 
 pub fn ok(message: &str) {
-    eprintln!("{} {}", styled("32", "✔"), sanitize_lines(message));
+    let _ = writeln!(
+        std::io::stderr(),
+        "{} {}",
+        styled("32", "✔"),
+        sanitize_lines(message)
+    );
 }

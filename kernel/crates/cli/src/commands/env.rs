@@ -9,6 +9,7 @@ use llem::probe::{KNOWN_ENERGY_SOURCES, ProbeOutcome, probe_energy};
 use llem_sdk::PluginKind;
 use std::process::ExitCode;
 
+/// What can be measured on this machine and, where something cannot, why and the fix.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Machine-readable output.

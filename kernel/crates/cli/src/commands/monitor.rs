@@ -15,7 +15,9 @@ use std::time::Duration;
 pub enum Format {
     /// A table refreshed in place (a plain table per refresh when not a terminal).
     Table,
+    /// One CSV row per device and interval, after a header row.
     Csv,
+    /// One JSON object per device and interval.
     Jsonl,
 }
 
@@ -27,11 +29,13 @@ pub struct Args {
     /// Energy sources: `--plugins nvml,rapl` (default: every one that works here).
     #[arg(long, value_delimiter = ',')]
     plugins: Vec<String>,
+    /// Override a manifest key: `--set nvml.library=/opt/…/libnvidia-ml.so.1`.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     sets: Vec<String>,
     /// Sampling interval: `100ms`, `1s`, `0.5s` (a bare number is milliseconds).
     #[arg(long, default_value = "100ms", value_parser = parse_interval)]
     interval: Duration,
+    /// How to print readings.
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
     /// Stop after this many seconds (default: until Ctrl-C).
@@ -115,10 +119,16 @@ pub fn run(args: Args) -> CmdResult {
     let live_table = matches!(args.format, Format::Table) && std::io::stdout().is_terminal();
     let mut stdout = std::io::stdout().lock();
     if matches!(args.format, Format::Csv) {
-        let _ = writeln!(
-            stdout,
-            "t_s,source,device,power_w,energy_j,method,estimated"
-        );
+        let header = [
+            "t_s",
+            "source",
+            "device",
+            "power_w",
+            "energy_j",
+            "method",
+            "estimated",
+        ];
+        let _ = csv_rows([header.map(str::to_owned)]).and_then(|b| stdout.write_all(&b));
     }
     let mut printed_lines = 0;
     let mut next = monotonic_ns();
@@ -143,19 +153,19 @@ pub fn run(args: Args) -> CmdResult {
                 printed_lines = write_table(&mut stdout, t_s, &live);
                 Ok(())
             }
-            Format::Csv => live.iter().try_for_each(|d| {
+            Format::Csv => csv_rows(live.iter().map(|d| {
                 let t_s = d.t_ns.unwrap_or(started).saturating_sub(started) as f64 / 1e9;
-                writeln!(
-                    stdout,
-                    "{t_s:.3},{},{},{},{},{},{}",
-                    d.source,
-                    d.device,
+                [
+                    format!("{t_s:.3}"),
+                    d.source.clone(),
+                    d.device.clone(),
                     opt(d.power_w, 3),
                     opt(d.energy_j, 6),
                     method(d),
-                    d.estimated
-                )
-            }),
+                    d.estimated.to_string(),
+                ]
+            }))
+            .and_then(|bytes| stdout.write_all(&bytes)),
             Format::Jsonl => live.iter().try_for_each(|d| {
                 // t_ns is when the reading behind energy_j was taken, not when the
                 // line is printed: a line may trail its reading by up to an interval.
@@ -199,6 +209,18 @@ pub fn run(args: Args) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Rows as CSV text, quoted as needed: source and device names come from
+/// plugins and may hold commas, quotes or line breaks.
+fn csv_rows<const N: usize>(
+    rows: impl IntoIterator<Item = [String; N]>,
+) -> std::io::Result<Vec<u8>> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    for row in rows {
+        writer.write_record(&row)?;
+    }
+    writer.into_inner().map_err(|e| e.into_error())
+}
+
 fn opt(value: Option<f64>, digits: usize) -> String {
     value.map(|v| format!("{v:.digits$}")).unwrap_or_default()
 }
@@ -240,6 +262,20 @@ fn write_table(out: &mut impl Write, t_s: f64, live: &[LiveDevice]) -> usize {
 mod tests {
     use super::parse_interval;
     use std::time::Duration;
+
+    #[test]
+    fn csv_rows_quote_names_with_commas_and_quotes() {
+        let rows = super::csv_rows([[
+            "1.000".to_owned(),
+            "src".to_owned(),
+            "GPU 0, \"A\"".to_owned(),
+        ]])
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(rows).unwrap(),
+            "1.000,src,\"GPU 0, \"\"A\"\"\"\n"
+        );
+    }
 
     #[test]
     fn intervals_parse_with_units() {

@@ -9,8 +9,9 @@ use std::process::ExitCode;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
-    /// Every plugin found, where it came from, and whether it loads. Listing
-    /// loads each plugin to read its description: a WASM plugin runs sandboxed,
+    /// Every plugin found, where it came from, and whether it loads.
+    ///
+    /// Listing loads each plugin to read its description: a WASM plugin runs sandboxed,
     /// but a native library's constructors run inside llem, with your
     /// permissions, when it is listed — put only trusted libraries on the path.
     List {
@@ -23,6 +24,7 @@ pub enum Command {
     Inspect {
         /// Full name (`energy-nvml`), short name (`nvml`) or a path.
         name: String,
+        /// Machine-readable output.
         #[arg(long)]
         json: bool,
     },

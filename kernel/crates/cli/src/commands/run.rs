@@ -6,10 +6,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use llem::experiment::{Event, RunStatus};
 use llem::{Catalog, Experiment, RunResult};
 use llem_sdk::PluginKind;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 /// Every grant, before anything runs: what each sandboxed plugin may touch and
 /// which key of the user's granted it (also in manifest.resolved.toml and
@@ -148,14 +149,33 @@ pub fn run(args: Args) -> CmdResult {
 
     let stop = Arc::new(AtomicBool::new(false));
     let handler_stop = stop.clone();
-    // First Ctrl-C: stop measuring and write what was measured. Second: leave now.
+    let presses = AtomicU8::new(0);
+    // First Ctrl-C (or SIGTERM): stop, tear the engine down with its grace,
+    // write what was measured. Second: kill the engine's process group now
+    // (the run directory is still finished). Third: leave at once — after
+    // killing the engine again: no Ctrl-C ever leaves an engine running.
     if let Err(e) = ctrlc::set_handler(move || {
-        if handler_stop.swap(true, Ordering::SeqCst) {
-            std::process::exit(i32::from(crate::exit::INTERRUPTED));
+        let say = |text: &str| {
+            let _ = writeln!(std::io::stderr(), "\n{text}");
+        };
+        match presses.fetch_add(1, Ordering::SeqCst) {
+            0 => {
+                handler_stop.store(true, Ordering::SeqCst);
+                say(
+                    "interrupted: stopping the engine and finishing the run directory with what was measured (Ctrl-C again to kill the engine at once)",
+                );
+            }
+            1 => {
+                say(
+                    "interrupted again: killing the engine now (Ctrl-C once more to quit without finishing the run directory)",
+                );
+                llem::engine::hurry_teardown();
+            }
+            _ => {
+                llem::engine::hurry_teardown();
+                std::process::exit(i32::from(crate::exit::INTERRUPTED));
+            }
         }
-        eprintln!(
-            "\ninterrupted: finishing the run directory with what was measured (Ctrl-C again to quit now)"
-        );
     }) {
         warn(&format!("Ctrl-C will not save partial results: {e}"));
     }

@@ -6,35 +6,11 @@
 
 #![allow(clippy::unwrap_used)] // test helpers unwrap: a panic is a test failure
 
-use llem_integration_tests::{llem, output, wasm_artifact, workspace_root};
+use llem_integration_tests::{
+    llem, only_run, output, tiny_model, venv_python as python, wasm_artifact,
+};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
-
-fn python() -> PathBuf {
-    let python = workspace_root().join(".venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run `bash tests/python/setup-venv.sh` (CI does)",
-        python.display()
-    );
-    python
-}
-
-/// The tiny model, made once per test process.
-fn tiny_model() -> &'static Path {
-    static MODEL: OnceLock<PathBuf> = OnceLock::new();
-    MODEL.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("llem-tiny-llama-{}", std::process::id()));
-        let status = std::process::Command::new(python())
-            .arg(workspace_root().join("tests/python/make_tiny_model.py"))
-            .arg(&dir)
-            .status()
-            .unwrap();
-        assert!(status.success(), "make_tiny_model.py failed");
-        dir
-    })
-}
 
 fn run(mode: &str, extra: &[&str]) -> (PathBuf, Value, tempfile::TempDir) {
     let plugins = llem_integration_tests::plugin_dir(&[wasm_artifact("energy-fixture")]);
@@ -86,14 +62,7 @@ fn run(mode: &str, extra: &[&str]) -> (PathBuf, Value, tempfile::TempDir) {
             .arg(out.path()),
     );
     assert_eq!(code, 0, "{stderr}\n{stdout}");
-    let run = std::fs::read_dir(out.path().join("real"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let result =
-        serde_json::from_str(&std::fs::read_to_string(run.join("result.json")).unwrap()).unwrap();
+    let (run, result) = only_run(&out.path().join("real"));
     (run, result, out)
 }
 

@@ -19,4 +19,4 @@ pub mod worker;
 pub use confine::{EngineConfinement, landlock_abi};
 pub use policy::{ConfinementMode, EngineGrants};
 pub use port::free_port;
-pub use process::{EngineProcess, StartError};
+pub use process::{EngineProcess, StartError, WorkerScript};

@@ -76,8 +76,11 @@ fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| (*s).to_owned()).collect()
 }
 
+/// The worker a plan carries: the shared protocol module, then the engine's
+/// part at `path` (assembled when the plugin is built).
 fn worker_source(path: &str) -> String {
-    std::fs::read_to_string(workspace_root().join(path)).unwrap()
+    let read = |path: &str| std::fs::read_to_string(workspace_root().join(path)).unwrap();
+    read("plugins/backend-common/worker_protocol.py") + &read(path)
 }
 
 /// The entry a backend returns for an expected series the page lacks.

@@ -106,10 +106,11 @@ fn the_default_is_the_offline_worker() {
     assert_eq!(plan.health_path, None);
     assert_eq!(plan.metrics_path, None);
     assert_eq!(plan.ready_timeout_s, 600);
-    // The plan carries the worker's source, byte for byte.
-    let source =
-        std::fs::read_to_string(workspace_root().join("plugins/backend-pytorch/pytorch_worker.py"))
-            .unwrap();
+    // The plan carries the worker's source, byte for byte: the shared
+    // protocol module with the PyTorch part appended (one script).
+    let read = |path: &str| std::fs::read_to_string(workspace_root().join(path)).unwrap();
+    let source = read("plugins/backend-common/worker_protocol.py")
+        + &read("plugins/backend-pytorch/pytorch_worker.py");
     assert_eq!(plan.worker_script.as_deref(), Some(source.as_str()));
     assert!(source.contains("PROTOCOL = 1"));
 }

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)] // test helpers unwrap: a panic is a test failure
 
 use llem_integration_tests::{
-    llem, native_artifact, output, plugin_dir, wasm_artifact, wasm_command,
+    llem, native_artifact, only_run, output, plugin_dir, wasm_artifact, wasm_command,
 };
 use serde_json::Value;
 use std::time::Duration;
@@ -603,18 +603,6 @@ fn each_energy_source_can_have_its_own_sampling_interval() {
         ),
         "{stderr}"
     );
-}
-
-fn only_run(dir: &std::path::Path) -> (std::path::PathBuf, Value) {
-    let run = std::fs::read_dir(dir)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let result =
-        serde_json::from_str(&std::fs::read_to_string(run.join("result.json")).unwrap()).unwrap();
-    (run, result)
 }
 
 /// Defect: a source stuck inside a call kept the run from finishing. The

@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used)] // test helpers unwrap: a panic is a test failure
 
 use llem_integration_tests::{
-    key_paths, llem, output, plugin_dir, schema_violations, wasm_artifact, workspace_root,
+    key_paths, llem, only_run, output, plugin_dir, schema_violations, wasm_artifact, workspace_root,
 };
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -75,15 +75,7 @@ fn run_manifest(plugins: &Path, manifest: &Path, out: &Path) -> (i32, String, St
 }
 
 fn the_run(out: &Path) -> (PathBuf, Value) {
-    let run = std::fs::read_dir(out.join("e2e"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let result =
-        serde_json::from_str(&std::fs::read_to_string(run.join("result.json")).unwrap()).unwrap();
-    (run, result)
+    only_run(&out.join("e2e"))
 }
 
 fn gone(pid_file: &Path) -> bool {

@@ -6,17 +6,11 @@
 
 #![allow(clippy::unwrap_used)] // test helpers unwrap: a panic is a test failure
 
-use llem_integration_tests::{llem, output, wasm_artifact};
+use llem_integration_tests::{
+    llem, only_run, output, tiny_model, venv_python as python, wasm_artifact,
+};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-
-fn python() -> PathBuf {
-    llem_integration_tests::venv_python()
-}
-
-fn tiny_model() -> &'static Path {
-    llem_integration_tests::tiny_model()
-}
 
 fn run(mode: &str, extra: &[&str]) -> (PathBuf, Value, tempfile::TempDir) {
     let plugins = llem_integration_tests::plugin_dir(&[wasm_artifact("energy-fixture")]);
@@ -68,14 +62,7 @@ fn run(mode: &str, extra: &[&str]) -> (PathBuf, Value, tempfile::TempDir) {
             .arg(out.path()),
     );
     assert_eq!(code, 0, "{stderr}\n{stdout}");
-    let run = std::fs::read_dir(out.path().join("real"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let result =
-        serde_json::from_str(&std::fs::read_to_string(run.join("result.json")).unwrap()).unwrap();
+    let (run, result) = only_run(&out.path().join("real"));
     (run, result, out)
 }
 

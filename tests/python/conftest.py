@@ -10,10 +10,42 @@ from __future__ import annotations
 import os
 import sys
 import pathlib
+import types
 
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
+
+# The offline workers as their backend plugins assemble them when built
+# (src/lib.rs: `WORKER_SCRIPT = concat!(worker_protocol.py, <engine part>)`).
+WORKER_PROTOCOL = REPO / "plugins" / "backend-common" / "worker_protocol.py"
+ENGINE_PARTS = {
+    "pytorch": REPO / "plugins" / "backend-pytorch" / "pytorch_worker.py",
+    "vllm": REPO / "plugins" / "backend-vllm" / "vllm_worker.py",
+    "trtllm": REPO / "plugins" / "backend-trtllm" / "trtllm_worker.py",
+}
+
+
+def worker_source(engine: str) -> str:
+    """The one script the kernel writes for `engine`'s offline worker: the
+    shared protocol module, then the engine's part."""
+    return WORKER_PROTOCOL.read_text() + ENGINE_PARTS[engine].read_text()
+
+
+def write_worker(engine: str, directory: pathlib.Path) -> pathlib.Path:
+    """The assembled worker, written as the kernel writes it: `<engine>_worker.py`."""
+    path = pathlib.Path(directory) / ENGINE_PARTS[engine].name
+    path.write_text(worker_source(engine))
+    return path
+
+
+def load_worker(engine: str) -> types.ModuleType:
+    """The assembled worker as a module (its `__main__` guard does not run)."""
+    name = ENGINE_PARTS[engine].stem
+    module = types.ModuleType(name)
+    module.__file__ = str(ENGINE_PARTS[engine])
+    exec(compile(worker_source(engine), f"<assembled {name}.py>", "exec"), module.__dict__)
+    return module
 
 # Nothing in these tests may reach a model hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -174,7 +174,8 @@ def test_offline_worker_and_server_agree_on_output_tokens_with_greedy_decoding(s
     and through `transformers serve` (server), with the decoding llem sends to
     both (temperature 0, top_p 1, an explicit max_tokens), produce the same
     output-token counts, prompt by prompt, on both APIs."""
-    from test_pytorch_worker import Worker, generate
+    from test_pytorch_worker import pytorch_worker, start
+    from worker_driver import generate
 
     max_tokens = 24
     texts = ["Hello there", "Why is the sky blue?", "Count to five", "Write a poem", "What is energy?",
@@ -195,9 +196,9 @@ def test_offline_worker_and_server_agree_on_output_tokens_with_greedy_decoding(s
         body = {"model": tiny_model, "messages": messages, "stream": True, "stream_options": {"include_usage": True}}
         served[f"c{i}"] = usage(stream(server, "/v1/chat/completions", {**body, **decoding}))
 
-    worker = Worker(tmp_path)
+    worker = pytorch_worker(tmp_path)
     try:
-        worker.hello(tiny_model)
+        start(worker, tiny_model)
         worker.send(*(generate(f"t{i}", max_tokens, prompt=t) for i, t in enumerate(texts)))
         worker.send(*(generate(f"c{i}", max_tokens, messages=m) for i, m in enumerate(chats)))
         offline = {e["id"]: e["output_tokens"] for e in worker.until_done(list(served)) if e["type"] == "done"}

@@ -1,42 +1,32 @@
-"""The environment record's software versions: every offline worker carries
-the same `software_versions` function as the probe llem runs for server
-engines (kernel/src/engine/versions_probe.py), and the probe prints what this
-Python really has installed."""
+"""The environment record's software versions: the probe llem runs for server
+engines is the offline workers' own protocol module with
+kernel/src/engine/versions_probe.py appended (kernel/src/engine/versions.rs,
+`PROBE`), so both modes record the same keys from one `software_versions`;
+and the probe prints what this Python really has installed."""
 
 from __future__ import annotations
 
-import ast
 import json
 import subprocess
 import sys
 
-import pytest
+from conftest import REPO, WORKER_PROTOCOL, expected_versions
 
-from conftest import REPO, expected_versions
-
-PROBE = REPO / "kernel" / "src" / "engine" / "versions_probe.py"
-WORKERS = [
-    REPO / "plugins" / "backend-pytorch" / "pytorch_worker.py",
-    REPO / "plugins" / "backend-vllm" / "vllm_worker.py",
-    REPO / "plugins" / "backend-trtllm" / "trtllm_worker.py",
-]
+PROBE_END = REPO / "kernel" / "src" / "engine" / "versions_probe.py"
 
 
-def function_source(path, name="software_versions"):
-    source = path.read_text()
-    for node in ast.parse(source).body:
-        if isinstance(node, ast.FunctionDef) and node.name == name:
-            return ast.get_source_segment(source, node)
-    raise AssertionError(f"{path} has no function {name}")
+def probe_source():
+    """The probe as the kernel assembles it."""
+    return WORKER_PROTOCOL.read_text() + PROBE_END.read_text()
 
 
-@pytest.mark.parametrize("worker", WORKERS, ids=lambda p: p.name)
-def test_every_worker_carries_the_probes_function_verbatim(worker):
-    assert function_source(worker) == function_source(PROBE)
+def run_probe(**kwargs):
+    # As the kernel runs it: `python -c <probe>`.
+    return subprocess.run([sys.executable, "-c", probe_source()], capture_output=True, text=True, **kwargs)
 
 
 def test_the_probe_prints_this_pythons_versions():
-    done = subprocess.run([sys.executable, str(PROBE)], capture_output=True, text=True, timeout=120)
+    done = run_probe(timeout=120)
     assert done.returncode == 0, done.stderr
     got = json.loads(done.stdout)
     try:
@@ -51,10 +41,7 @@ def test_without_torch_the_probe_still_answers(tmp_path):
     """A Python where `import torch` fails (a broken install, or none): the
     package versions still come from metadata, and no cuda/devices keys."""
     (tmp_path / "torch.py").write_text("raise ImportError('broken torch')\n")
-    done = subprocess.run(
-        [sys.executable, str(PROBE)], capture_output=True, text=True, timeout=60,
-        env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"},
-    )
+    done = run_probe(timeout=60, env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
     assert done.returncode == 0, done.stderr
     got = json.loads(done.stdout)
     assert "cuda" not in got and "devices" not in got

@@ -29,6 +29,35 @@ fn must_exist(path: PathBuf) -> PathBuf {
     path
 }
 
+/// The project's Python (`.venv/bin/python`: CPU torch + transformers), for
+/// tests that run the real PyTorch worker.
+pub fn venv_python() -> PathBuf {
+    let python = workspace_root().join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run `bash tests/python/setup-venv.sh` (CI does)",
+        python.display()
+    );
+    python
+}
+
+/// A tiny, randomly initialised Llama with its tokenizer
+/// (tests/python/make_tiny_model.py; nothing is downloaded), made once per
+/// test process.
+pub fn tiny_model() -> &'static Path {
+    static MODEL: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    MODEL.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("llem-tiny-llama-{}", std::process::id()));
+        let status = Command::new(venv_python())
+            .arg(workspace_root().join("tests/python/make_tiny_model.py"))
+            .arg(&dir)
+            .status()
+            .expect("running make_tiny_model.py");
+        assert!(status.success(), "make_tiny_model.py failed");
+        dir
+    })
+}
+
 /// A crate built for wasm32-wasip2 by `cargo xtask fixtures` / `cargo xtask build`.
 pub fn wasm_artifact(crate_name: &str) -> PathBuf {
     let file = format!("{}.wasm", crate_name.replace('-', "_"));
@@ -74,35 +103,6 @@ pub fn build_c_plugin(source: &str, defines: &[&str], out_dir: &Path) -> PathBuf
     out
 }
 
-/// The project venv's Python (`tests/python/setup-venv.sh`; CI makes it):
-/// CPU torch, transformers (`transformers serve`), pytest.
-pub fn venv_python() -> PathBuf {
-    let python = workspace_root().join(".venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run `bash tests/python/setup-venv.sh` (CI does)",
-        python.display()
-    );
-    python
-}
-
-/// A tiny, randomly initialised Llama with its own tokenizer
-/// (`tests/python/make_tiny_model.py`: 2 layers, hidden 64, 4 heads, vocabulary
-/// 500, context 512, float32), made once per test process; nothing is downloaded.
-pub fn tiny_model() -> &'static Path {
-    static MODEL: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    MODEL.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("llem-tiny-llama-{}", std::process::id()));
-        let status = Command::new(venv_python())
-            .arg(workspace_root().join("tests/python/make_tiny_model.py"))
-            .arg(&dir)
-            .status()
-            .expect("the venv's Python runs");
-        assert!(status.success(), "make_tiny_model.py failed");
-        dir
-    })
-}
-
 /// A loader with its own, empty compiled-component cache.
 pub fn fresh_loader(cache: &Path) -> llem::PluginLoader {
     llem::PluginLoader::new(Some(cache.to_owned()))
@@ -132,6 +132,22 @@ pub fn llem(plugin_dir: &Path) -> Command {
         .env("NO_COLOR", "1")
         .env_remove("LLEM_LOG");
     command
+}
+
+/// The one run directory `llem run` made under `experiment_dir`
+/// (`<output>/<experiment name>`), and its result.json.
+pub fn only_run(experiment_dir: &Path) -> (PathBuf, serde_json::Value) {
+    let run = std::fs::read_dir(experiment_dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", experiment_dir.display()))
+        .next()
+        .expect("a run directory")
+        .expect("a readable run directory")
+        .path();
+    let text = std::fs::read_to_string(run.join("result.json")).expect("result.json");
+    (
+        run,
+        serde_json::from_str(&text).expect("result.json is JSON"),
+    )
 }
 
 /// A directory holding copies of the given plugin files.

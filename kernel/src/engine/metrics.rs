@@ -36,7 +36,10 @@ impl Scraper {
                 .name("llem-metrics".into())
                 .spawn(move || {
                     let mut next = monotonic_ns();
-                    while !stop.load(Ordering::Relaxed) {
+                    // Scrape first, test `stop` after: a run shorter than this
+                    // thread's start-up (an attached server answering in
+                    // milliseconds) still has its sample, as `finish` joins.
+                    loop {
                         match http::get(&authority, &path, Duration::from_secs(2)) {
                             Ok(response) if response.status == 200 => {
                                 let mut samples = samples.lock().unwrap_or_else(|e| e.into_inner());
@@ -54,6 +57,9 @@ impl Scraper {
                         next += period.as_nanos() as u64;
                         while !stop.load(Ordering::Relaxed) && monotonic_ns() < next {
                             std::thread::sleep(Duration::from_millis(50));
+                        }
+                        if stop.load(Ordering::Relaxed) {
+                            break;
                         }
                     }
                 })?
@@ -133,8 +139,8 @@ mod tests {
     use super::*;
     use std::io::Write;
 
-    #[test]
-    fn scrapes_until_stopped() {
+    /// A Prometheus page answering `vllm:num_requests_running <n>` on its nth request.
+    fn serve_metrics() -> String {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let authority = listener.local_addr().unwrap().to_string();
         std::thread::spawn(move || {
@@ -149,14 +155,32 @@ mod tests {
                 );
             }
         });
-        let scraper =
-            Scraper::start(authority, "/metrics".into(), Duration::from_millis(100)).unwrap();
+        authority
+    }
+
+    #[test]
+    fn scrapes_until_stopped() {
+        let scraper = Scraper::start(
+            serve_metrics(),
+            "/metrics".into(),
+            Duration::from_millis(100),
+        )
+        .unwrap();
         std::thread::sleep(Duration::from_millis(450));
         let (samples, errors) = scraper.finish();
         assert!(errors.is_empty(), "{errors:?}");
         assert!((3..=6).contains(&samples.len()), "{}", samples.len());
         assert!(samples[0].1.starts_with("vllm:num_requests_running 0"));
         assert!(samples.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+
+    #[test]
+    fn a_run_stopped_at_once_still_has_its_first_scrape() {
+        let scraper =
+            Scraper::start(serve_metrics(), "/metrics".into(), Duration::from_secs(60)).unwrap();
+        let (samples, errors) = scraper.finish();
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(samples.len(), 1);
     }
 
     fn missing(series: &str) -> llem_sdk::Metric {

@@ -20,4 +20,4 @@ pub mod worker;
 pub use confine::{EngineConfinement, landlock_abi};
 pub use policy::{ConfinementMode, EngineGrants};
 pub use port::free_port;
-pub use process::{EngineProcess, StartError, group_alive, hurry_teardown};
+pub use process::{EngineProcess, StartError, WorkerScript, group_alive, hurry_teardown};

@@ -160,6 +160,35 @@ fn worker_path(plan: &EnginePlan, run_dir: &Path) -> Option<PathBuf> {
     })
 }
 
+/// A plan's worker script as the run records it: where the kernel writes it
+/// and its SHA-256, not its text (a whole Python worker, which would fill
+/// result.json; the file itself stays in the run directory).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WorkerScript {
+    /// The file in the run directory (`None`: the plan names none, and
+    /// starting it fails).
+    pub path: Option<PathBuf>,
+    /// Of the script's bytes, lowercase hex.
+    pub sha256: String,
+    pub bytes: usize,
+}
+
+impl WorkerScript {
+    /// The record of `plan`'s worker script, if it carries one.
+    pub fn of(plan: &EnginePlan, run_dir: &Path) -> Option<WorkerScript> {
+        use sha2::{Digest, Sha256};
+        let script = plan.worker_script.as_ref()?;
+        Some(WorkerScript {
+            path: worker_path(plan, run_dir),
+            sha256: Sha256::digest(script.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+            bytes: script.len(),
+        })
+    }
+}
+
 impl EngineProcess {
     /// Start `plan` in `run_dir`, as `grants` allow: only an allowed program,
     /// an allow-listed environment, confined where the kernel supports it (see
@@ -589,6 +618,23 @@ mod tests {
                 .starts_with("cannot start `no-such-engine-xyz`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_worker_script_is_recorded_by_path_and_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = plan("python3", &[]);
+        assert_eq!(WorkerScript::of(&p, dir.path()), None);
+        p.args = vec![dir.path().join("w.py").display().to_string()];
+        p.worker_script = Some("abc".into());
+        let record = WorkerScript::of(&p, dir.path()).unwrap();
+        assert_eq!(record.path, Some(dir.path().join("w.py")));
+        // sha256("abc"), FIPS 180-2 appendix B.1.
+        assert_eq!(
+            record.sha256,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(record.bytes, 3);
     }
 
     #[test]

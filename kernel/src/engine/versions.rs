@@ -3,8 +3,9 @@
 //! torch was built with, and the CUDA devices by name.
 //!
 //! Offline workers send them in their `ready` line (`versions`). For a server
-//! engine the kernel runs [`PROBE`] (`versions_probe.py`, whose function every
-//! worker carries verbatim) with the Python that runs the server — the plan's
+//! engine the kernel runs [`PROBE`] (the workers' protocol module, whose
+//! `software_versions` builds that line, with `versions_probe.py` appended to
+//! print it) with the Python that runs the server — the plan's
 //! program when it is a Python, else the interpreter named by its `#!` line
 //! (`vllm` and `trtllm-serve` are console scripts) — and the plan's
 //! environment. Run it before the engine starts: it imports torch, which must
@@ -18,8 +19,13 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-/// The probe script: prints one JSON object of versions.
-pub const PROBE: &str = include_str!("versions_probe.py");
+/// The probe script: prints one JSON object of versions. The offline
+/// workers' own protocol module (plugins/backend-common, see its lib.rs) with
+/// a `__main__` appended: one `software_versions` for both modes.
+pub const PROBE: &str = concat!(
+    include_str!("../../../plugins/backend-common/worker_protocol.py"),
+    include_str!("versions_probe.py")
+);
 
 /// Versions of what runs the model. Every field is optional: what could not
 /// be read is absent, never guessed.

@@ -12,11 +12,18 @@
 //! per request `first_token` {id, t_ns}, `token` {id, t_ns, n},
 //! `done` {id, t_ns, input_tokens, output_tokens}; `error` {id|null, message}.
 //! Every `t_ns` is `time.monotonic_ns()`: CLOCK_MONOTONIC, the sampler's clock.
+//! `done`'s `t_ns` is the time of the request's own last token — in a static
+//! batch, not the time the batch ended — so a record's E2E, and TPOT =
+//! (last token − first token) / (output tokens − 1), are the request's own.
+//!
+//! The workers' side is one Python module shared by every offline worker,
+//! `plugins/backend-common/worker_protocol.py`; tests/worker_protocol.rs runs
+//! the assembled PyTorch worker through [`run`].
 
 use super::process::EngineProcess;
 pub use super::versions::SoftwareVersions;
 use crate::clock::monotonic_ns;
-use crate::loadgen::Decoding;
+use crate::loadgen::{Decoding, Phase, RequestRecord};
 use llem_sdk::{Prompt, PromptBody};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -52,6 +59,36 @@ pub struct WorkerRecord {
     pub input_tokens: Option<u32>,
     pub output_tokens: Option<u32>,
     pub error: Option<String>,
+}
+
+impl WorkerRecord {
+    /// The record in the load generator's shape (a measured request, `index`
+    /// in its batch), so both modes report alike.
+    pub fn into_request_record(self, index: usize) -> RequestRecord {
+        RequestRecord {
+            index: index as u32,
+            prompt_id: self.prompt_id,
+            phase: Phase::Measured,
+            send_ns: self.send_ns,
+            first_token_ns: self.first_token_ns,
+            // One timestamp per token: a chunk of n tokens contributes n equal
+            // times, so inter-token gaps inside a chunk read as 0, as they
+            // arrived together.
+            chunk_ns: self
+                .chunks
+                .iter()
+                .flat_map(|&(t, n)| std::iter::repeat_n(t, n.max(1) as usize))
+                .collect(),
+            end_ns: self.end_ns.unwrap_or(self.send_ns),
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
+            tokens_from_usage: self.output_tokens.is_some(),
+            output_text_len: 0,
+            output_text: None,
+            success: self.error.is_none(),
+            error: self.error,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -585,6 +622,63 @@ done
                    "temperature": 0.7, "top_p": 0.9, "seed": 5, "ignore_eos": true})
         );
         assert_eq!(lines[2]["max_tokens"], 40);
+    }
+
+    /// A batch of two as the PyTorch worker runs it: both rows share their
+    /// step times, `short` stops after 2 tokens, `long` after 5, and each
+    /// `done` carries its own last token's time.
+    const BATCH_WORKER: &str = r#"
+read hello
+echo '{"type":"ready","protocol":1,"engine":"fake","engine_version":"0.0","device":"cpu"}'
+read a; read b
+t=$(date +%s%N)
+ms() { echo $((t + $1 * 1000000)); }
+for id in r0 r1; do
+  echo "{\"type\":\"first_token\",\"id\":\"$id\",\"t_ns\":$t}"
+  echo "{\"type\":\"token\",\"id\":\"$id\",\"t_ns\":$t,\"n\":1}"
+done
+echo "{\"type\":\"token\",\"id\":\"r0\",\"t_ns\":$(ms 1),\"n\":1}"
+echo "{\"type\":\"token\",\"id\":\"r1\",\"t_ns\":$(ms 1),\"n\":1}"
+echo "{\"type\":\"token\",\"id\":\"r1\",\"t_ns\":$(ms 4),\"n\":3}"
+echo "{\"type\":\"done\",\"id\":\"r0\",\"t_ns\":$(ms 1),\"input_tokens\":3,\"output_tokens\":2}"
+echo "{\"type\":\"done\",\"id\":\"r1\",\"t_ns\":$(ms 8),\"input_tokens\":3,\"output_tokens\":5}"
+read shutdown
+"#;
+
+    #[test]
+    fn each_request_of_a_batch_has_its_own_end_and_tpot() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut engine =
+            EngineProcess::spawn(&plan(BATCH_WORKER), &sh(), dir.path(), true).unwrap();
+        let stop = AtomicBool::new(false);
+        let (_, records) = run(
+            &mut engine,
+            job("tiny", &prompts(2), Duration::from_secs(5)),
+            &stop,
+            |_, _| {},
+        )
+        .unwrap();
+        let records: Vec<RequestRecord> = records
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| r.into_request_record(i))
+            .collect();
+        let (short, long) = (&records[0], &records[1]);
+        assert_eq!(short.first_token_ns, long.first_token_ns, "one batch");
+        let first = short.first_token_ns.unwrap();
+        assert_eq!(short.end_ns, first + 1_000_000);
+        assert_eq!(long.end_ns, first + 8_000_000);
+        assert_eq!(
+            long.chunk_ns.len(),
+            5,
+            "a chunk of 3 tokens is 3 timestamps"
+        );
+        // TPOT = (own end − first token) / (output tokens − 1): 1 ms and 2 ms,
+        // not the short request's tokens spread over the long one's end.
+        let summary = crate::loadgen::summarize(&records, None, &[]);
+        assert_eq!(summary.tpot.count, 2);
+        assert!((summary.tpot.min - 1.0).abs() < 1e-9, "{:?}", summary.tpot);
+        assert!((summary.tpot.max - 2.0).abs() < 1e-9, "{:?}", summary.tpot);
     }
 
     #[test]

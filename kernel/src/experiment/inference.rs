@@ -8,7 +8,7 @@
 
 use super::{Event, RunError};
 use crate::engine::metrics::{SCRAPE_PERIOD, Scraper};
-use crate::engine::{EngineConfinement, EngineGrants, EngineProcess, worker};
+use crate::engine::{EngineConfinement, EngineGrants, EngineProcess, http, worker};
 use crate::loadgen::{self, Api, Arrival, LoadConfig, Phase, RequestRecord};
 use llem_manifest::Load;
 use llem_sdk::{EngineMode, EnginePlan, Prompt};
@@ -137,8 +137,77 @@ pub fn refuse_offline_options(load: &Load) -> Result<(), RunError> {
     Ok(())
 }
 
+/// One line saying what runs the workload: the server llem attaches to
+/// (`endpoint`), or the engine the plan starts, its mode and command.
+pub fn describe(plan: &EnginePlan, endpoint: Option<&str>) -> String {
+    match endpoint {
+        Some(url) => format!(
+            "{}: attached to {} (a running server; llem starts nothing)",
+            plan.engine,
+            url.trim_end_matches('/')
+        ),
+        None => {
+            let mode = match plan.mode {
+                EngineMode::Server => "server",
+                EngineMode::Offline => "offline worker",
+            };
+            format!(
+                "{} ({mode}): {} {}",
+                plan.engine,
+                plan.program,
+                plan.args.join(" ")
+            )
+        }
+    }
+}
+
+/// The attached server's Prometheus page, scraped as a started engine's is:
+/// the plan's `metrics_path` on the endpoint's host and port, when the server
+/// answers it. A server without one is said, and is no error.
+fn attached_scraper(
+    base_url: &str,
+    metrics_path: Option<&str>,
+    on_event: &mut impl FnMut(Event<'_>),
+) -> Result<Option<Scraper>, RunError> {
+    let Some(path) = metrics_path else {
+        on_event(Event::Engine(
+            "the backend names no metrics page for this engine: engine metrics not scraped",
+        ));
+        return Ok(None);
+    };
+    let authority = match http::split_url(base_url) {
+        Ok((authority, _)) => authority,
+        Err(e) => {
+            on_event(Event::Warning(&format!("engine metrics not scraped: {e}")));
+            return Ok(None);
+        }
+    };
+    let url = format!("http://{authority}{path}");
+    match http::get(&authority, path, Duration::from_secs(2)) {
+        Ok(response) if response.status == 200 => {
+            let scraper = Scraper::start(authority, path.to_owned(), SCRAPE_PERIOD)
+                .map_err(|e| engine_error(format!("cannot start the metrics scraper: {e}")))?;
+            on_event(Event::Engine(&format!(
+                "scraping the server's metrics at {url}"
+            )));
+            Ok(Some(scraper))
+        }
+        answer => {
+            let why = match answer {
+                Ok(response) => format!("HTTP {}", response.status),
+                Err(e) => e.to_string(),
+            };
+            on_event(Event::Warning(&format!(
+                "the attached server has no metrics page at {url} ({why}): engine metrics not scraped"
+            )));
+            Ok(None)
+        }
+    }
+}
+
 /// Start the planned engine and wait until it can take requests (server:
-/// healthy; offline: the worker loaded its model and said `ready`).
+/// healthy; offline: the worker loaded its model and said `ready`). With
+/// `[load].endpoint`, attach to that server instead: nothing is started.
 #[allow(clippy::too_many_arguments)]
 pub fn start(
     plan: &EnginePlan,
@@ -157,10 +226,11 @@ pub fn start(
         let base_url = endpoint.trim_end_matches('/').to_owned();
         let note = format!("attached to the server at {base_url} (not started by llem)");
         on_event(Event::Engine(&note));
+        let scraper = attached_scraper(&base_url, plan.metrics_path.as_deref(), on_event)?;
         return Ok(Engine::Server {
             _process: None,
             base_url,
-            scraper: None,
+            scraper,
         });
     }
     match plan.mode {
@@ -386,7 +456,7 @@ pub fn run_batch(
             records
                 .into_iter()
                 .enumerate()
-                .map(|(i, r)| worker_record(i, r))
+                .map(|(i, r)| r.into_request_record(i))
                 .collect()
         }
     };
@@ -401,33 +471,6 @@ fn on_first_send_once(opened: &mut bool, f: &mut dyn FnMut()) {
     if !*opened {
         *opened = true;
         f();
-    }
-}
-
-/// A worker's record in the load generator's shape, so both modes report alike.
-fn worker_record(index: usize, r: worker::WorkerRecord) -> RequestRecord {
-    let end_ns = r.end_ns.unwrap_or(r.send_ns);
-    RequestRecord {
-        index: index as u32,
-        prompt_id: r.prompt_id,
-        phase: Phase::Measured,
-        send_ns: r.send_ns,
-        first_token_ns: r.first_token_ns,
-        // One timestamp per token: a chunk of n tokens contributes n equal times,
-        // so inter-token gaps inside a chunk read as 0, as they arrived together.
-        chunk_ns: r
-            .chunks
-            .iter()
-            .flat_map(|&(t, n)| std::iter::repeat_n(t, n.max(1) as usize))
-            .collect(),
-        end_ns,
-        input_tokens: r.input_tokens,
-        output_tokens: r.output_tokens,
-        tokens_from_usage: r.output_tokens.is_some(),
-        output_text_len: 0,
-        output_text: None,
-        success: r.error.is_none(),
-        error: r.error,
     }
 }
 

@@ -32,7 +32,7 @@ use crate::sampler::{Sampler, SourceConfig, SourceSeries, WindowMeasurement};
 use baseline::BaselineSummary;
 use environment::Environment;
 use llem_manifest::{Plan, PluginPlan};
-use llem_sdk::{LoadRequest, PlanRequest, PluginKind, Prompt};
+use llem_sdk::{EnginePlan, LoadRequest, PlanRequest, PluginKind, Prompt};
 use phase::{PhaseLog, PhaseName};
 use serde_json::Map;
 use std::path::{Path, PathBuf};
@@ -193,6 +193,8 @@ pub fn open_energy_sources(
 /// The backend's plan and its instance (kept for parsing metrics afterwards).
 struct PlannedBackend {
     instance: Box<dyn BackendInstance>,
+    /// The plan as the backend returned it, worker script included.
+    plan: EnginePlan,
     summary: BackendSummary,
     options: Map<String, serde_json::Value>,
     port: u16,
@@ -396,11 +398,8 @@ impl<'c> Experiment<'c> {
             state.workload = Some(WorkloadSummary::new(&self.plan.load, &prompts));
         }
         if let Some(b) = &live.backend {
-            if b.summary.plan.mode == llem_sdk::EngineMode::Offline {
-                inference::refuse_offline_options(&self.plan.load)?;
-            }
             crate::engine::request_options::refuse_unaccepted(
-                &b.summary.plan,
+                &b.plan,
                 &crate::loadgen::Decoding::from_load(&self.plan.load),
                 &b.summary.instance,
             )
@@ -450,7 +449,7 @@ impl<'c> Experiment<'c> {
                 // software versions are probed first, with its own Python
                 // (importing torch must not land in a measured window).
                 state.phases.begin(PhaseName::StartEngine);
-                let plan = &backend.summary.plan;
+                let plan = &backend.plan;
                 if plan.mode == llem_sdk::EngineMode::Server && self.plan.load.endpoint.is_none() {
                     match crate::engine::versions::probe(plan, Duration::from_secs(60), stop) {
                         Ok(v) => state.environment.engine_versions = Some(v),
@@ -464,7 +463,7 @@ impl<'c> Experiment<'c> {
                     .ok_or_else(|| RunError::Invalid("no backend".into()))?;
                 let grants = crate::engine::EngineGrants::for_backend(plugin, &model);
                 let started = inference::start(
-                    &backend.summary.plan,
+                    &backend.plan,
                     &grants,
                     &self.plan.load,
                     &model,
@@ -766,33 +765,35 @@ impl<'c> Experiment<'c> {
             port,
             run_dir: dir.display().to_string(),
         })?;
-        let attached = self.plan.load.endpoint.is_some();
-        let detail = if attached {
-            format!(
-                "{} (server): attached to {}",
-                plan.engine,
-                self.plan.load.endpoint.as_deref().unwrap_or("")
-            )
-        } else {
-            format!(
-                "{} ({:?}): {} {}",
-                plan.engine,
-                plan.mode,
-                plan.program,
-                plan.args.join(" ")
-            )
-        };
+        // Refused before anything is announced: an offline worker cannot
+        // honour these (nor attach to a server).
+        if plan.mode == llem_sdk::EngineMode::Offline {
+            inference::refuse_offline_options(&self.plan.load)?;
+        }
+        let endpoint = self.plan.load.endpoint.as_deref();
         on_event(Event::Opened {
             instance: &plugin.instance,
             kind: PluginKind::Backend,
-            detail,
+            detail: inference::describe(&plan, endpoint),
         });
+        // The record keeps the plan, not the worker script's text (a whole
+        // Python file): where it goes and its hash, when llem writes it.
+        let worker_script = endpoint
+            .is_none()
+            .then(|| crate::engine::WorkerScript::of(&plan, dir))
+            .flatten();
+        let recorded = EnginePlan {
+            worker_script: None,
+            ..plan.clone()
+        };
         Ok(Some(PlannedBackend {
             instance,
+            plan,
             summary: BackendSummary {
                 instance: plugin.instance.clone(),
-                executed: !attached,
-                plan,
+                executed: endpoint.is_none(),
+                plan: recorded,
+                worker_script,
                 engine_info: None,
                 base_url: None,
                 confinement: None,

@@ -189,7 +189,12 @@ pub struct DatasetSummary {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BackendSummary {
     pub instance: String,
+    /// The plan, without its worker script's text: that is `worker_script`.
     pub plan: EnginePlan,
+    /// Where the kernel wrote the plan's worker script and its SHA-256 (not
+    /// when attached: nothing is written then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_script: Option<crate::engine::WorkerScript>,
     /// Whether llem started the engine (false when attached to `[load].endpoint`).
     pub executed: bool,
     /// What the engine reported about itself (offline workers), if anything.

@@ -3,8 +3,9 @@
 //! process.
 //!
 //! - **offline** (default): `<python> <run_dir>/pytorch_worker.py`; the plan
-//!   carries the worker's source (`pytorch_worker.py` in this crate), which the
-//!   kernel writes to that path. The worker speaks llem's worker protocol v1
+//!   carries the worker's source ([`WORKER_SCRIPT`]: backend-common's
+//!   `worker_protocol.py` with `pytorch_worker.py` of this crate appended),
+//!   which the kernel writes to that path. The worker speaks llem's worker protocol v1
 //!   (JSON lines over stdio): it gets the model and this plugin's resolved
 //!   options in `hello`, loads the model with `AutoModelForCausalLM`, runs
 //!   requests in batches of `batch_size` through `model.generate` and
@@ -18,20 +19,25 @@
 //! Both modes run with `HF_HUB_OFFLINE=1` and `TRANSFORMERS_OFFLINE=1`, so a
 //! measured run never downloads (the `env` table can override them).
 
+use backend_common::OfflineWorker;
 use llem_sdk::{
     Backend, Config, EngineMode, EnginePlan, OptionSpec, OptionType, PlanRequest, Plugin,
     PluginError, PluginInfo, PluginKind,
 };
 use serde_json::{Map, Value};
 
-/// The worker the offline plan runs; the kernel writes it into the run directory.
-pub const WORKER_SCRIPT: &str = include_str!("../pytorch_worker.py");
+/// The worker the offline plan runs; the kernel writes it into the run
+/// directory. One script, assembled here: the shared protocol module, then
+/// this engine's part.
+pub const WORKER_SCRIPT: &str = concat!(
+    include_str!("../../backend-common/worker_protocol.py"),
+    include_str!("../pytorch_worker.py")
+);
 /// The worker's file name inside the run directory.
 pub const WORKER_FILE: &str = "pytorch_worker.py";
 /// The module `transformers serve` runs from (transformers ≥ 5).
 pub const SERVE_MODULE: &str = "transformers.cli.transformers";
 
-const MODES: &[&str] = &["offline", "server"];
 const DTYPES: &[&str] = &["auto", "float32", "bfloat16", "float16"];
 const ATTN_IMPLEMENTATIONS: &[&str] = &["eager", "sdpa", "flash_attention_2"];
 const QUANTIZATIONS: &[&str] = &["none", "bnb-4bit", "bnb-8bit"];
@@ -83,7 +89,7 @@ impl Plugin for Pytorch {
                     "offline",
                     "`offline`: a Python worker loads the model and runs `model.generate` in batches; `server`: `transformers serve`, measured through its OpenAI API",
                 )
-                .choices(MODES),
+                .choices(backend_common::MODES),
                 OptionSpec::with_default(
                     "dtype",
                     String,
@@ -172,10 +178,7 @@ impl Plugin for Pytorch {
     }
 
     fn open(config: Config) -> Result<Self, PluginError> {
-        let mode = match config.choice_or("mode", "offline", MODES)?.as_str() {
-            "server" => EngineMode::Server,
-            _ => EngineMode::Offline,
-        };
+        let mode = backend_common::mode(&config, "offline")?;
         let batch_size: i64 = config.optional("batch_size")?.unwrap_or(1);
         let batch_size = u32::try_from(batch_size)
             .ok()
@@ -327,18 +330,14 @@ impl Pytorch {
     }
 
     fn server_args(&self, request: &PlanRequest) -> Vec<String> {
-        let mut args = vec![
-            "serve".to_owned(),
-            request.model.clone(),
-            "--host".to_owned(),
-            request.host.clone(),
-            "--port".to_owned(),
-            request.port.to_string(),
+        let mut args = vec!["serve".to_owned(), request.model.clone()];
+        args.extend(backend_common::address_args(request));
+        args.extend([
             "--device".to_owned(),
             self.device_map.clone(),
             "--dtype".to_owned(),
             self.dtype.clone(),
-        ];
+        ]);
         if let Some(attn) = &self.attn_implementation {
             args.extend(["--attn-implementation".to_owned(), attn.clone()]);
         }
@@ -358,32 +357,23 @@ impl Pytorch {
     }
 }
 
-/// `<run_dir>/<file>`, whatever the run directory's trailing slashes.
-fn in_run_dir(run_dir: &str, file: &str) -> String {
-    format!("{}/{file}", run_dir.trim_end_matches('/'))
-}
-
 impl Backend for Pytorch {
     fn plan(&mut self, request: &PlanRequest) -> Result<EnginePlan, PluginError> {
-        if request.model.trim().is_empty() {
-            return Err(PluginError::invalid_config(
-                "experiment.model",
-                "a PyTorch run needs a model (a local directory, or a Hugging Face id already in the cache)",
-            ));
-        }
+        backend_common::require_model(
+            request,
+            "a PyTorch run needs a model (a local directory, or a Hugging Face id already in the cache)",
+        )?;
         match self.mode {
-            EngineMode::Offline => Ok(EnginePlan {
-                mode: EngineMode::Offline,
-                engine: "transformers".into(),
-                program: self.python.clone(),
-                args: vec![in_run_dir(&request.run_dir, WORKER_FILE)],
-                env: self.env.clone(),
-                api_base_path: None,
-                health_path: None,
-                metrics_path: None,
-                worker_script: Some(WORKER_SCRIPT.to_owned()),
+            EngineMode::Offline => Ok(OfflineWorker {
+                engine: "transformers",
+                python: &self.python,
+                file: WORKER_FILE,
+                script: WORKER_SCRIPT,
+                args: Vec::new(),
+                env: &self.env,
                 ready_timeout_s: self.ready_timeout_s,
-            }),
+            }
+            .plan(request)),
             EngineMode::Server => {
                 let (program, mut args) = match &self.transformers_executable {
                     Some(exe) => (exe.clone(), Vec::new()),
@@ -447,7 +437,10 @@ mod tests {
     fn the_worker_is_written_into_the_run_directory() {
         let plan = open(json!({})).unwrap().plan(&request()).unwrap();
         assert_eq!(plan.args, vec!["/runs/r1/pytorch_worker.py".to_owned()]);
-        assert!(plan.worker_script.unwrap().contains("PROTOCOL = 1"));
+        assert_eq!(plan.worker_script.as_deref(), Some(WORKER_SCRIPT));
+        // One script: the shared protocol module, then this engine's part.
+        assert!(WORKER_SCRIPT.starts_with(backend_common::WORKER_PROTOCOL));
+        assert!(WORKER_SCRIPT.ends_with(include_str!("../pytorch_worker.py")));
     }
 
     #[test]

@@ -21,21 +21,25 @@
 //!   `/prometheus/metrics` and exists only with `return_perf_metrics = true`,
 //!   so the plan names a metrics path only then.
 //! - **offline**: `python3 <run_dir>/trtllm_worker.py --llm-args <json>`; the
-//!   worker (`trtllm_worker.py` in this crate) speaks llem's worker protocol v1
+//!   worker ([`WORKER_SCRIPT`]: backend-common's `worker_protocol.py` with
+//!   `trtllm_worker.py` of this crate appended) speaks llem's worker protocol v1
 //!   on `tensorrt_llm.LLM.generate_async(…, streaming=True)`.
 
-#[path = "../../backend-vllm/src/prometheus.rs"]
-mod prometheus;
-
+use backend_common::prometheus::{self, Keep};
+use backend_common::{OfflineWorker, in_run_dir, positive};
 use llem_sdk::{
     Backend, Config, EngineMode, EnginePlan, Metric, OptionSpec, OptionType, PlanRequest, Plugin,
     PluginError, PluginInfo, PluginKind,
 };
-use prometheus::Keep;
 use serde_json::{Map, Value};
 
-/// The worker the offline plan runs; the kernel writes it into the run directory.
-pub const WORKER_SCRIPT: &str = include_str!("../trtllm_worker.py");
+/// The worker the offline plan runs; the kernel writes it into the run
+/// directory. One script, assembled here: the shared protocol module, then
+/// this engine's part.
+pub const WORKER_SCRIPT: &str = concat!(
+    include_str!("../../backend-common/worker_protocol.py"),
+    include_str!("../trtllm_worker.py")
+);
 /// The worker's file name inside the run directory.
 pub const WORKER_FILE: &str = "trtllm_worker.py";
 /// The LLM API arguments file a server plan writes into the run directory.
@@ -119,7 +123,7 @@ impl Plugin for Trtllm {
                     "server",
                     "`server`: `trtllm-serve`, measured through its OpenAI API; `offline`: a Python worker on the `tensorrt_llm.LLM` API",
                 )
-                .choices(&["server", "offline"]),
+                .choices(backend_common::MODES),
                 OptionSpec::with_default(
                     "backend",
                     String,
@@ -214,16 +218,7 @@ impl Plugin for Trtllm {
     }
 
     fn open(config: Config) -> Result<Self, PluginError> {
-        let mode = match config.optional::<std::string::String>("mode")?.as_deref() {
-            None | Some("server") => EngineMode::Server,
-            Some("offline") => EngineMode::Offline,
-            Some(other) => {
-                return Err(PluginError::invalid_config(
-                    "mode",
-                    format!("must be `server` or `offline`, found {other:?}"),
-                ));
-            }
-        };
+        let mode = backend_common::mode(&config, "server")?;
         let backend = config.choice_or("backend", "pytorch", BACKENDS)?;
         let trtllm = Trtllm {
             mode,
@@ -244,16 +239,6 @@ impl Plugin for Trtllm {
         };
         trtllm.validate()?;
         Ok(trtllm)
-    }
-}
-
-fn positive(config: &Config, key: &str) -> Result<Option<i64>, PluginError> {
-    match config.optional::<i64>(key)? {
-        Some(n) if n < 1 => Err(PluginError::invalid_config(
-            key,
-            format!("must be at least 1, found {n}"),
-        )),
-        other => Ok(other),
     }
 }
 
@@ -361,11 +346,6 @@ fn merge(into: &mut Map<String, Value>, from: Map<String, Value>) {
     }
 }
 
-/// `<run_dir>/<file>`, whatever the run directory's trailing slashes.
-fn in_run_dir(run_dir: &str, file: &str) -> String {
-    format!("{}/{file}", run_dir.trim_end_matches('/'))
-}
-
 impl Trtllm {
     fn validate(&self) -> Result<(), PluginError> {
         if self.mode == EngineMode::Offline && !self.extra_args.is_empty() {
@@ -375,14 +355,9 @@ impl Trtllm {
             )
             .with_hint("put LLM API arguments in extra_llm_api_options instead"));
         }
+        backend_common::refuse_address_flags(&self.extra_args, &["--host", "--port"])?;
         for (i, arg) in self.extra_args.iter().enumerate() {
             let flag = arg.split('=').next().unwrap_or(arg);
-            if matches!(flag, "--host" | "--port") {
-                return Err(PluginError::invalid_config(
-                    "extra_args",
-                    format!("element {i} ({arg:?}) sets the server address, which llem chooses"),
-                ));
-            }
             if matches!(flag, "--extra_llm_api_options" | "--config") {
                 return Err(PluginError::invalid_config(
                     "extra_args",
@@ -423,40 +398,25 @@ impl Trtllm {
 
 impl Backend for Trtllm {
     fn plan(&mut self, request: &PlanRequest) -> Result<EnginePlan, PluginError> {
-        if request.model.trim().is_empty() {
-            return Err(PluginError::invalid_config(
-                "experiment.model",
-                "a TensorRT-LLM run needs a model (a Hugging Face id, a checkpoint or an engine directory)",
-            ));
-        }
+        backend_common::require_model(
+            request,
+            "a TensorRT-LLM run needs a model (a Hugging Face id, a checkpoint or an engine directory)",
+        )?;
         if self.mode == EngineMode::Offline {
-            return Ok(EnginePlan {
-                mode: EngineMode::Offline,
-                engine: "trtllm".into(),
-                program: self.python.clone(),
-                args: vec![
-                    in_run_dir(&request.run_dir, WORKER_FILE),
-                    "--llm-args".into(),
-                    self.worker_llm_args(),
-                ],
-                env: self.env.clone(),
-                api_base_path: None,
-                health_path: None,
-                metrics_path: None,
-                worker_script: Some(WORKER_SCRIPT.to_owned()),
+            return Ok(OfflineWorker {
+                engine: "trtllm",
+                python: &self.python,
+                file: WORKER_FILE,
+                script: WORKER_SCRIPT,
+                args: vec!["--llm-args".into(), self.worker_llm_args()],
+                env: &self.env,
                 ready_timeout_s: self.ready_timeout_s,
-            });
+            }
+            .plan(request));
         }
-        let mut serve = vec![
-            self.trtllm_serve_executable.clone(),
-            request.model.clone(),
-            "--host".into(),
-            request.host.clone(),
-            "--port".into(),
-            request.port.to_string(),
-            "--backend".into(),
-            self.backend.clone(),
-        ];
+        let mut serve = vec![self.trtllm_serve_executable.clone(), request.model.clone()];
+        serve.extend(backend_common::address_args(request));
+        serve.extend(["--backend".into(), self.backend.clone()]);
         for (flag, value) in [
             ("--max_batch_size", self.max_batch_size),
             ("--max_num_tokens", self.max_num_tokens),
@@ -518,6 +478,12 @@ mod tests {
 
     fn open(config: Value) -> Result<Trtllm, PluginError> {
         Trtllm::open(Config::from_json(&config.to_string()).unwrap())
+    }
+
+    #[test]
+    fn the_worker_is_the_protocol_module_then_the_trtllm_part() {
+        assert!(WORKER_SCRIPT.starts_with(backend_common::WORKER_PROTOCOL));
+        assert!(WORKER_SCRIPT.ends_with(include_str!("../trtllm_worker.py")));
     }
 
     #[test]

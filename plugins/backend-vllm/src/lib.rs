@@ -6,8 +6,9 @@
 //!   (`vllm/engine/arg_utils.py`, `EngineArgs.add_cli_args`). Health at
 //!   `/health`, Prometheus metrics at `/metrics`, the OpenAI API under `/v1`.
 //! - **offline**: `python3 <run_dir>/vllm_worker.py --engine-args <json>`;
-//!   the plan carries the worker's source (`vllm_worker.py` in this crate),
-//!   which the kernel writes to that path. The worker speaks llem's worker
+//!   the plan carries the worker's source ([`WORKER_SCRIPT`]: backend-common's
+//!   `worker_protocol.py` with `vllm_worker.py` of this crate appended), which
+//!   the kernel writes to that path. The worker speaks llem's worker
 //!   protocol v1 (JSON lines over stdio) and drives vLLM's `LLMEngine` step
 //!   loop itself, so every request's tokens are timestamped with
 //!   `time.monotonic_ns()` as they come out of the engine.
@@ -15,17 +16,21 @@
 //! Options left `null` are not passed: vLLM's own default applies (and is
 //! the installed vLLM's, which changes between releases).
 
-mod prometheus;
-
+use backend_common::OfflineWorker;
+use backend_common::prometheus::{self, Keep};
 use llem_sdk::{
     Backend, Config, EngineMode, EnginePlan, Metric, OptionSpec, OptionType, PlanRequest, Plugin,
     PluginError, PluginInfo, PluginKind,
 };
-use prometheus::Keep;
 use serde_json::{Map, Value};
 
-/// The worker the offline plan runs; the kernel writes it into the run directory.
-pub const WORKER_SCRIPT: &str = include_str!("../vllm_worker.py");
+/// The worker the offline plan runs; the kernel writes it into the run
+/// directory. One script, assembled here: the shared protocol module, then
+/// this engine's part.
+pub const WORKER_SCRIPT: &str = concat!(
+    include_str!("../../backend-common/worker_protocol.py"),
+    include_str!("../vllm_worker.py")
+);
 /// The worker's file name inside the run directory.
 pub const WORKER_FILE: &str = "vllm_worker.py";
 
@@ -200,7 +205,7 @@ impl Plugin for Vllm {
                     "server",
                     "`server`: `vllm serve`, measured through its OpenAI API; `offline`: a Python worker drives vLLM's engine directly",
                 )
-                .choices(&["server", "offline"]),
+                .choices(backend_common::MODES),
                 opt("dtype", String, "Weights and activations data type (`--dtype`); null: vLLM's `auto`")
                     .choices(DTYPES),
                 opt("max_num_seqs", Integer, "Most sequences per iteration (`--max-num-seqs`)"),
@@ -294,16 +299,7 @@ impl Plugin for Vllm {
     }
 
     fn open(config: Config) -> Result<Self, PluginError> {
-        let mode = match config.optional::<String>("mode")?.as_deref() {
-            None | Some("server") => EngineMode::Server,
-            Some("offline") => EngineMode::Offline,
-            Some(other) => {
-                return Err(PluginError::invalid_config(
-                    "mode",
-                    format!("must be `server` or `offline`, found {other:?}"),
-                ));
-            }
-        };
+        let mode = backend_common::mode(&config, "server")?;
         let mut engine_args = Vec::new();
         for &name in ENGINE_ARGS {
             if let Some(arg) = engine_arg(&config, name)? {
@@ -420,18 +416,7 @@ impl Vllm {
                 ));
             }
         }
-        // The kernel reserved the server's address; a second one would be a
-        // server nobody measures.
-        for (i, arg) in self.extra_args.iter().enumerate() {
-            let flag = arg.split('=').next().unwrap_or(arg);
-            if matches!(flag, "--host" | "--port" | "--uds") {
-                return Err(PluginError::invalid_config(
-                    "extra_args",
-                    format!("element {i} ({arg:?}) sets the server address, which llem chooses"),
-                ));
-            }
-        }
-        Ok(())
+        backend_common::refuse_address_flags(&self.extra_args, &["--host", "--port", "--uds"])
     }
 
     /// `--flag value` per engine argument; booleans as vLLM's
@@ -472,29 +457,16 @@ impl Vllm {
     }
 }
 
-/// `<run_dir>/<file>`, whatever the run directory's trailing slashes.
-fn in_run_dir(run_dir: &str, file: &str) -> String {
-    format!("{}/{file}", run_dir.trim_end_matches('/'))
-}
-
 impl Backend for Vllm {
     fn plan(&mut self, request: &PlanRequest) -> Result<EnginePlan, PluginError> {
-        if request.model.trim().is_empty() {
-            return Err(PluginError::invalid_config(
-                "experiment.model",
-                "a vLLM run needs a model (a Hugging Face id or a local directory)",
-            ));
-        }
+        backend_common::require_model(
+            request,
+            "a vLLM run needs a model (a Hugging Face id or a local directory)",
+        )?;
         match self.mode {
             EngineMode::Server => {
-                let mut args = vec![
-                    "serve".to_owned(),
-                    request.model.clone(),
-                    "--host".to_owned(),
-                    request.host.clone(),
-                    "--port".to_owned(),
-                    request.port.to_string(),
-                ];
+                let mut args = vec!["serve".to_owned(), request.model.clone()];
+                args.extend(backend_common::address_args(request));
                 args.extend(self.cli_flags());
                 args.extend(self.extra_args.iter().cloned());
                 Ok(EnginePlan {
@@ -511,27 +483,21 @@ impl Backend for Vllm {
                 })
             }
             EngineMode::Offline => {
-                let mut args = vec![
-                    in_run_dir(&request.run_dir, WORKER_FILE),
-                    "--engine-args".to_owned(),
-                    self.engine_args_json(),
-                ];
+                let mut args = vec!["--engine-args".to_owned(), self.engine_args_json()];
                 if !self.extra_args.is_empty() {
                     args.push("--extra-args".to_owned());
                     args.push(Value::from(self.extra_args.clone()).to_string());
                 }
-                Ok(EnginePlan {
-                    mode: EngineMode::Offline,
-                    engine: "vllm".into(),
-                    program: self.python.clone(),
+                Ok(OfflineWorker {
+                    engine: "vllm",
+                    python: &self.python,
+                    file: WORKER_FILE,
+                    script: WORKER_SCRIPT,
                     args,
-                    env: self.env.clone(),
-                    api_base_path: None,
-                    health_path: None,
-                    metrics_path: None,
-                    worker_script: Some(WORKER_SCRIPT.to_owned()),
+                    env: &self.env,
                     ready_timeout_s: self.ready_timeout_s,
-                })
+                }
+                .plan(request))
             }
         }
     }
@@ -575,6 +541,12 @@ mod tests {
     fn null_options_are_not_passed() {
         let v = open(json!({"dtype": null, "tensor_parallel_size": 2})).unwrap();
         assert_eq!(v.cli_flags(), vec!["--tensor-parallel-size", "2"]);
+    }
+
+    #[test]
+    fn the_worker_is_the_protocol_module_then_the_vllm_part() {
+        assert!(WORKER_SCRIPT.starts_with(backend_common::WORKER_PROTOCOL));
+        assert!(WORKER_SCRIPT.ends_with(include_str!("../vllm_worker.py")));
     }
 
     #[test]

@@ -1,8 +1,7 @@
 //! A small reader for the Prometheus text exposition format (version 0.0.4),
 //! enough to pick named series out of an engine's `/metrics` page.
 //!
-//! Shared by `backend-vllm` and `backend-trtllm` (the latter includes this
-//! file with `#[path]`). It never fails: comments, blank lines, unknown and
+//! Used by `backend-vllm` and `backend-trtllm`. It never fails: comments, blank lines, unknown and
 //! malformed lines are skipped, so a new engine release that adds or reshapes
 //! series cannot break a run.
 //!

@@ -1,0 +1,124 @@
+"""The shared worker protocol module (plugins/backend-common/worker_protocol.py)
+on its own: message parsing, decoding checks, and how a request's cumulative
+token counts become events. Every worker is this module plus its engine's
+part; test_worker_conformance.py runs the assembled workers end to end."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from conftest import WORKER_PROTOCOL, load_worker
+from worker_driver import generate_line, hello_line
+
+# Any assembled worker holds the module; the vLLM one needs no engine to load.
+w = load_worker("vllm")
+
+
+def test_every_worker_starts_with_the_same_protocol_module():
+    from conftest import ENGINE_PARTS, worker_source
+
+    module = WORKER_PROTOCOL.read_text()
+    for engine, part in ENGINE_PARTS.items():
+        source = worker_source(engine)
+        assert source.startswith(module) and source.endswith(part.read_text()), engine
+        # What the engine part may not redefine: one protocol, one parser.
+        for name in ("PROTOCOL =", "def parse_message", "def software_versions", "class Channel"):
+            assert name not in part.read_text(), (engine, name)
+
+
+def test_parse_hello_generate_and_shutdown():
+    kind, body = w.parse_message(hello_line("m", options={"engine_args": {"seed": 1}}))
+    assert kind == "hello" and body == {"model": "m", "options": {"engine_args": {"seed": 1}}, "decoding": {}}
+    kind, req = w.parse_message(generate_line("a", max_tokens=16, ignore_eos=True, temperature=0.5, top_p=0.9, seed=3))
+    assert kind == "generate"
+    assert (req.id, req.prompt, req.messages, req.max_tokens, req.ignore_eos) == ("a", "Hello", None, 16, True)
+    assert (req.temperature, req.top_p, req.seed) == (0.5, 0.9, 3)
+    chat = [{"role": "user", "content": "Hi", "name": "ignored"}]
+    _, req = w.parse_message(generate_line("b", messages=chat))
+    assert req.prompt is None and req.messages == [{"role": "user", "content": "Hi"}]
+    _, req = w.parse_message(json.dumps({"type": "generate", "id": "c", "prompt": "x", "max_tokens": 1}))
+    assert req.ignore_eos is False
+    # The kernel sends null when the dataset sets no output length: 256.
+    _, req = w.parse_message(json.dumps({"type": "generate", "id": "d", "prompt": "x", "max_tokens": None}))
+    assert req.max_tokens is None and req.max_new_tokens() == 256
+    assert w.parse_message('{"type": "shutdown"}') == ("shutdown", None)
+
+
+@pytest.mark.parametrize(
+    "line, request_id, words",
+    [
+        ("not json", None, "not JSON"),
+        ("[1, 2]", None, "object"),
+        ('{"type": "hello", "protocol": 2, "model": "m"}', None, "protocol 2"),
+        ('{"type": "hello", "protocol": 1}', None, "model"),
+        ('{"type": "hello", "protocol": 1, "model": "m", "options": 5}', None, "options"),
+        ('{"type": "dance"}', None, "unknown message type"),
+        ('{"type": "dance", "id": "q"}', "q", "unknown message type"),
+        ('{"type": "generate", "prompt": "x", "max_tokens": 1}', None, "id"),
+        ('{"type": "generate", "id": "a", "max_tokens": 1}', "a", "exactly one"),
+        ('{"type": "generate", "id": "a", "prompt": "x", "messages": [], "max_tokens": 1}', "a", "exactly one"),
+        ('{"type": "generate", "id": "a", "prompt": 5}', "a", "prompt"),
+        ('{"type": "generate", "id": "a", "messages": "hi"}', "a", "messages"),
+        ('{"type": "generate", "id": "a", "messages": [{"role": "user"}], "max_tokens": 1}', "a", "messages"),
+        ('{"type": "generate", "id": "a", "prompt": "x", "max_tokens": 0}', "a", "max_tokens"),
+        ('{"type": "generate", "id": "a", "prompt": "x", "max_tokens": true}', "a", "max_tokens"),
+        ('{"type": "generate", "id": "a", "prompt": "x", "max_tokens": 2, "ignore_eos": 1}', "a", "ignore_eos"),
+    ],
+)
+def test_parse_rejects_bad_messages_keeping_the_request_id(line, request_id, words):
+    with pytest.raises(w.ProtocolError) as err:
+        w.parse_message(line)
+    assert err.value.request_id == request_id
+    assert words in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "extra, words",
+    [({"temperature": -1}, "temperature"), ({"temperature": True}, "temperature"),
+     ({"temperature": "hot"}, "temperature"), ({"top_p": 0.0}, "top_p"), ({"top_p": 1.5}, "top_p"),
+     ({"seed": "1"}, "seed"), ({"seed": -1}, "seed"), ({"seed": 1.5}, "seed")],
+)
+def test_bad_decoding_settings_are_refused_by_request_and_in_hello(extra, words):
+    with pytest.raises(w.ProtocolError) as err:
+        w.parse_message(generate_line("z", **extra))
+    assert err.value.request_id == "z" and words in str(err.value)
+    with pytest.raises(w.ProtocolError) as err:
+        w.parse_message(hello_line(decoding=extra))
+    assert err.value.request_id is None and words in str(err.value)
+
+
+def test_decoding_is_filled_from_hello_then_greedy():
+    bare = w.Request("a")
+    bare.fill_decoding({})
+    assert (bare.temperature, bare.top_p, bare.seed) == (0.0, 1.0, None)
+    partial = w.Request("b", temperature=0.0)
+    partial.fill_decoding({"temperature": 0.7, "top_p": 0.8, "seed": 5})
+    assert (partial.temperature, partial.top_p, partial.seed) == (0.0, 0.8, 5)
+    assert w.Request("c", temperature=0.5).batch_key() != w.Request("d", temperature=0.6).batch_key()
+
+
+def events_of(out):
+    return [json.loads(line) for line in out.getvalue().splitlines()]
+
+
+def test_progress_turns_cumulative_counts_into_events_ending_at_the_last_token():
+    out = io.StringIO()
+    progress = w.Progress(w.Channel(out), "r")
+    progress.advance(100, 0)  # nothing yet (a prefill step)
+    progress.advance(200, 2, input_tokens=9)
+    progress.advance(300, 2)  # no new token: no line
+    progress.advance(400, 5)
+    progress.done(900)  # known finished later (a batch's end): the request's end is its last token
+    assert events_of(out) == [
+        {"type": "first_token", "id": "r", "t_ns": 200},
+        {"type": "token", "id": "r", "t_ns": 200, "n": 2},
+        {"type": "token", "id": "r", "t_ns": 400, "n": 3},
+        {"type": "done", "id": "r", "t_ns": 400, "input_tokens": 9, "output_tokens": 5},
+    ]
+    out = io.StringIO()
+    w.Progress(w.Channel(out), "empty").done(900, text="")
+    assert events_of(out) == [{"type": "done", "id": "empty", "t_ns": 900, "input_tokens": 0, "output_tokens": 0,
+                               "text": ""}]

@@ -232,7 +232,9 @@ pub fn summarize(
             Some(n) => {
                 total_output_tokens += u64::from(n);
                 if n > 1 {
-                    let t = (e2e_ms - ttft_ms) / f64::from(n - 1);
+                    // From the request's own first and last token, subtracted
+                    // as integers: exact whatever the clock's epoch.
+                    let t = ms(r.end_ns.saturating_sub(first)) / f64::from(n - 1);
                     tpot.push(t);
                     Some(t)
                 } else {

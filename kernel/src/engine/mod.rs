@@ -21,3 +21,25 @@ pub use confine::{EngineConfinement, landlock_abi};
 pub use policy::{ConfinementMode, EngineGrants};
 pub use port::free_port;
 pub use process::{EngineProcess, StartError, WorkerScript, group_alive, hurry_teardown};
+
+/// A bare plan for the engine module's tests: `program args…`, nothing else set.
+#[cfg(test)]
+pub(crate) fn test_plan(
+    mode: llem_sdk::EngineMode,
+    engine: &str,
+    program: &str,
+    args: &[&str],
+) -> llem_sdk::EnginePlan {
+    llem_sdk::EnginePlan {
+        mode,
+        engine: engine.into(),
+        program: program.into(),
+        args: args.iter().map(|a| (*a).to_owned()).collect(),
+        env: vec![],
+        api_base_path: None,
+        health_path: None,
+        metrics_path: None,
+        worker_script: None,
+        ready_timeout_s: 5,
+    }
+}

@@ -438,16 +438,8 @@ mod tests {
 
     fn plan(program: &str, args: &[&str]) -> EnginePlan {
         EnginePlan {
-            mode: EngineMode::Server,
-            engine: "test".into(),
-            program: program.into(),
-            args: args.iter().map(|a| (*a).to_owned()).collect(),
             env: vec![("LLEM_TEST_ENGINE".into(), "yes".into())],
-            api_base_path: None,
-            health_path: None,
-            metrics_path: None,
-            worker_script: None,
-            ready_timeout_s: 5,
+            ..crate::engine::test_plan(EngineMode::Server, "test", program, args)
         }
     }
 

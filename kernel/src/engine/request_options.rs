@@ -91,18 +91,7 @@ mod tests {
     use super::*;
 
     fn plan(engine: &str, mode: EngineMode) -> EnginePlan {
-        EnginePlan {
-            mode,
-            engine: engine.into(),
-            program: "x".into(),
-            args: vec![],
-            env: vec![],
-            api_base_path: None,
-            health_path: None,
-            metrics_path: None,
-            worker_script: None,
-            ready_timeout_s: 5,
-        }
+        crate::engine::test_plan(mode, engine, "x", &[])
     }
 
     #[test]

@@ -164,18 +164,7 @@ mod tests {
     use llem_sdk::EngineMode;
 
     fn plan(program: &str) -> EnginePlan {
-        EnginePlan {
-            mode: EngineMode::Server,
-            engine: "x".into(),
-            program: program.into(),
-            args: vec![],
-            env: vec![],
-            api_base_path: None,
-            health_path: None,
-            metrics_path: None,
-            worker_script: None,
-            ready_timeout_s: 5,
-        }
+        crate::engine::test_plan(EngineMode::Server, "x", program, &[])
     }
 
     #[test]

@@ -508,18 +508,7 @@ done
     }
 
     fn plan(script: &str) -> EnginePlan {
-        EnginePlan {
-            mode: EngineMode::Offline,
-            engine: "fake".into(),
-            program: "sh".into(),
-            args: vec!["-c".into(), script.into()],
-            env: vec![],
-            api_base_path: None,
-            health_path: None,
-            metrics_path: None,
-            worker_script: None,
-            ready_timeout_s: 5,
-        }
+        crate::engine::test_plan(EngineMode::Offline, "fake", "sh", &["-c", script])
     }
 
     fn job<'a>(model: &'a str, prompts: &'a [Prompt], ready_timeout: Duration) -> Job<'a> {

@@ -573,10 +573,11 @@ fn a_value_above_the_declared_range_is_a_gap_not_energy() {
     let pkg = sys.zone("intel-rapl", &[0], "package-0", 10_000_000, INTEL_MAX);
     let source = open_wasm(&sys.devices(), &[], &sys.sandbox());
     let window = window_over(source, || sys.set(&pkg, INTEL_MAX + 5));
-    // Every read after it is a gap: at least the helper's sync and the
-    // window's end (a sampler tick may add one more).
+    // Every read after it is a gap: the helper's sync, and the window's end
+    // when its fresh read comes within its 2 s wait (not always on a loaded
+    // CI machine, so one gap is the least).
     assert!(
-        window.devices[0].gaps.count >= 2,
+        window.devices[0].gaps.count >= 1,
         "{:?}",
         window.devices[0].gaps
     );

@@ -350,6 +350,8 @@ fn a_reader_that_goes_away_early_is_not_a_panic() {
     for args in [
         &["plugins", "list", "--json"][..],
         &["plugins", "list"],
+        &["env", "--json"],
+        &["env"],
         &["config", "default"],
         &["--help"],
         &["completions", "bash"],

@@ -312,3 +312,67 @@ fn validate_refuses_what_run_would_refuse_by_key() {
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("the default workload"), "{err}");
 }
+
+/// A Hugging Face id is found in the local hub cache (refs → snapshot → links
+/// into blobs, as `huggingface_hub` writes it); an id that is not there says
+/// where llem looked and how to fix it.
+#[test]
+fn a_model_id_is_found_in_the_hugging_face_cache_offline() {
+    let cache = tempfile::tempdir().unwrap();
+    let repo = cache.path().join("models--tiny-org--tiny-llama");
+    let snapshot = repo.join("snapshots/abc123");
+    std::fs::create_dir_all(&snapshot).unwrap();
+    std::fs::create_dir_all(repo.join("blobs")).unwrap();
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), "abc123").unwrap();
+    for file in ["config.json", "tokenizer.json", "model.safetensors"] {
+        let blob = repo.join("blobs").join(format!("blob-{file}"));
+        std::fs::copy(tiny_model().join(file), &blob).unwrap();
+        std::os::unix::fs::symlink(format!("../../blobs/blob-{file}"), snapshot.join(file))
+            .unwrap();
+    }
+    let plugins = first_run_plugins();
+    let (code, stdout, stderr) = output(
+        llem(plugins.path())
+            .env("HF_HUB_CACHE", cache.path())
+            .args(["run", "--dry-run", "--plugins", "pytorch,cpu-estimate"])
+            .args([
+                "--model",
+                "tiny-org/tiny-llama",
+                "--set",
+                "pytorch.mode=\"offline\"",
+            ]),
+    );
+    assert_eq!(code, 0, "{stderr}\n{stdout}");
+    assert!(
+        stdout.contains("model: tiny-org/tiny-llama in the Hugging Face cache (revision abc123"),
+        "{stdout}"
+    );
+    // The context (512) came from the cached config.json, and so did the estimate.
+    assert!(stderr.contains("384 input tokens"), "{stderr}");
+    assert!(stdout.contains("138048 parameters"), "{stdout}");
+
+    let (code, _, stderr) = output(
+        llem(plugins.path())
+            .env("HF_HUB_CACHE", cache.path())
+            .args([
+                "run",
+                "--plugins",
+                "pytorch,cpu-estimate",
+                "--model",
+                "tiny-org/absent",
+            ])
+            .args([
+                "--set",
+                "measurement.baseline=off",
+                "--set",
+                "pytorch.mode=\"offline\"",
+            ]),
+    );
+    assert_ne!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("huggingface-cli download tiny-org/absent")
+            && stderr.contains(&cache.path().display().to_string()),
+        "{stderr}"
+    );
+}

@@ -723,12 +723,29 @@ impl<'c> Experiment<'c> {
             sandbox.read_dirs.push(file.clone());
         }
         let mut dataset = code.open_dataset(&plugin.config, &sandbox)?;
-        let prompts = dataset.load(&LoadRequest {
-            model: model.clone(),
-            tokenizer_path: tokenizer.map(|p| p.display().to_string()),
-            seed: self.plan.experiment.seed,
-            limit: self.plan.load.num_prompts,
-        })?;
+        let found_tokenizer = tokenizer.is_some();
+        let prompts = dataset
+            .load(&LoadRequest {
+                model: model.clone(),
+                tokenizer_path: tokenizer.map(|p| p.display().to_string()),
+                seed: self.plan.experiment.seed,
+                limit: self.plan.load.num_prompts,
+            })
+            .map_err(|mut failure| {
+                // A model named by id that is not downloaded yet has no
+                // tokenizer here: say where llem looked and how to fix it.
+                if !found_tokenizer && !model.is_empty() && !Path::new(&model).exists() {
+                    let cache = crate::model::hf_hub_cache()
+                        .map_or("no Hugging Face cache".into(), |c| c.display().to_string());
+                    failure.hint = Some(format!(
+                        "`{model}` is not a local directory nor in the Hugging Face cache ({cache}): \
+                         download it first (`huggingface-cli download {model}`), give a local \
+                         directory, or set the dataset's `tokenizer`{}",
+                        failure.hint.as_deref().map(|h| format!("; {h}")).unwrap_or_default()
+                    ));
+                }
+                failure
+            })?;
         on_event(Event::Opened {
             instance: &plugin.instance,
             kind: PluginKind::Dataset,

@@ -325,10 +325,11 @@ fn a_model_id_is_found_in_the_hugging_face_cache_offline() {
     std::fs::create_dir_all(repo.join("blobs")).unwrap();
     std::fs::create_dir_all(repo.join("refs")).unwrap();
     std::fs::write(repo.join("refs/main"), "abc123").unwrap();
-    for file in ["config.json", "tokenizer.json", "model.safetensors"] {
+    for entry in std::fs::read_dir(tiny_model()).unwrap() {
+        let file = entry.unwrap().file_name().to_string_lossy().into_owned();
         let blob = repo.join("blobs").join(format!("blob-{file}"));
-        std::fs::copy(tiny_model().join(file), &blob).unwrap();
-        std::os::unix::fs::symlink(format!("../../blobs/blob-{file}"), snapshot.join(file))
+        std::fs::copy(tiny_model().join(&file), &blob).unwrap();
+        std::os::unix::fs::symlink(format!("../../blobs/blob-{file}"), snapshot.join(&file))
             .unwrap();
     }
     let plugins = first_run_plugins();
@@ -351,6 +352,43 @@ fn a_model_id_is_found_in_the_hugging_face_cache_offline() {
     // The context (512) came from the cached config.json, and so did the estimate.
     assert!(stderr.contains("384 input tokens"), "{stderr}");
     assert!(stdout.contains("138048 parameters"), "{stdout}");
+
+    // A real run by id: the dataset reads the cached tokenizer (granted that
+    // file alone), the confined engine loads the cached weights.
+    let out = tempfile::tempdir().unwrap();
+    let (code, stdout, stderr) = output(
+        llem(plugins.path())
+            .env("HF_HUB_CACHE", cache.path())
+            .env("HF_HUB_OFFLINE", "1")
+            .args([
+                "run",
+                "--plugins",
+                "pytorch,cpu-estimate",
+                "--model",
+                "tiny-org/tiny-llama",
+            ])
+            .args([
+                "-n",
+                "2",
+                "--name",
+                "by-id",
+                "--set",
+                "measurement.baseline=off",
+            ])
+            .args(["--set", "pytorch.mode=\"offline\""])
+            .arg("--set")
+            .arg(format!(
+                "pytorch.python={:?}",
+                venv_python().display().to_string()
+            ))
+            .arg("--output")
+            .arg(out.path()),
+    );
+    assert_eq!(code, 0, "{stderr}\n{stdout}");
+    assert!(
+        stderr.contains("synthetic (dataset): 2 prompts"),
+        "{stderr}"
+    );
 
     let (code, _, stderr) = output(
         llem(plugins.path())

@@ -271,7 +271,8 @@ fn program_prefixes(program: &Path, home: Option<&Path>) -> Vec<PathBuf> {
 }
 
 /// Model and compiler caches engines write (created if missing, so a first
-/// run can fill them): Hugging Face (`HF_HOME`), vLLM (`VLLM_CACHE_ROOT`),
+/// run can fill them): Hugging Face (`HF_HOME`, and `HF_HUB_CACHE` when it is
+/// elsewhere), vLLM (`VLLM_CACHE_ROOT`),
 /// torch (`TORCH_HOME`), FlashInfer, Triton, CUDA (`CUDA_CACHE_PATH`).
 fn named_caches(home: Option<&Path>) -> Vec<PathBuf> {
     let cache_root = host_var("XDG_CACHE_HOME")
@@ -283,6 +284,11 @@ fn named_caches(home: Option<&Path>) -> Vec<PathBuf> {
         host_var("HF_HOME")
             .map(PathBuf::from)
             .or_else(|| under_root("huggingface")),
+        // The hub cache moved out of HF_HOME (where llem finds models by id,
+        // `llem::model`): the engine loads from it and writes its locks there.
+        host_var("HF_HUB_CACHE")
+            .or_else(|| host_var("HUGGINGFACE_HUB_CACHE"))
+            .map(PathBuf::from),
         host_var("VLLM_CACHE_ROOT")
             .map(PathBuf::from)
             .or_else(|| under_root("vllm")),

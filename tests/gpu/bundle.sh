@@ -82,12 +82,12 @@ fi
 
 if [ "$BUILD" = 1 ]; then
   # Only the binary and the one plugin the validation loads: not every plugin.
-  echo "== cargo build ${PROFILE_FLAG[*]} -p llem -p energy-nvml"
-  cargo build "${PROFILE_FLAG[@]}" -p llem -p energy-nvml
+  echo "== cargo build ${PROFILE_FLAG[*]} -p llem-cli -p energy-nvml"
+  cargo build "${PROFILE_FLAG[@]}" -p llem-cli -p energy-nvml
 fi
 for f in "$BIN" "$NVML"; do
   if [ ! -f "$f" ]; then
-    echo "error: $f is missing: build it (cargo build ${PROFILE_FLAG[*]} -p llem -p energy-nvml)" >&2
+    echo "error: $f is missing: build it (cargo build ${PROFILE_FLAG[*]} -p llem-cli -p energy-nvml)" >&2
     exit 1
   fi
 done

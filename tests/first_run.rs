@@ -129,6 +129,11 @@ fn dry_run_prints_the_plan_and_a_memory_estimate_starting_nothing() {
                 "--set",
                 "pytorch.mode=\"offline\"",
             ])
+            .arg("--set")
+            .arg(format!(
+                "pytorch.python={:?}",
+                venv_python().display().to_string()
+            ))
             .arg("--output")
             .arg(out.path()),
     );
@@ -147,6 +152,12 @@ fn dry_run_prints_the_plan_and_a_memory_estimate_starting_nothing() {
     ] {
         assert!(stdout.contains(part), "missing {part:?} in:\n{stdout}");
     }
+    // The engine's Python is checked as `llem env` does: the venv has both.
+    assert!(
+        stdout.contains("✔ torch ") && stdout.contains("✔ transformers "),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("fix:"), "{stdout}");
     // By hand (config.json: hidden 64, 2 layers, 4 heads of 16, 2 KV heads,
     // MLP 128, vocabulary 500, untied, float32): per layer 64·64 + 2·64·32 +
     // 64·64 + 3·64·128 + 2·64 = 36 992; × 2 + 64 + 2·500·64 = 138 048.

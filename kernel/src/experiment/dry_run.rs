@@ -47,12 +47,25 @@ pub struct DryRun {
     pub phases: Vec<(PhaseName, String)>,
     /// The accelerator memory estimate, or why there is none.
     pub memory: Result<MemoryReport, String>,
+    /// The engine's Python stack, as `llem env` checks it (`None`: attached,
+    /// or no backend): a Python without torch is found here, not at start-up.
+    pub stack: Option<crate::doctor::BackendCheck>,
 }
 
 impl Experiment<'_> {
     /// Check and describe the run without starting anything (see the module
     /// documentation). Errors are those `run` would stop with before measuring.
     pub fn dry_run(&self) -> Result<DryRun, RunError> {
+        self.describe_run(true)
+    }
+
+    /// The dry run's checks and plan without probing the engine's Python
+    /// (`stack` is `None`): what `llem config validate` needs, fast.
+    pub fn check(&self) -> Result<DryRun, RunError> {
+        self.describe_run(false)
+    }
+
+    fn describe_run(&self, probe_stack: bool) -> Result<DryRun, RunError> {
         self.preflight()?;
         let plan = &self.plan;
         let plugins = plan
@@ -123,7 +136,19 @@ impl Experiment<'_> {
             },
         };
 
+        let stack = match (&engine, self.instances(PluginKind::Backend).next()) {
+            (Some(e), Some(plugin)) if probe_stack && e.attached_to.is_none() => {
+                Some(crate::doctor::check_backend(
+                    self.catalog,
+                    plugin,
+                    crate::discovery::short_name(&plugin.full_name),
+                ))
+            }
+            _ => None,
+        };
+
         Ok(DryRun {
+            stack,
             plugins,
             model: model.as_ref().map(crate::model::ModelLocation::describe),
             phases: self.planned_phases(engine.as_ref()),

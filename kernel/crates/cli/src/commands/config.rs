@@ -78,7 +78,7 @@ pub fn run(command: Command) -> CmdResult {
                 ))
             };
             let dry = llem::Experiment::new(plan.clone(), &catalog)
-                .dry_run()
+                .check()
                 .map_err(|e| refused(e.to_string()))?;
             if let Some(Err(why)) = dry.engine.as_ref().map(|e| &e.program) {
                 return Err(refused(why.clone()));

@@ -80,6 +80,9 @@ fn print_plan(dry: &DryRun) {
             }
         }
     }
+    if let Some(stack) = &dry.stack {
+        print_stack(stack);
+    }
     println!("phases:");
     for (i, (phase, note)) in dry.phases.iter().enumerate() {
         println!("  {}. {:<15} {note}", i + 1, phase.as_str());
@@ -140,5 +143,32 @@ fn print_memory(r: &MemoryReport) {
             "  fits: NO: lower max_num_seqs or max_model_len, quantise, or add tensor-parallel ranks"
         ),
         None => {}
+    }
+}
+
+/// The engine's Python stack (as `llem env` shows it), so a Python without
+/// the engine's packages is found before anything starts.
+fn print_stack(b: &llem::doctor::BackendCheck) {
+    let python = b
+        .executable
+        .clone()
+        .or_else(|| b.python.as_ref().map(|p| p.display().to_string()))
+        .unwrap_or_else(|| "no Python found".into());
+    println!(
+        "  python: {python}{}",
+        b.python_version
+            .as_deref()
+            .map(|v| format!(" (Python {v})"))
+            .unwrap_or_default()
+    );
+    for m in &b.modules {
+        match (&m.version, &m.error) {
+            (_, Some(e)) => println!("    ✘ {}: {}", m.name, llem::plugin::sanitize(e)),
+            (Some(v), None) => println!("    ✔ {} {}", m.name, llem::plugin::sanitize(v)),
+            (None, None) => println!("    ✔ {}", m.name),
+        }
+    }
+    for p in &b.problems {
+        println!("    fix: {}", llem::plugin::sanitize(p));
     }
 }

@@ -11,15 +11,14 @@
 //! broken shows up here and not an hour into a sweep.
 
 use crate::catalog::Catalog;
+use crate::engine::python::{RunFailure, run_script};
 use crate::engine::versions::interpreter;
 use crate::experiment::sandbox_for;
 use llem_manifest::PluginPlan;
 use llem_sdk::PlanRequest;
 use serde::{Deserialize, Serialize};
-use std::io::Read;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const PROBE: &str = include_str!("doctor_probe.py");
 const MARKER: &str = "LLEM_DOCTOR ";
@@ -81,6 +80,21 @@ pub struct BackendCheck {
     pub ok: bool,
     /// Each problem, with its fix.
     pub problems: Vec<String>,
+}
+
+impl BackendCheck {
+    /// The interpreter in words: `/venv/bin/python (Python 3.11.7)` once it
+    /// ran, the path the plan names otherwise.
+    pub fn python_label(&self) -> String {
+        match (&self.executable, &self.python) {
+            (Some(exe), _) => format!(
+                "{exe} (Python {})",
+                self.python_version.as_deref().unwrap_or("?")
+            ),
+            (None, Some(p)) => p.display().to_string(),
+            (None, None) => "no Python found".into(),
+        }
+    }
 }
 
 /// The packages a shipped backend's engine imports; others: none known.
@@ -188,53 +202,19 @@ pub fn check_backend(catalog: &Catalog, plugin: &PluginPlan, short: &str) -> Bac
 
 /// Run the probe with `python`, importing `modules`; killed after [`PROBE_TIMEOUT`].
 fn run_probe(python: &std::path::Path, modules: &[&str]) -> Result<ProbeReport, String> {
-    let mut child = Command::new(python)
-        .arg("-c")
-        .arg(PROBE)
-        .args(modules)
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
-    // Read both pipes on threads: a chatty import must not fill one and block.
-    let mut stdout = child.stdout.take();
-    let mut stderr = child.stderr.take();
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        if let Some(o) = stdout.as_mut() {
-            let _ = o.read_to_string(&mut s);
-        }
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        if let Some(e) = stderr.as_mut() {
-            let _ = e.read_to_string(&mut s);
-        }
-        s
-    });
-    let started = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if started.elapsed() > PROBE_TIMEOUT => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "{} did not finish importing {} within {} s",
-                    python.display(),
-                    modules.join(", "),
-                    PROBE_TIMEOUT.as_secs()
-                ));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
-            Err(e) => return Err(format!("waiting for {}: {e}", python.display())),
-        }
-    };
-    let stdout = out.join().unwrap_or_default();
-    let stderr = err.join().unwrap_or_default();
+    let env = [("PYTHONDONTWRITEBYTECODE".to_owned(), "1".to_owned())];
+    let ran =
+        run_script(python, PROBE, modules, &env, PROBE_TIMEOUT, None).map_err(|f| match f {
+            RunFailure::Spawn(e) => format!("cannot run {}: {e}", python.display()),
+            RunFailure::Wait(e) => format!("waiting for {}: {e}", python.display()),
+            RunFailure::TimedOut | RunFailure::Stopped => format!(
+                "{} did not finish importing {} within {} s",
+                python.display(),
+                modules.join(", "),
+                PROBE_TIMEOUT.as_secs()
+            ),
+        })?;
+    let (status, stdout, stderr) = (ran.status, ran.stdout, ran.stderr);
     let line = stdout
         .lines()
         .rev()

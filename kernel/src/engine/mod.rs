@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod policy;
 mod port;
 mod process;
+pub mod python;
 pub mod request_options;
 pub mod versions;
 pub mod worker;

@@ -11,13 +11,13 @@
 //! environment. Run it before the engine starts: it imports torch, which must
 //! not land in a measured window.
 
+use super::python::{RunFailure, run_script};
 use llem_sdk::EnginePlan;
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 /// The probe script: prints one JSON object of versions. The offline
 /// workers' own protocol module (plugins/backend-common, see its lib.rs) with
@@ -115,46 +115,21 @@ pub fn probe(
     stop: &AtomicBool,
 ) -> Result<SoftwareVersions, String> {
     let python = interpreter(plan)?;
-    let mut child = Command::new(&python)
-        .arg("-c")
-        .arg(PROBE)
-        .envs(plan.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
-    let started = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if stop.load(Ordering::Relaxed) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err("stopped".into());
-            }
-            Ok(None) if started.elapsed() >= timeout => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "{} did not answer within {} s",
-                    python.display(),
-                    timeout.as_secs()
-                ));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => return Err(format!("waiting for {}: {e}", python.display())),
-        }
-    };
-    let mut out = String::new();
-    if let Some(mut stdout) = child.stdout.take() {
-        stdout
-            .read_to_string(&mut out)
-            .map_err(|e| format!("reading the probe's output: {e}"))?;
+    let ran =
+        run_script(&python, PROBE, &[], &plan.env, timeout, Some(stop)).map_err(|f| match f {
+            RunFailure::Spawn(e) => format!("cannot run {}: {e}", python.display()),
+            RunFailure::Wait(e) => format!("waiting for {}: {e}", python.display()),
+            RunFailure::Stopped => "stopped".into(),
+            RunFailure::TimedOut => format!(
+                "{} did not answer within {} s",
+                python.display(),
+                timeout.as_secs()
+            ),
+        })?;
+    if !ran.status.success() {
+        return Err(format!("{} exited with {}", python.display(), ran.status));
     }
-    if !status.success() {
-        return Err(format!("{} exited with {status}", python.display()));
-    }
+    let out = ran.stdout;
     serde_json::from_str(out.trim()).map_err(|e| format!("the probe printed no versions ({e})"))
 }
 
@@ -162,6 +137,8 @@ pub fn probe(
 mod tests {
     use super::*;
     use llem_sdk::EngineMode;
+    use std::process::Command;
+    use std::time::Instant;
 
     fn plan(program: &str) -> EnginePlan {
         crate::engine::test_plan(EngineMode::Server, "x", program, &[])

@@ -149,25 +149,8 @@ fn print_memory(r: &MemoryReport) {
 /// The engine's Python stack (as `llem env` shows it), so a Python without
 /// the engine's packages is found before anything starts.
 fn print_stack(b: &llem::doctor::BackendCheck) {
-    let python = b
-        .executable
-        .clone()
-        .or_else(|| b.python.as_ref().map(|p| p.display().to_string()))
-        .unwrap_or_else(|| "no Python found".into());
-    println!(
-        "  python: {python}{}",
-        b.python_version
-            .as_deref()
-            .map(|v| format!(" (Python {v})"))
-            .unwrap_or_default()
-    );
-    for m in &b.modules {
-        match (&m.version, &m.error) {
-            (_, Some(e)) => println!("    ✘ {}: {}", m.name, llem::plugin::sanitize(e)),
-            (Some(v), None) => println!("    ✔ {} {}", m.name, llem::plugin::sanitize(v)),
-            (None, None) => println!("    ✔ {}", m.name),
-        }
-    }
+    println!("  python: {}", b.python_label());
+    crate::commands::env::print_modules(&b.modules, "    ");
     for p in &b.problems {
         println!("    fix: {}", llem::plugin::sanitize(p));
     }

@@ -86,6 +86,18 @@ fn check_backends(catalog: &Catalog, sets: &[String]) -> Vec<BackendCheck> {
     })
 }
 
+/// One line per package: its version, or why it did not import. Shared with
+/// `llem run --dry-run`.
+pub fn print_modules(modules: &[llem::doctor::ModuleCheck], indent: &str) {
+    for m in modules {
+        match (&m.version, &m.error) {
+            (_, Some(e)) => println!("{indent}✘ {}: {}", m.name, sanitize(e)),
+            (Some(v), None) => println!("{indent}✔ {} {}", m.name, sanitize(v)),
+            (None, None) => println!("{indent}✔ {}", m.name),
+        }
+    }
+}
+
 fn print_backends(backends: &[BackendCheck], cache: &HfCacheCheck) {
     println!("inference backends:");
     if backends.is_empty() {
@@ -93,22 +105,13 @@ fn print_backends(backends: &[BackendCheck], cache: &HfCacheCheck) {
     }
     for b in backends {
         let mark = if b.ok { "✔" } else { "✘" };
-        let python = match (&b.executable, &b.python) {
-            (Some(exe), _) => format!(
-                "{exe} (Python {})",
-                b.python_version.as_deref().unwrap_or("?")
-            ),
-            (None, Some(p)) => p.display().to_string(),
-            (None, None) => "no Python found".into(),
-        };
-        println!("  {mark} {} ({}): {python}", b.backend, b.plugin);
-        for m in &b.modules {
-            match (&m.version, &m.error) {
-                (_, Some(e)) => println!("      ✘ {}: {}", m.name, sanitize(e)),
-                (Some(v), None) => println!("      ✔ {} {}", m.name, sanitize(v)),
-                (None, None) => println!("      ✔ {}", m.name),
-            }
-        }
+        println!(
+            "  {mark} {} ({}): {}",
+            b.backend,
+            b.plugin,
+            b.python_label()
+        );
+        print_modules(&b.modules, "      ");
         if let Some(cuda) = &b.cuda {
             let built = cuda
                 .built_with

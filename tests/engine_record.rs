@@ -109,7 +109,11 @@ fn attached_run(metrics_path: &str) -> Attached {
         &format!("command = [\"false\"]\nmetrics_path = \"{metrics_path}\""),
         &format!("endpoint = \"http://127.0.0.1:{}/v1/\"", server.1),
     );
-    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        code, 0,
+        "status reasons: {}\n{stderr}",
+        result["status_reasons"]
+    );
     Attached {
         port: server.1,
         stderr,

@@ -63,6 +63,11 @@ pub struct SourceSeries {
     pub thread_cpu_ns: u64,
     /// Reads completed: lets a window wait for a fresh one.
     pub reads_done: u64,
+    /// (when the call began, its timestamp) of the last read attempt and of
+    /// the last successful one: a window boundary waits for an attempt that
+    /// began after it was asked for, and sits on that read's timestamp.
+    pub last_attempt: Option<(u64, u64)>,
+    pub last_success: Option<(u64, u64)>,
     /// What the source delivered that belongs to no device or is not a
     /// number (a reading for an unknown device index, non-finite telemetry):
     /// dropped, counted, the first few described. Per-device gaps are in
@@ -168,16 +173,17 @@ impl Sampler {
     }
 
     /// Ask every source for a fresh read now and wait (up to `timeout`) until
-    /// each has done one, so a window boundary sits on real readings.
-    pub fn sync(&self, timeout: Duration) {
-        let targets: Vec<u64> = self
-            .sources
-            .iter()
-            .map(|s| s.shared.request_read())
-            .collect();
-        for (source, target) in self.sources.iter().zip(targets) {
-            source.shared.wait_for_read(target, timeout);
+    /// each has done one that began after this call, so a window boundary
+    /// sits on real readings. Returns when the request was made.
+    pub fn sync(&self, timeout: Duration) -> u64 {
+        let asked_ns = monotonic_ns();
+        for source in &self.sources {
+            source.shared.request_read();
         }
+        for source in &self.sources {
+            source.shared.wait_for_read_since(asked_ns, timeout);
+        }
+        asked_ns
     }
 
     /// A snapshot of one source's series.
@@ -227,21 +233,35 @@ impl Sampler {
     }
 
     /// Open a named window; several may be open at once. Reopening a name restarts it.
+    ///
+    /// The window opens on the latest of the sources' fresh reads: every
+    /// source's energy is then counted from a reading at or before the
+    /// window's start, so a healthy source covers all of it.
     pub fn begin_window(&self, name: &str) {
-        self.sync(Duration::from_secs(2));
-        let snapshot = self.snapshot();
+        let asked_ns = self.sync(Duration::from_secs(2));
+        let mut snapshot = self.snapshot();
+        if let Some(opened) = snapshot.fresh_reads(asked_ns).max() {
+            snapshot.t_ns = opened;
+        }
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
         windows.insert(name.to_owned(), snapshot);
     }
 
     /// Close a named window and measure it; `None` if it was never opened.
+    ///
+    /// The window closes on the earliest of the sources' fresh reads, each
+    /// taken after this call began: every source's energy runs at least to
+    /// the window's end, and what happened before the call (the requests) is
+    /// inside it. A source that did not answer in time keeps its last
+    /// reading, and its coverage says what is missing.
     pub fn end_window(&self, name: &str) -> Option<WindowMeasurement> {
         let begin = {
             let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
             windows.remove(name)?
         };
-        self.sync(Duration::from_secs(2));
-        let end = self.snapshot();
+        let asked_ns = self.sync(Duration::from_secs(2));
+        let mut end = self.snapshot();
+        end.t_ns = end.fresh_reads(asked_ns).min().unwrap_or(end.t_ns);
         Some(window::measure(name, &begin, &end, &self.sources_meta()))
     }
 
@@ -255,15 +275,18 @@ impl Sampler {
     fn snapshot(&self) -> window::OpenWindow {
         let mut accumulators = Vec::with_capacity(self.sources.len());
         let mut track_len = Vec::with_capacity(self.sources.len());
+        let mut last_reads = Vec::with_capacity(self.sources.len());
         for s in &self.sources {
             let series = lock(&s.shared.series);
             accumulators.push(series.accumulators.clone());
             track_len.push(series.energy_track.iter().map(Vec::len).collect());
+            last_reads.push(series.last_success);
         }
         window::OpenWindow {
             t_ns: monotonic_ns(),
             accumulators,
             track_len,
+            last_reads,
         }
     }
 

@@ -52,19 +52,21 @@ impl Shared {
         self.read_done.notify_all();
     }
 
-    /// Ask for a read now; returns the `reads_done` value that means it happened.
-    pub fn request_read(&self) -> u64 {
-        let target = lock(&self.series).reads_done + 1;
+    /// Ask for a read now.
+    pub fn request_read(&self) {
         self.control().read_now = true;
         self.wake.notify_all();
-        target
     }
 
-    pub fn wait_for_read(&self, target: u64, timeout: Duration) {
+    /// Wait (up to `timeout`) for a read attempt that began at or after
+    /// `asked_ns` to finish, or for the source to give up. A read already
+    /// under way when the boundary was asked for does not count: its value
+    /// may predate what the boundary must include.
+    pub fn wait_for_read_since(&self, asked_ns: u64, timeout: Duration) {
         let series = lock(&self.series);
-        let _ = self
-            .read_done
-            .wait_timeout_while(series, timeout, |s| s.reads_done < target && !s.gave_up);
+        let _ = self.read_done.wait_timeout_while(series, timeout, |s| {
+            !s.gave_up && s.last_attempt.is_none_or(|(began, _)| began < asked_ns)
+        });
     }
 }
 
@@ -100,6 +102,7 @@ impl Reader {
         match result {
             Ok(()) => {
                 self.failures_in_a_row = 0;
+                series.last_success = Some((before, t_ns));
                 let devices = series.accumulators.len();
                 for reading in &self.buffer {
                     let index = reading.device as usize;
@@ -139,6 +142,7 @@ impl Reader {
             }
         }
         series.reads_done += 1;
+        series.last_attempt = Some((before, t_ns));
         let alive = !series.gave_up;
         drop(guard);
         shared.read_done.notify_all();

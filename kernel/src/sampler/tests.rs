@@ -12,6 +12,8 @@ struct Scripted {
     reads: Arc<AtomicU64>,
     fail_from: u64,
     read_cost: Duration,
+    /// Reads from this one on take `read_cost`; earlier ones are instant.
+    slow_from: u64,
 }
 
 impl EnergyInstance for Scripted {
@@ -21,7 +23,7 @@ impl EnergyInstance for Scripted {
 
     fn read(&mut self, out: &mut Vec<Reading>) -> CallResult<()> {
         let n = self.reads.fetch_add(1, Ordering::SeqCst) + 1;
-        if !self.read_cost.is_zero() {
+        if n >= self.slow_from && !self.read_cost.is_zero() {
             std::thread::sleep(self.read_cost);
         }
         if n >= self.fail_from {
@@ -69,6 +71,7 @@ fn source(
         reads: reads.clone(),
         fail_from,
         read_cost: Duration::ZERO,
+        slow_from: 0,
     };
     (
         (
@@ -130,6 +133,49 @@ fn windows_nest_overlap_and_are_exact_on_counters() {
     assert!(outer.start_ns < inner.start_ns && inner.end_ns < outer.end_ns);
 }
 
+/// A window sits on its boundary reads: when the closing read is slow, the
+/// window ends on that read instead of when llem got the answer, so a healthy
+/// source covers all of it (it once read as 60 % covered, and a short run on a
+/// loaded machine came out `degraded`), and it still holds everything between
+/// `begin_window` and `end_window`.
+#[test]
+fn a_window_sits_on_its_boundary_reads_even_when_the_last_one_is_slow() {
+    let (mut config, _) = source("c", 10_000, 1000, u64::MAX);
+    let scripted = Scripted {
+        devices: config.1.devices().to_vec(),
+        step_uj: 1000,
+        reads: Arc::new(AtomicU64::new(0)),
+        fail_from: u64::MAX,
+        read_cost: Duration::from_millis(40),
+        // Read 1: the sampler's first; 2: the window's opening read; 3: its closing one.
+        slow_from: 3,
+    };
+    config.1 = Box::new(scripted);
+    let sampler = Sampler::start(vec![config]).unwrap();
+    // Let the first read happen, so the window's own reads are the 2nd and 3rd.
+    while sampler.series(0).unwrap().reads_done == 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    sampler.begin_window("w");
+    let work_began = monotonic_ns();
+    std::thread::sleep(Duration::from_millis(10));
+    let work_ended = monotonic_ns();
+    let window = sampler.end_window("w").unwrap();
+    drop(sampler);
+    let device = &window.devices[0];
+    assert_eq!(device.samples, 2, "{window:?}");
+    assert_eq!(window.total_j(), Some(0.001));
+    assert!(
+        window.start_ns <= work_began && window.end_ns >= work_ended,
+        "the window holds the work: {window:?}"
+    );
+    assert_eq!(window.min_coverage(), Some(1.0), "{window:?}");
+    assert!(
+        (device.covered_s - window.duration_s()).abs() < 1e-9,
+        "one source: the window is exactly the span of its boundary reads: {window:?}"
+    );
+}
+
 #[test]
 fn a_failing_source_is_recorded_and_the_others_go_on() {
     let (bad, _) = source("bad", 10, 1, 5);
@@ -163,6 +209,7 @@ fn overrunning_reads_count_missed_ticks_instead_of_drifting() {
         reads: reads.clone(),
         fail_from: u64::MAX,
         read_cost: Duration::from_millis(25),
+        slow_from: 0,
     };
     let config = SourceConfig {
         name: "slow".into(),

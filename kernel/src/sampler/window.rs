@@ -12,6 +12,21 @@ pub struct OpenWindow {
     /// Per source, per device: how many points the energy track had, so the
     /// window's share of the track is exactly the readings its snapshots hold.
     pub track_len: Vec<Vec<usize>>,
+    /// Per source, (call began, timestamp) of its last successful read when
+    /// the snapshot was taken.
+    pub last_reads: Vec<Option<(u64, u64)>>,
+}
+
+impl OpenWindow {
+    /// Timestamps of the sources' last reads that began at or after `asked_ns`
+    /// (the fresh reads a boundary asked for; stale sources are left out).
+    pub fn fresh_reads(&self, asked_ns: u64) -> impl Iterator<Item = u64> + '_ {
+        self.last_reads
+            .iter()
+            .flatten()
+            .filter(move |(began, _)| *began >= asked_ns)
+            .map(|(_, t)| *t)
+    }
 }
 
 /// One device's share of a window.

@@ -54,6 +54,24 @@ impl Engine {
         }
     }
 
+    /// Scrape the server's metrics again (a kept engine, whose scraper the
+    /// previous run finished); nothing for offline workers or without a page.
+    pub fn resume_scraping(&mut self, plan: &EnginePlan) -> Result<(), String> {
+        if let Engine::Server {
+            base_url, scraper, ..
+        } = self
+            && scraper.is_none()
+            && let Some(path) = &plan.metrics_path
+        {
+            let (authority, _) = http::split_url(base_url)?;
+            *scraper = Some(
+                Scraper::start(authority, path.clone(), SCRAPE_PERIOD)
+                    .map_err(|e| format!("cannot start the metrics scraper: {e}"))?,
+            );
+        }
+        Ok(())
+    }
+
     /// Engine metrics scraped so far, and scraping errors (server mode).
     pub fn finish_metrics(&mut self) -> (Vec<(u64, String)>, Vec<String>) {
         match self {

@@ -10,6 +10,7 @@ mod dry_run;
 pub mod environment;
 mod figures;
 mod inference;
+mod kept_engine;
 mod memory;
 pub mod phase;
 mod result;
@@ -20,6 +21,7 @@ mod timestamp;
 mod workload;
 
 pub use dry_run::{DryRun, PlannedEngine, PlannedPlugin};
+pub use kept_engine::{KeptEngine, engine_key};
 pub use memory::MemoryReport;
 pub use result::*;
 pub use workload::WorkloadSummary;
@@ -239,6 +241,10 @@ struct Live {
     sampler: Option<Sampler>,
     backend: Option<PlannedBackend>,
     engine: Option<inference::Engine>,
+    /// An engine handed over by the previous run of a study, not yet taken.
+    kept: Option<KeptEngine>,
+    /// The run directory the engine was started in, when it was kept from there.
+    kept_from: Option<PathBuf>,
 }
 
 impl<'c> Experiment<'c> {
@@ -316,9 +322,43 @@ impl<'c> Experiment<'c> {
         &self,
         cycle: u32,
         stop: &Arc<AtomicBool>,
-        mut on_event: impl FnMut(Event<'_>),
+        on_event: impl FnMut(Event<'_>),
     ) -> Result<RunOutcome, RunError> {
-        self.preflight()?;
+        self.run_keeping_engine(cycle, stop, None, false, on_event).0
+    }
+
+    /// One cycle, in a study: `kept` is the previous run's engine, used when
+    /// it serves this plan ([`engine_key`]) and torn down first otherwise;
+    /// with `keep_after`, an engine still healthy at the end of a run that
+    /// neither failed nor was interrupted is handed back instead of torn
+    /// down, for the next run.
+    pub fn run_keeping_engine(
+        &self,
+        cycle: u32,
+        stop: &Arc<AtomicBool>,
+        kept: Option<KeptEngine>,
+        keep_after: bool,
+        mut on_event: impl FnMut(Event<'_>),
+    ) -> (Result<RunOutcome, RunError>, Option<KeptEngine>) {
+        // An engine this run cannot use goes before anything starts (it holds the GPU).
+        let kept = kept.filter(|k| k.serves(&self.plan));
+        if let Err(e) = self.preflight() {
+            return (Err(e), None);
+        }
+        match self.run_with(cycle, stop, kept, keep_after, &mut on_event) {
+            Ok((outcome, kept)) => (Ok(outcome), kept),
+            Err(e) => (Err(e), None),
+        }
+    }
+
+    fn run_with(
+        &self,
+        cycle: u32,
+        stop: &Arc<AtomicBool>,
+        kept: Option<KeptEngine>,
+        keep_after: bool,
+        mut on_event: impl FnMut(Event<'_>),
+    ) -> Result<(RunOutcome, Option<KeptEngine>), RunError> {
         let experiment = &self.plan.experiment;
         let started = SystemTime::now();
         let dir = run_dir::create(&experiment.output_dir, &experiment.name, started).map_err(
@@ -354,7 +394,10 @@ impl<'c> Experiment<'c> {
             workload: None,
             confinement: None,
         };
-        let mut live = Live::default();
+        let mut live = Live {
+            kept,
+            ..Live::default()
+        };
         let outcome = self.run_phases(&mut state, &mut live, stop, &mut on_event);
         if let Err(error) = outcome {
             if live.sampler.is_none() {
@@ -365,7 +408,7 @@ impl<'c> Experiment<'c> {
             state.error = Some(error.to_string());
         }
         state.interrupted |= stop.load(Ordering::Relaxed);
-        self.finish(state, live, &mut on_event)
+        self.finish(state, live, keep_after, &mut on_event)
     }
 
     /// Phases 1–7. Returns early on the first error; `state` and `live` keep
@@ -380,6 +423,19 @@ impl<'c> Experiment<'c> {
         let experiment = &self.plan.experiment;
         let measurement = &self.plan.measurement;
 
+        // A kept engine brings its plan, what it said about itself and the
+        // baseline measured before it started.
+        let mut kept_baseline = None;
+        if let Some(kept) = live.kept.take() {
+            live.backend = Some(kept.backend);
+            live.engine = Some(kept.engine);
+            live.kept_from = Some(kept.started_in);
+            state.engine_info = kept.engine_info;
+            state.confinement = kept.confinement;
+            state.environment.engine_versions = kept.engine_versions;
+            kept_baseline = kept.baseline;
+        }
+
         // 1. Open sources, load prompts, plan the engine.
         state.phases.begin(PhaseName::OpenSources);
         let sources =
@@ -393,7 +449,9 @@ impl<'c> Experiment<'c> {
             }
         }
         let prompts = self.load_prompts(state, on_event)?;
-        live.backend = self.plan_backend(&state.dir, on_event)?;
+        if live.backend.is_none() {
+            live.backend = self.plan_backend(&state.dir, on_event)?;
+        }
         if live.backend.is_some() {
             state.workload = Some(WorkloadSummary::new(&self.plan.load, &prompts));
         }
@@ -415,8 +473,20 @@ impl<'c> Experiment<'c> {
             .as_ref()
             .ok_or_else(|| RunError::Invalid("no sampler".into()))?;
 
-        // 2. Idle baseline, before any engine exists.
-        if measurement.baseline != "off" && !stop.load(Ordering::Relaxed) {
+        // 2. Idle baseline, before any engine exists; with a kept engine, the
+        // one measured before it started.
+        if let Some(from) = live.kept_from.as_ref().filter(|_| measurement.baseline != "off") {
+            state.phases.begin(PhaseName::IdleBaseline);
+            state.baseline = kept_baseline;
+            state.phases.note(
+                PhaseName::IdleBaseline,
+                format!(
+                    "not measured: the engine is kept up from {}, whose baseline this is",
+                    from.display()
+                ),
+            );
+            state.phases.end(PhaseName::IdleBaseline);
+        } else if measurement.baseline != "off" && !stop.load(Ordering::Relaxed) {
             state.phases.begin(PhaseName::IdleBaseline);
             on_event(Event::Phase {
                 name: PhaseName::IdleBaseline,
@@ -450,6 +520,21 @@ impl<'c> Experiment<'c> {
                 // (importing torch must not land in a measured window).
                 state.phases.begin(PhaseName::StartEngine);
                 let plan = &backend.plan;
+                if let (Some(engine), Some(from)) = (live.engine.as_mut(), live.kept_from.as_ref())
+                {
+                    let note = format!(
+                        "kept up from {} (this run changes only load options): not restarted",
+                        from.display()
+                    );
+                    on_event(Event::Engine(&note));
+                    if let Err(e) = engine.resume_scraping(plan) {
+                        state.warn(format!("engine metrics not scraped: {e}"), on_event);
+                    }
+                    state.phases.note(PhaseName::StartEngine, note);
+                    state.phases.end(PhaseName::StartEngine);
+                    self.drive(state, engine, sampler, &prompts, stop, on_event)?;
+                    return self.cooldown(stop, state);
+                }
                 if plan.mode == llem_sdk::EngineMode::Server && self.plan.load.endpoint.is_none() {
                     match crate::engine::versions::probe(plan, Duration::from_secs(60), stop) {
                         Ok(v) => state.environment.engine_versions = Some(v),
@@ -494,8 +579,12 @@ impl<'c> Experiment<'c> {
             }
             None => self.measure_idle_window(state, sampler, stop, on_event),
         }
+        self.cooldown(stop, state)
+    }
 
-        // 7. Cool-down: idle after the window, recorded.
+    /// 7. Cool-down: idle after the window, recorded.
+    fn cooldown(&self, stop: &AtomicBool, state: &mut RunState) -> Result<(), RunError> {
+        let measurement = &self.plan.measurement;
         if measurement.cooldown_s > 0.0 && !stop.load(Ordering::Relaxed) {
             state.phases.begin(PhaseName::Cooldown);
             sleep_unless_stopped(Duration::from_secs_f64(measurement.cooldown_s), stop);
@@ -814,6 +903,7 @@ impl<'c> Experiment<'c> {
                 engine_info: None,
                 base_url: None,
                 confinement: None,
+                engine_kept_from: None,
             },
             options: plugin.config.clone(),
             port,
@@ -826,8 +916,9 @@ impl<'c> Experiment<'c> {
         &self,
         mut state: RunState,
         mut live: Live,
+        keep_after: bool,
         on_event: &mut dyn FnMut(Event<'_>),
-    ) -> Result<RunOutcome, RunError> {
+    ) -> Result<(RunOutcome, Option<KeptEngine>), RunError> {
         let end_ns = monotonic_ns();
         state.phases.end_open(end_ns);
         if let Some(sampler) = live.sampler.as_ref()
@@ -839,13 +930,23 @@ impl<'c> Experiment<'c> {
             }
         }
         let base_url = live.engine.as_ref().and_then(|e| e.base_url());
+        let mut keep = None;
         if let Some(mut engine) = live.engine.take() {
             if state.engine_metrics.is_empty() {
                 state.engine_metrics = engine.finish_metrics().0;
             }
-            // The engine goes before anything slow is written: no process outlives the measurement.
-            drop(engine);
+            let healthy = state.error.is_none()
+                && !state.interrupted
+                && inference::died(&mut engine).is_none();
+            if keep_after && healthy {
+                keep = Some(engine);
+            } else {
+                // The engine goes before anything slow is written: no process outlives the measurement.
+                drop(engine);
+            }
         }
+        // The baseline as measured, for a run that takes the engine over.
+        let baseline = keep.as_ref().and(state.baseline.clone());
         if let Some(sampler) = live.sampler.take() {
             let (collected, spool_errors) = sampler.stop_within(crate::sampler::STOP_GRACE);
             for e in spool_errors {
@@ -871,6 +972,10 @@ impl<'c> Experiment<'c> {
             b.summary.engine_info = state.engine_info.clone();
             b.summary.confinement = state.confinement.clone();
             b.summary.base_url = base_url;
+            b.summary.engine_kept_from = live
+                .kept_from
+                .as_ref()
+                .map(|p| p.display().to_string());
             parsed_metrics = results::parse_metrics(
                 b.instance.as_mut(),
                 &state.engine_metrics,
@@ -880,8 +985,12 @@ impl<'c> Experiment<'c> {
         if let Some(info) = &state.engine_info {
             state.environment.engine = serde_json::to_value(info).ok();
         }
-        let assembled =
-            assemble::assemble(&self.plan, &mut state, backend.map(|b| b.summary), &goodput);
+        let assembled = assemble::assemble(
+            &self.plan,
+            &mut state,
+            backend.as_ref().map(|b| b.summary.clone()),
+            &goodput,
+        );
         state.phases.end(PhaseName::Assemble);
 
         // Everything measured goes to disk even if result.json cannot.
@@ -903,10 +1012,26 @@ impl<'c> Experiment<'c> {
             .map_err(|e| RunError::Invalid(format!("cannot encode result.json: {e}")))?;
         std::fs::write(state.dir.join("result.json"), &json).map_err(io("writing result.json"))?;
         self.deliver_to_sinks(&state.dir, &state.collected, &result, &json, on_event);
-        Ok(RunOutcome {
-            dir: state.dir,
-            result,
-        })
+        let kept = match (keep, backend, engine_key(&self.plan)) {
+            (Some(engine), Some(backend), Some(key)) => Some(KeptEngine {
+                key,
+                backend,
+                engine,
+                engine_info: state.engine_info.clone(),
+                confinement: state.confinement.clone(),
+                engine_versions: state.environment.engine_versions.clone(),
+                baseline,
+                started_in: live.kept_from.take().unwrap_or_else(|| state.dir.clone()),
+            }),
+            _ => None,
+        };
+        Ok((
+            RunOutcome {
+                dir: state.dir,
+                result,
+            },
+            kept,
+        ))
     }
 
     /// Sinks get the samples (read back from timeseries.csv, where they were

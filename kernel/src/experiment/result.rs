@@ -206,6 +206,11 @@ pub struct BackendSummary {
     /// What the engine was allowed and confined to (`None` when attached).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confinement: Option<crate::engine::EngineConfinement>,
+    /// In a study, the run directory whose engine this run used, kept up
+    /// because the runs differ only in load options (its `engine.log` holds
+    /// the engine's whole log); `None` when this run started its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine_kept_from: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

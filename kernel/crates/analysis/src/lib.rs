@@ -13,6 +13,8 @@
 //! * [`verdict`]: good / caution / poor for a run, with the reasons.
 //! * [`stats`]: coefficient of variation (warm-up until stable) and drift
 //!   (thermal settle).
+//! * [`student_t`]: Student's t CDF, two-sided p-value and quantile (for
+//!   intervals and tests over a study's cycles).
 //!
 //! Times are CLOCK_MONOTONIC nanoseconds throughout; energies are joules.
 //!
@@ -63,6 +65,7 @@ pub mod flops;
 pub mod memory;
 pub mod stats;
 pub mod steady_state;
+pub mod student_t;
 mod types;
 pub mod verdict;
 

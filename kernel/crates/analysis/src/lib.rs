@@ -13,6 +13,9 @@
 //! * [`verdict`]: good / caution / poor for a run, with the reasons.
 //! * [`stats`]: coefficient of variation (warm-up until stable) and drift
 //!   (thermal settle).
+//! * [`cycles`]: one figure across a study's cycles: mean, sd, CV, median,
+//!   95 % interval ([`cycles::Summary`]), outliers, and warnings when the
+//!   intervals cannot separate configurations.
 //! * [`student_t`]: Student's t CDF, two-sided p-value and quantile (for
 //!   intervals and tests over a study's cycles).
 //!
@@ -61,6 +64,7 @@
 
 pub mod attribution;
 pub mod carbon;
+pub mod cycles;
 pub mod flops;
 pub mod memory;
 pub mod stats;

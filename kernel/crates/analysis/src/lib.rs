@@ -16,6 +16,8 @@
 //! * [`cycles`]: one figure across a study's cycles: mean, sd, CV, median,
 //!   95 % interval ([`cycles::Summary`]), outliers, and warnings when the
 //!   intervals cannot separate configurations.
+//! * [`compare`]: Welch's t-test of one configuration against another
+//!   (`llem compare A B`).
 //! * [`student_t`]: Student's t CDF, two-sided p-value and quantile (for
 //!   intervals and tests over a study's cycles).
 //!
@@ -64,6 +66,7 @@
 
 pub mod attribution;
 pub mod carbon;
+pub mod compare;
 pub mod cycles;
 pub mod flops;
 pub mod memory;

@@ -10,6 +10,26 @@
 //!
 //! The test of a difference between two configurations is in
 //! [`crate::compare`]; intervals for percentiles in [`crate::bootstrap`].
+//!
+//! ```
+//! use llem_analysis::bootstrap::{DEFAULT_RESAMPLES, bootstrap_ci};
+//! use llem_analysis::compare::Comparison;
+//! use llem_analysis::cycles::{Summary, outliers, quantile, separable};
+//!
+//! // J/token of two configurations over five cycles each.
+//! let bs8 = [0.512, 0.498, 0.505, 0.520, 0.509];
+//! let bs16 = [0.471, 0.480, 0.468, 0.475, 0.490];
+//! let (a, b) = (Summary::of(&bs8).unwrap(), Summary::of(&bs16).unwrap());
+//! assert!(separable(&[("bs8", &a), ("bs16", &b)]).is_empty());
+//! assert!(outliers(&bs8).is_empty());
+//! let c = Comparison::of(&bs8, &bs16).unwrap();
+//! assert!(c.significant && c.difference < 0.0); // bs16 spends less
+//! // TTFT p99 (ms) of each cycle: an interval for their median.
+//! let p99 = [182.0, 175.5, 190.2, 178.9, 240.3, 181.1];
+//! let ci = bootstrap_ci(&p99, |xs| quantile(xs, 0.5), DEFAULT_RESAMPLES, 0, 0.95).unwrap();
+//! assert!(ci.contains(quantile(&p99, 0.5)));
+//! assert_eq!(outliers(&p99), [4]);
+//! ```
 
 use serde::{Deserialize, Serialize};
 

@@ -18,6 +18,8 @@
 //!   intervals cannot separate configurations.
 //! * [`compare`]: Welch's t-test of one configuration against another
 //!   (`llem compare A B`).
+//! * [`bootstrap`]: percentile bootstrap intervals (percentiles across
+//!   cycles), reproducible from a seed (SplitMix64).
 //! * [`student_t`]: Student's t CDF, two-sided p-value and quantile (for
 //!   intervals and tests over a study's cycles).
 //!
@@ -65,6 +67,7 @@
 //! ```
 
 pub mod attribution;
+pub mod bootstrap;
 pub mod carbon;
 pub mod compare;
 pub mod cycles;

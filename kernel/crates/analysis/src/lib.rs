@@ -13,6 +13,15 @@
 //! * [`verdict`]: good / caution / poor for a run, with the reasons.
 //! * [`stats`]: coefficient of variation (warm-up until stable) and drift
 //!   (thermal settle).
+//! * [`cycles`]: one figure across a study's cycles: mean, sd, CV, median,
+//!   95 % interval ([`cycles::Summary`]), outliers, and warnings when the
+//!   intervals cannot separate configurations.
+//! * [`compare`]: Welch's t-test of one configuration against another
+//!   (`llem compare A B`).
+//! * [`bootstrap`]: percentile bootstrap intervals (percentiles across
+//!   cycles), reproducible from a seed (SplitMix64).
+//! * [`student_t`]: Student's t CDF, two-sided p-value and quantile (for
+//!   intervals and tests over a study's cycles).
 //!
 //! Times are CLOCK_MONOTONIC nanoseconds throughout; energies are joules.
 //!
@@ -58,11 +67,15 @@
 //! ```
 
 pub mod attribution;
+pub mod bootstrap;
 pub mod carbon;
+pub mod compare;
+pub mod cycles;
 pub mod flops;
 pub mod memory;
 pub mod stats;
 pub mod steady_state;
+pub mod student_t;
 mod types;
 pub mod verdict;
 

@@ -17,7 +17,7 @@ mod result;
 mod results;
 mod run_dir;
 pub mod status;
-mod timestamp;
+pub(crate) mod timestamp;
 mod workload;
 
 pub use dry_run::{DryRun, PlannedEngine, PlannedPlugin};

@@ -3,6 +3,8 @@ pub mod completions;
 pub mod config;
 pub mod dry_run;
 pub mod env;
+pub mod interrupt;
 pub mod monitor;
 pub mod plugins;
 pub mod run;
+pub mod run_display;

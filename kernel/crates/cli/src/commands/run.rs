@@ -1,16 +1,15 @@
 //! `llem run [MANIFEST] [--plugins a,b] [--set key=value]…`
 
 use crate::input::{self, Input};
-use crate::output::{CmdResult, Failure, ok, warn};
-use indicatif::{ProgressBar, ProgressStyle};
-use llem::experiment::{Event, RunStatus};
+use crate::output::{CmdResult, Failure, ok};
+use crate::commands::run_display::RunDisplay;
+use llem::experiment::RunStatus;
 use llem::{Catalog, Experiment, RunResult};
 use llem_sdk::PluginKind;
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::AtomicBool;
 
 /// Every grant, before anything runs: what each sandboxed plugin may touch and
 /// which key of the user's granted it (also in manifest.resolved.toml and
@@ -147,38 +146,7 @@ pub fn run(args: Args) -> CmdResult {
 
     print_grants(&plan);
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let handler_stop = stop.clone();
-    let presses = AtomicU8::new(0);
-    // First Ctrl-C (or SIGTERM): stop, tear the engine down with its grace,
-    // write what was measured. Second: kill the engine's process group now
-    // (the run directory is still finished). Third: leave at once — after
-    // killing the engine again: no Ctrl-C ever leaves an engine running.
-    if let Err(e) = ctrlc::set_handler(move || {
-        let say = |text: &str| {
-            let _ = writeln!(std::io::stderr(), "\n{text}");
-        };
-        match presses.fetch_add(1, Ordering::SeqCst) {
-            0 => {
-                handler_stop.store(true, Ordering::SeqCst);
-                say(
-                    "interrupted: stopping the engine and finishing the run directory with what was measured (Ctrl-C again to kill the engine at once)",
-                );
-            }
-            1 => {
-                say(
-                    "interrupted again: killing the engine now (Ctrl-C once more to quit without finishing the run directory)",
-                );
-                llem::engine::hurry_teardown();
-            }
-            _ => {
-                llem::engine::hurry_teardown();
-                std::process::exit(i32::from(crate::exit::INTERRUPTED));
-            }
-        }
-    }) {
-        warn(&format!("Ctrl-C will not save partial results: {e}"));
-    }
+    let stop = crate::commands::interrupt::install();
 
     let experiment = Experiment::new(plan, &catalog);
     let cycles = experiment.plan().experiment.cycles.max(1);
@@ -199,61 +167,9 @@ pub fn run(args: Args) -> CmdResult {
 
 /// One cycle: a run directory, a summary, and its status's exit code.
 fn run_one(experiment: &Experiment<'_>, cycle: u32, stop: &Arc<AtomicBool>) -> Result<u8, Failure> {
-    let bar = ProgressBar::new(1000);
-    bar.set_style(
-        ProgressStyle::with_template("  measuring  {bar:30} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("█░ "),
-    );
-    let outcome = experiment.run_cycle(cycle, stop, |event| match event {
-        Event::Opened {
-            instance,
-            kind,
-            detail,
-        } => bar.suspend(|| {
-            // One line: a plugin's device names or engine arguments cannot break it.
-            ok(&format!(
-                "{instance} ({kind}): {}",
-                llem::plugin::sanitize(&detail)
-            ))
-        }),
-        Event::Warning(text) => bar.suspend(|| warn(text)),
-        Event::Phase { note, .. } => bar.set_message(note),
-        Event::Engine(text) => bar.suspend(|| ok(text)),
-        Event::Requests {
-            warmup,
-            completed,
-            total,
-            output_tokens,
-        } => {
-            if let Some(total) = total.filter(|t| *t > 0) {
-                bar.set_position(u64::from(completed) * 1000 / u64::from(total));
-            }
-            let phase = if warmup { "warm-up" } else { "requests" };
-            let total = total.map(|t| t.to_string()).unwrap_or_else(|| "?".into());
-            let tokens = if output_tokens > 0 {
-                format!("  {output_tokens} output tokens")
-            } else {
-                String::new()
-            };
-            bar.set_message(format!("{phase} {completed}/{total}{tokens}"));
-        }
-        Event::Tick {
-            elapsed,
-            total,
-            power_w,
-        } => {
-            let fraction = (elapsed.as_secs_f64() / total.as_secs_f64().max(1e-9)).min(1.0);
-            bar.set_position((fraction * 1000.0) as u64);
-            let power = power_w.map(|w| format!("  {w:.1} W")).unwrap_or_default();
-            bar.set_message(format!(
-                "{:.1}/{:.1} s{power}",
-                elapsed.as_secs_f64(),
-                total.as_secs_f64()
-            ));
-        }
-    });
-    bar.finish_and_clear();
+    let display = RunDisplay::new();
+    let outcome = experiment.run_cycle(cycle, stop, |event| display.show(event));
+    display.finish();
     let outcome = outcome.map_err(|e| Failure::failed(e.to_string()))?;
     print_summary(&outcome.result, &outcome.dir);
     if let Some(error) = &outcome.result.error {
@@ -356,7 +272,7 @@ pub fn toml_string(text: &str) -> String {
     toml::Value::String(text.to_owned()).to_string()
 }
 
-fn print_summary(result: &RunResult, dir: &std::path::Path) {
+pub fn print_summary(result: &RunResult, dir: &std::path::Path) {
     let status = match result.status {
         RunStatus::Complete => String::new(),
         RunStatus::Interrupted => "  (INTERRUPTED: partial)".to_owned(),

@@ -32,7 +32,9 @@ pub struct ManifestError {
 
 impl ManifestError {
     /// An error at `loc`, where `source_name` names the file for file locations.
-    pub(crate) fn at(
+    /// Public so that crates reading tables of their own out of a manifest (the
+    /// study's `[study]` and `[sweep]`) report problems the same way.
+    pub fn at(
         source_name: &str,
         loc: &Loc,
         key_path: impl Into<String>,
@@ -40,6 +42,9 @@ impl ManifestError {
     ) -> Self {
         let (origin, line, column) = match loc {
             Loc::File { line, column } => (source_name.to_owned(), Some(*line), Some(*column)),
+            Loc::Included {
+                file, line, column, ..
+            } => (file.clone(), Some(*line), Some(*column)),
             Loc::CommandLine(flag) => (flag.clone(), None, None),
             Loc::Nowhere => (source_name.to_owned(), None, None),
         };
@@ -53,7 +58,7 @@ impl ManifestError {
         }
     }
 
-    pub(crate) fn with_help(mut self, help: impl Into<String>) -> Self {
+    pub fn with_help(mut self, help: impl Into<String>) -> Self {
         self.help = Some(help.into());
         self
     }

@@ -8,6 +8,9 @@
 //!   points at the exact place to fix.
 //! * [`RawManifest::add_plugin`] and [`RawManifest::apply_set`] are the CLI's
 //!   `--plugins` and `--set`; what they write is checked like file contents.
+//! * [`RawManifest::inherit`], [`RawManifest::take_table`] and
+//!   [`RawManifest::remove_plugin`] are a study's whole-table edits (its `base`
+//!   manifest, its own tables, the backend a configuration keeps).
 //! * [`resolve`] checks everything against llem's own key tables ([`keys`]) and
 //!   each plugin's declared options (found through a [`PluginCatalog`]), collects
 //!   every problem as a [`ManifestError`], and returns a typed [`Plan`].
@@ -20,6 +23,7 @@ mod combine;
 mod edit;
 mod error;
 mod grants;
+mod inherit;
 pub mod keys;
 mod plan;
 mod raw;

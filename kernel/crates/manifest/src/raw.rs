@@ -155,11 +155,11 @@ impl RawManifest {
     }
 
     /// Directory a relative path written at `loc` is relative to.
-    pub(crate) fn base_dir(&self, loc: &Loc) -> &Path {
-        if loc.is_command_line() {
-            &self.command_line_dir
-        } else {
-            &self.dir
+    pub(crate) fn base_dir<'a>(&'a self, loc: &'a Loc) -> &'a Path {
+        match loc {
+            Loc::CommandLine(_) => &self.command_line_dir,
+            Loc::Included { dir, .. } => dir,
+            Loc::File { .. } | Loc::Nowhere => &self.dir,
         }
     }
 }

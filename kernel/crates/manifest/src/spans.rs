@@ -3,11 +3,24 @@
 //! Positions are computed once while converting toml's borrowed tree into the
 //! owned raw tree, so later stages never need the source text again.
 
+use std::path::PathBuf;
+
 /// Where something in the raw manifest came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Loc {
     /// 1-based line and column (in characters) in the manifest file.
     File { line: u32, column: u32 },
+    /// 1-based line and column in another file than the manifest's own: a key
+    /// inherited from a study's `base` manifest keeps pointing into that file, and
+    /// its relative paths stay relative to that file's directory.
+    Included {
+        /// The file as shown to users.
+        file: String,
+        /// The directory relative paths written in `file` resolve against.
+        dir: PathBuf,
+        line: u32,
+        column: u32,
+    },
     /// A command-line edit; the string is what users see, e.g. `--set vllm.dtype`.
     CommandLine(String),
     /// Not written anywhere (a table the manifest omits entirely).
@@ -18,30 +31,27 @@ impl Loc {
     /// The earlier of two file locations; used to anchor a table either at its
     /// `[header]` (which precedes the key inside it) or at its key in `k = { … }`.
     pub(crate) fn earliest<'a>(a: &'a Loc, b: &'a Loc) -> &'a Loc {
-        match (a, b) {
-            (
-                Loc::File {
-                    line: la,
-                    column: ca,
-                },
-                Loc::File {
-                    line: lb,
-                    column: cb,
-                },
-            ) => {
-                if (la, ca) <= (lb, cb) {
+        match (a.position(), b.position()) {
+            (Some(pa), Some(pb)) => {
+                if pa <= pb {
                     a
                 } else {
                     b
                 }
             }
-            (Loc::File { .. }, _) => a,
+            (Some(_), None) => a,
             _ => b,
         }
     }
 
-    pub(crate) fn is_command_line(&self) -> bool {
-        matches!(self, Loc::CommandLine(_))
+    /// Line and column, for locations in a file.
+    fn position(&self) -> Option<(u32, u32)> {
+        match self {
+            Loc::File { line, column } | Loc::Included { line, column, .. } => {
+                Some((*line, *column))
+            }
+            Loc::CommandLine(_) | Loc::Nowhere => None,
+        }
     }
 }
 

@@ -4,6 +4,7 @@ mod common;
 
 mod edits;
 mod grants;
+mod inherit;
 mod parse;
 mod paths;
 mod render;

@@ -111,7 +111,13 @@ pub fn write_atomically(path: &Path, text: &str) -> Result<(), String> {
 /// process is gone was cut short: a crash, a kill, a time limit).
 pub fn alive(pid: u32) -> bool {
     // Signal 0 checks existence without sending anything.
+    // SAFETY: kill(2) with signal 0 has no effect on the target.
     pid != 0 && unsafe { libc::kill(pid as libc::pid_t, 0) } == 0
+}
+
+/// Now, RFC 3339 UTC.
+pub fn now_rfc3339() -> String {
+    crate::experiment::timestamp::rfc3339(std::time::SystemTime::now())
 }
 
 pub fn hostname() -> Option<String> {

@@ -6,6 +6,7 @@ mod input;
 mod logging;
 mod output;
 mod sdk_vendor;
+mod study_prepare;
 mod templates;
 
 use clap::{Parser, Subcommand};
@@ -36,6 +37,10 @@ enum Command {
     /// Write, check and describe experiment manifests.
     #[command(subcommand)]
     Config(commands::config::Command),
+    /// Follow, run one slot of, and merge a study directory.
+    #[command(subcommand)]
+    Study(commands::study::Command),
+    Compare(commands::compare::Args),
     Completions(commands::completions::Args),
 }
 
@@ -62,6 +67,8 @@ fn main() -> ExitCode {
         Command::Env(args) => commands::env::run(args),
         Command::Plugins(command) => commands::plugins::run(command),
         Command::Config(command) => commands::config::run(command),
+        Command::Study(command) => commands::study::run(command),
+        Command::Compare(args) => commands::compare::run(args),
         Command::Completions(args) => commands::completions::run(args),
     });
     let outcome = match outcome {

@@ -1,4 +1,5 @@
 pub mod capabilities;
+pub mod compare;
 pub mod completions;
 pub mod config;
 pub mod dry_run;
@@ -8,3 +9,5 @@ pub mod monitor;
 pub mod plugins;
 pub mod run;
 pub mod run_display;
+pub mod study;
+pub mod study_run;

@@ -65,6 +65,43 @@ pub struct Args {
     /// stop before starting anything.
     #[arg(long = "dry-run")]
     dry_run: bool,
+    /// Studies: where the runs go. `local` runs them here, one after the
+    /// other; `slurm` submits them as a job array (see docs/slurm.md).
+    #[arg(long, value_enum, default_value = "local")]
+    executor: Executor,
+    /// Studies: resume a study directory whose design changed (runs of both designs then mix).
+    #[arg(long = "ignore-design-change")]
+    ignore_design_change: bool,
+    /// Slurm: the partition (`--partition`).
+    #[arg(long = "slurm-partition")]
+    slurm_partition: Option<String>,
+    /// Slurm: the account to charge (`--account`).
+    #[arg(long = "slurm-account")]
+    slurm_account: Option<String>,
+    /// Slurm: each task's time limit, e.g. `02:00:00` (`--time`).
+    #[arg(long = "slurm-time")]
+    slurm_time: Option<String>,
+    /// Slurm: generic resources per task, e.g. `gpu:1` (`--gres`).
+    #[arg(long = "slurm-gres")]
+    slurm_gres: Option<String>,
+    /// Slurm: CPUs per task (`--cpus-per-task`).
+    #[arg(long = "slurm-cpus-per-task")]
+    slurm_cpus_per_task: Option<u32>,
+    /// Slurm: memory per task, e.g. `64G` (`--mem`).
+    #[arg(long = "slurm-mem")]
+    slurm_mem: Option<String>,
+    /// Slurm: at most this many tasks at once (`--array=…%N`).
+    #[arg(long = "slurm-max-parallel")]
+    slurm_max_parallel: Option<u32>,
+    /// Slurm: an extra `#SBATCH` line, e.g. `--slurm-extra=--qos=high` (repeatable).
+    #[arg(long = "slurm-extra", value_name = "SBATCH_OPTION")]
+    slurm_extra: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Executor {
+    Local,
+    Slurm,
 }
 
 impl Args {
@@ -109,6 +146,35 @@ impl Args {
 
 pub fn run(args: Args) -> CmdResult {
     let sets = args.sets();
+    if let Some(path) = args
+        .manifest
+        .as_deref()
+        .filter(|p| crate::study_prepare::is_study(p))
+    {
+        let slurm = (args.executor == Executor::Slurm).then(|| llem::study::slurm::SlurmOptions {
+            partition: args.slurm_partition.clone(),
+            account: args.slurm_account.clone(),
+            time: args.slurm_time.clone(),
+            gres: args.slurm_gres.clone(),
+            cpus_per_task: args.slurm_cpus_per_task,
+            mem: args.slurm_mem.clone(),
+            extra: args.slurm_extra.clone(),
+            max_parallel: args.slurm_max_parallel,
+        });
+        return crate::commands::study_run::run(&crate::commands::study_run::StudyArgs {
+            manifest: path,
+            plugins: &args.plugins(),
+            sets: &sets,
+            dry_run: args.dry_run,
+            ignore_design_change: args.ignore_design_change,
+            slurm,
+        });
+    }
+    if args.executor == Executor::Slurm {
+        return Err(Failure::bad_input(
+            "--executor slurm runs studies: give a study manifest (one with [sweep], [[experiments]] or [study]; see docs/study.md)",
+        ));
+    }
     let catalog = Catalog::from_env();
     let mut plugins = args.plugins();
     let resolve = |plugins: &[String]| {

@@ -20,11 +20,6 @@ impl RunDisplay {
         RunDisplay { bar }
     }
 
-    /// Print a line above the bar.
-    pub fn line(&self, text: &str) {
-        self.bar.suspend(|| ok(text));
-    }
-
     pub fn show(&self, event: Event<'_>) {
         let bar = &self.bar;
         match event {

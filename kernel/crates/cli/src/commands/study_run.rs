@@ -61,7 +61,8 @@ pub fn run(args: &StudyArgs<'_>) -> CmdResult {
             reason: s.reason,
         })
         .collect();
-    print!("{}", llem_study::plan_text(&study, &design.hash, &extra));
+    let head = llem_study::plan_text(&study, &design.hash, &extra);
+    println!("{}", head.trim_end());
     print_schedule(&design, &dir);
     if args.dry_run {
         return Ok(ExitCode::SUCCESS);
@@ -134,10 +135,26 @@ fn print_schedule(design: &Design, dir: &Path) {
         })
         .sum::<f64>()
         / design.configs.len().max(1) as f64;
-    println!(
-        "engine starts: {starts} for {runs} runs; estimated time: at least {} (gaps, baselines and cool-downs; engine start-up and requests come on top, and the ETA is shown once the first run ends)",
-        human(gaps + per_run * runs as f64)
-    );
+    // Runs that ended before (a resumed study) tell how long one takes.
+    let walls: Vec<f64> = (0..runs)
+        .filter_map(|i| llem::study::state::read(dir, i).ok().flatten())
+        .filter_map(|s| s.wall_s)
+        .collect();
+    let left = runner_states.iter().filter(|s| !s.is_some_and(SlotStatus::is_done)).count();
+    let estimate = if walls.is_empty() {
+        format!(
+            "at least {} (gaps, baselines and cool-downs; engine start-up and requests come on top: the ETA is shown once the first run ends)",
+            human(gaps + per_run * runs as f64)
+        )
+    } else {
+        let mean = walls.iter().sum::<f64>() / walls.len() as f64;
+        format!(
+            "about {} for the {left} run(s) left ({} per run so far, gaps included)",
+            human(mean * left as f64 + gaps * left as f64 / runs.max(1) as f64),
+            human(mean)
+        )
+    };
+    println!("engine starts: {starts} for {runs} runs; estimated time: {estimate}");
     println!("study directory: {}", dir.display());
 }
 

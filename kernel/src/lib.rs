@@ -17,6 +17,7 @@ pub mod model;
 pub mod plugin;
 pub mod probe;
 pub mod sampler;
+pub mod study;
 
 pub use catalog::Catalog;
 pub use experiment::{Experiment, RunOutcome, RunResult};

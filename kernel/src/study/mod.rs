@@ -8,10 +8,13 @@
 //! 3. [`runner`]: the local executor (gaps, time limits, circuit breaker,
 //!    engine kept up between runs that differ only in load options), and one
 //!    slot alone for a Slurm array task.
-//! 4. [`summary`]: `study.json`, merged from the slots' result.json files,
+//! 4. [`slurm`]: `--executor slurm`: the batch script, submission as a job
+//!    array, and Slurm's word on each task.
+//! 5. [`summary`]: `study.json`, merged from the slots' result.json files,
 //!    with statistics across cycles per configuration.
 
 pub mod design;
 pub mod runner;
+pub mod slurm;
 pub mod state;
 pub mod summary;

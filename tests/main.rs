@@ -25,6 +25,7 @@ mod robustness;
 mod sdk_example_both_ways;
 mod slurm;
 mod study;
+mod study_slurm;
 mod wasm_deadlines;
 mod wasm_grants;
 mod wasm_network;

@@ -135,14 +135,20 @@ fn a_study_interrupted_after_a_few_runs_resumes_without_repeating_a_run() {
     let first = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&first.stderr);
     assert_eq!(first.status.code(), Some(130), "{stderr}");
-    assert!(stderr.contains("run the same command again to resume"), "{stderr}");
+    assert!(
+        stderr.contains("run the same command again to resume"),
+        "{stderr}"
+    );
     let before: Vec<Value> = states(&dir);
     let done_before: Vec<u64> = before
         .iter()
         .filter(|s| s["status"] == "complete")
         .map(|s| s["index"].as_u64().unwrap())
         .collect();
-    assert!(done_before.len() >= 3 && done_before.len() < 8, "{before:?}");
+    assert!(
+        done_before.len() >= 3 && done_before.len() < 8,
+        "{before:?}"
+    );
 
     // Resumed to completion: the finished runs are not run again.
     let (code, stdout, stderr) = output(
@@ -204,7 +210,8 @@ fn a_study_interrupted_after_a_few_runs_resumes_without_repeating_a_run() {
             let mine = read_json(&run.join("result.json"));
             let theirs = read_json(&Path::new(from).join("result.json"));
             assert_eq!(
-                mine["backend"]["plan"], theirs["backend"]["plan"],
+                mine["backend"]["plan"],
+                theirs["backend"]["plan"],
                 "{}",
                 run.display()
             );
@@ -212,7 +219,8 @@ fn a_study_interrupted_after_a_few_runs_resumes_without_repeating_a_run() {
     }
     // Four engine starts straight through; the interruption may add one.
     assert!((4..=5).contains(&starts), "{starts} engine starts");
-    let kept_1 = read_json(&PathBuf::from(after[1]["run_dir"].as_str().unwrap()).join("result.json"));
+    let kept_1 =
+        read_json(&PathBuf::from(after[1]["run_dir"].as_str().unwrap()).join("result.json"));
     if done_before.contains(&1) {
         assert_eq!(
             kept_1["backend"]["engine_kept_from"].as_str(),
@@ -271,7 +279,11 @@ fn a_study_interrupted_after_a_few_runs_resumes_without_repeating_a_run() {
     assert_eq!(code, 0, "{stderr}");
     let compared: Value = serde_json::from_str(&compared).unwrap();
     let c = &compared[0]["comparison"];
-    let mean_of = |i: usize| configs[i]["metrics"]["energy_per_output_token_j"]["mean"].as_f64().unwrap();
+    let mean_of = |i: usize| {
+        configs[i]["metrics"]["energy_per_output_token_j"]["mean"]
+            .as_f64()
+            .unwrap()
+    };
     assert!((c["difference"].as_f64().unwrap() - (mean_of(3) - mean_of(0))).abs() < 1e-12);
 
     // The same directory with another design is refused, and says how out.
@@ -332,11 +344,20 @@ fn a_point_a_plugin_refuses_is_skipped_with_its_reason() {
         let run = Path::new(config["runs"][0]["run_dir"].as_str().unwrap());
         let result = read_json(&run.join("result.json"));
         let device = &result["energy"]["devices"][0];
-        let step = if config["label"] == "step_uj=1000" { 1e-3 } else { 2e-3 };
+        let step = if config["label"] == "step_uj=1000" {
+            1e-3
+        } else {
+            2e-3
+        };
         let expected = (device["samples"].as_f64().unwrap() - 1.0) * step;
-        assert!((device["energy_j"].as_f64().unwrap() - expected).abs() < 1e-9, "{device}");
+        assert!(
+            (device["energy_j"].as_f64().unwrap() - expected).abs() < 1e-9,
+            "{device}"
+        );
         assert_eq!(
-            config["metrics"]["energy_total_j"]["mean"].as_f64().unwrap(),
+            config["metrics"]["energy_total_j"]["mean"]
+                .as_f64()
+                .unwrap(),
             device["energy_j"].as_f64().unwrap()
         );
     }
@@ -374,7 +395,11 @@ fn consecutive_failures_stop_the_study_and_a_run_time_limit_fails_the_run() {
     let all = states(&dir);
     assert_eq!(all.len(), 3, "no run after the breaker: {all:?}");
     assert!(all.iter().all(|s| s["status"] == "failed"), "{all:?}");
-    let (_, status, _) = output(llem(plugins.path()).args(["study", "status", "--json"]).arg(&dir));
+    let (_, status, _) = output(
+        llem(plugins.path())
+            .args(["study", "status", "--json"])
+            .arg(&dir),
+    );
     let status: Value = serde_json::from_str(&status).unwrap();
     assert_eq!(status["counts"]["failed"], 3);
     assert_eq!(status["counts"]["pending"], 3);
@@ -393,7 +418,10 @@ fn consecutive_failures_stop_the_study_and_a_run_time_limit_fails_the_run() {
             .arg("run")
             .arg(&study),
     );
-    assert!(started.elapsed() < Duration::from_secs(4), "the limit fired");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the limit fired"
+    );
     assert_eq!(code, 4, "{stderr}");
     let s = &states(&work.path().join("out/fx"))[0];
     assert_eq!(s["status"], "failed");

@@ -60,7 +60,10 @@ impl std::fmt::Debug for KeptEngine {
 /// warm-up and time-outs, `[measurement]`, datasets, sinks and energy sources
 /// are not in it. `None` without a backend.
 pub fn engine_key(plan: &Plan) -> Option<String> {
-    let backend = plan.plugins.iter().find(|p| p.kind == PluginKind::Backend)?;
+    let backend = plan
+        .plugins
+        .iter()
+        .find(|p| p.kind == PluginKind::Backend)?;
     let key = serde_json::json!({
         "model": plan.experiment.model,
         "backend": backend,
@@ -121,7 +124,11 @@ mod tests {
         load_only.load.warmup_requests = 7;
         load_only.measurement.baseline = "off".into();
         load_only.experiment.name = "other".into();
-        assert_eq!(engine_key(&load_only).unwrap(), key, "load-only changes share it");
+        assert_eq!(
+            engine_key(&load_only).unwrap(),
+            key,
+            "load-only changes share it"
+        );
 
         let mut engine_option = base.clone();
         engine_option.plugins[0]

@@ -324,7 +324,8 @@ impl<'c> Experiment<'c> {
         stop: &Arc<AtomicBool>,
         on_event: impl FnMut(Event<'_>),
     ) -> Result<RunOutcome, RunError> {
-        self.run_keeping_engine(cycle, stop, None, false, on_event).0
+        self.run_keeping_engine(cycle, stop, None, false, on_event)
+            .0
     }
 
     /// One cycle, in a study: `kept` is the previous run's engine, used when
@@ -475,7 +476,11 @@ impl<'c> Experiment<'c> {
 
         // 2. Idle baseline, before any engine exists; with a kept engine, the
         // one measured before it started.
-        if let Some(from) = live.kept_from.as_ref().filter(|_| measurement.baseline != "off") {
+        if let Some(from) = live
+            .kept_from
+            .as_ref()
+            .filter(|_| measurement.baseline != "off")
+        {
             state.phases.begin(PhaseName::IdleBaseline);
             state.baseline = kept_baseline;
             state.phases.note(
@@ -972,10 +977,7 @@ impl<'c> Experiment<'c> {
             b.summary.engine_info = state.engine_info.clone();
             b.summary.confinement = state.confinement.clone();
             b.summary.base_url = base_url;
-            b.summary.engine_kept_from = live
-                .kept_from
-                .as_ref()
-                .map(|p| p.display().to_string());
+            b.summary.engine_kept_from = live.kept_from.as_ref().map(|p| p.display().to_string());
             parsed_metrics = results::parse_metrics(
                 b.instance.as_mut(),
                 &state.engine_metrics,

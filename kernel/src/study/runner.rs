@@ -142,9 +142,8 @@ impl<'c> Runner<'c> {
             }
             let slot = self.design.schedule[index];
             let next = todo.get(position + 1).map(|n| self.design.schedule[*n]);
-            let keep_after = next.is_some_and(|n| {
-                keys[n.config].is_some() && keys[n.config] == keys[slot.config]
-            });
+            let keep_after = next
+                .is_some_and(|n| keys[n.config].is_some() && keys[n.config] == keys[slot.config]);
             let done = statuses.iter().filter(|s| s.is_done()).count();
             let eta = eta(&run_walls, total - done, controls);
             on_event(StudyEvent::Starting {
@@ -154,9 +153,9 @@ impl<'c> Runner<'c> {
                 done,
                 total,
                 eta,
-                engine_kept: kept.as_ref().is_some_and(|k| {
-                    k.serves(&self.design.configs[slot.config].plan)
-                }),
+                engine_kept: kept
+                    .as_ref()
+                    .is_some_and(|k| k.serves(&self.design.configs[slot.config].plan)),
             });
             let started = Instant::now();
             let (status, next_kept) =
@@ -329,13 +328,10 @@ impl<'c> Runner<'c> {
             })
         };
         let started = Instant::now();
-        let (outcome, kept) = experiment.run_keeping_engine(
-            slot.cycle,
-            &run_stop,
-            kept,
-            keep_after,
-            |event| on_event(StudyEvent::Run(event)),
-        );
+        let (outcome, kept) =
+            experiment.run_keeping_engine(slot.cycle, &run_stop, kept, keep_after, |event| {
+                on_event(StudyEvent::Run(event))
+            });
         finished.store(true, Ordering::SeqCst);
         let _ = watcher.join();
 

@@ -100,7 +100,8 @@ pub fn write_atomically(path: &Path, text: &str) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let tmp = dir.join(format!(
         ".{}.{}.tmp",
-        path.file_name().map_or("state".into(), |n| n.to_string_lossy()),
+        path.file_name()
+            .map_or("state".into(), |n| n.to_string_lossy()),
         std::process::id()
     ));
     std::fs::write(&tmp, text).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;

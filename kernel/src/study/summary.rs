@@ -161,7 +161,11 @@ pub fn build(design: &Design, dir: &Path) -> Result<StudyDocument, String> {
         for (name, pointer) in METRICS {
             let values: Vec<f64> = runs
                 .iter()
-                .map(|(_, r, _)| r.pointer(pointer).and_then(Value::as_f64).unwrap_or(f64::NAN))
+                .map(|(_, r, _)| {
+                    r.pointer(pointer)
+                        .and_then(Value::as_f64)
+                        .unwrap_or(f64::NAN)
+                })
                 .collect();
             if let Some(summary) = Summary::of(&values) {
                 let flagged: Vec<usize> = outliers(&values).iter().map(|i| runs[*i].0).collect();
@@ -184,7 +188,13 @@ pub fn build(design: &Design, dir: &Path) -> Result<StudyDocument, String> {
                     Pooled {
                         requests: values.len(),
                         value: quantile(values, q),
-                        ci95: bootstrap_ci(values, |xs| quantile(xs, q), RESAMPLES, design.seed, 0.95),
+                        ci95: bootstrap_ci(
+                            values,
+                            |xs| quantile(xs, q),
+                            RESAMPLES,
+                            design.seed,
+                            0.95,
+                        ),
                     },
                 );
             }
@@ -221,8 +231,8 @@ pub fn write(design: &Design, dir: &Path) -> Result<PathBuf, String> {
 }
 
 fn read_json(path: &Path) -> Result<Value, String> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
@@ -240,7 +250,11 @@ fn pooled_latencies<'a>(
         };
         for (n, line) in text.lines().enumerate() {
             let Ok(r) = serde_json::from_str::<Value>(line) else {
-                warnings.push(format!("{}:{}: not a JSON request record", path.display(), n + 1));
+                warnings.push(format!(
+                    "{}:{}: not a JSON request record",
+                    path.display(),
+                    n + 1
+                ));
                 continue;
             };
             if r["phase"] != "measured" || r["success"] != true {
@@ -253,7 +267,11 @@ fn pooled_latencies<'a>(
                 .as_array()
                 .map(|a| a.iter().filter_map(Value::as_u64).collect())
                 .unwrap_or_default();
-            itl.extend(chunks.windows(2).map(|w| w[1].saturating_sub(w[0]) as f64 / 1e6));
+            itl.extend(
+                chunks
+                    .windows(2)
+                    .map(|w| w[1].saturating_sub(w[0]) as f64 / 1e6),
+            );
         }
     }
     (ttft, itl)

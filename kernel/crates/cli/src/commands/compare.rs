@@ -66,7 +66,13 @@ pub fn run(args: Args) -> CmdResult {
         println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
         return Ok(ExitCode::SUCCESS);
     }
-    println!("A: {} ({} run(s))\nB: {} ({} run(s))", args.a, a.len(), args.b, b.len());
+    println!(
+        "A: {} ({} run(s))\nB: {} ({} run(s))",
+        args.a,
+        a.len(),
+        args.b,
+        b.len()
+    );
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     for (name, va, vb, c) in &rows {
         let (ma, mb) = (mean(va), mean(vb));
@@ -105,7 +111,9 @@ pub fn run(args: Args) -> CmdResult {
 /// The result.json documents one side stands for.
 fn runs_of(spec: &str) -> Result<Vec<Value>, Failure> {
     if let Some((dir, config)) = spec.rsplit_once(':')
-        && Path::new(dir).join(llem::study::design::DESIGN_FILE).is_file()
+        && Path::new(dir)
+            .join(llem::study::design::DESIGN_FILE)
+            .is_file()
     {
         return study_config(Path::new(dir), config);
     }
@@ -180,6 +188,5 @@ fn collect_results(path: &Path, out: &mut Vec<PathBuf>, depth: u32) {
 fn read(path: &Path) -> Result<Value, Failure> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Failure::bad_input(format!("cannot read {}: {e}", path.display())))?;
-    serde_json::from_str(&text)
-        .map_err(|e| Failure::bad_input(format!("{}: {e}", path.display())))
+    serde_json::from_str(&text).map_err(|e| Failure::bad_input(format!("{}: {e}", path.display())))
 }

@@ -1,8 +1,8 @@
 //! `llem run [MANIFEST] [--plugins a,b] [--set key=value]…`
 
+use crate::commands::run_display::RunDisplay;
 use crate::input::{self, Input};
 use crate::output::{CmdResult, Failure, ok};
-use crate::commands::run_display::RunDisplay;
 use llem::experiment::RunStatus;
 use llem::{Catalog, Experiment, RunResult};
 use llem_sdk::PluginKind;

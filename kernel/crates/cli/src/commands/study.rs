@@ -90,8 +90,8 @@ pub fn submit(design: &Design, dir: &Path, options: &SlurmOptions) -> CmdResult 
     }
     let exe = std::env::current_exe()
         .map_err(|e| Failure::failed(format!("cannot find llem's own executable: {e}")))?;
-    let dir = std::path::absolute(dir)
-        .map_err(|e| Failure::failed(format!("{}: {e}", dir.display())))?;
+    let dir =
+        std::path::absolute(dir).map_err(|e| Failure::failed(format!("{}: {e}", dir.display())))?;
     let script = slurm::sbatch_script(options, &exe, &dir, &design.name)
         .map_err(|e| Failure::bad_input(e.to_string()))?;
     let path = slurm::write_script(&dir, &script).map_err(|e| Failure::failed(e.to_string()))?;
@@ -130,10 +130,16 @@ fn run_task(dir: &Path, task: usize) -> CmdResult {
         .run_one(task, &stop, &mut |event| match event {
             StudyEvent::Run(e) => display.show(e),
             StudyEvent::AlreadyDone { index, status } => {
-                ok(&format!("run {index} is {} already: not run again", status.as_str()));
+                ok(&format!(
+                    "run {index} is {} already: not run again",
+                    status.as_str()
+                ));
             }
             StudyEvent::Starting {
-                index, label, cycle, ..
+                index,
+                label,
+                cycle,
+                ..
             } => ok(&format!("study: run {index} · {label} · cycle {cycle}")),
             StudyEvent::Finished {
                 index,
@@ -142,8 +148,14 @@ fn run_task(dir: &Path, task: usize) -> CmdResult {
                 reasons,
             } => {
                 display.finish();
-                let place = run_dir.map(|d| format!(" → {}", d.display())).unwrap_or_default();
-                ok(&format!("run {index}: {}{place} {}", status.as_str(), reasons.join("; ")));
+                let place = run_dir
+                    .map(|d| format!(" → {}", d.display()))
+                    .unwrap_or_default();
+                ok(&format!(
+                    "run {index}: {}{place} {}",
+                    status.as_str(),
+                    reasons.join("; ")
+                ));
             }
             StudyEvent::Gap { .. } | StudyEvent::Stopped(_) => {}
         })
@@ -245,7 +257,10 @@ fn status(dir: &Path, json: bool) -> CmdResult {
             "slots": rows,
             "slurm_errors": slurm_errors,
         });
-        println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).unwrap_or_default()
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let summary: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
@@ -256,7 +271,12 @@ fn status(dir: &Path, json: bool) -> CmdResult {
         rows.len(),
         summary.join(" · ")
     );
-    let width = rows.iter().map(|r| r.config.len()).max().unwrap_or(6).max(6);
+    let width = rows
+        .iter()
+        .map(|r| r.config.len())
+        .max()
+        .unwrap_or(6)
+        .max(6);
     for r in &rows {
         let slurm = match (&r.slurm_job, &r.slurm_state) {
             (Some(job), Some(s)) => format!("  slurm {job}: {s}"),

@@ -68,7 +68,10 @@ pub fn run(args: &StudyArgs<'_>) -> CmdResult {
         return Ok(ExitCode::SUCCESS);
     }
     std::fs::create_dir_all(&dir).map_err(|e| {
-        Failure::failed(format!("cannot create the study directory {}: {e}", dir.display()))
+        Failure::failed(format!(
+            "cannot create the study directory {}: {e}",
+            dir.display()
+        ))
     })?;
     design.save(&dir).map_err(Failure::failed)?;
     if let Some(options) = &args.slurm {
@@ -94,7 +97,12 @@ fn print_schedule(design: &Design, dir: &Path) {
         let config = &design.configs[slot.config];
         let engine = match sharing[i] {
             Some(first) => format!("  engine of run {first} kept up"),
-            None if config.plan.plugins.iter().any(|p| p.kind == llem_sdk::PluginKind::Backend) => {
+            None if config
+                .plan
+                .plugins
+                .iter()
+                .any(|p| p.kind == llem_sdk::PluginKind::Backend) =>
+            {
                 "  starts an engine".into()
             }
             None => String::new(),
@@ -130,7 +138,11 @@ fn print_schedule(design: &Design, dir: &Path) {
         .iter()
         .map(|cfg| {
             let m = &cfg.plan.measurement;
-            let baseline = if m.baseline == "off" { 0.0 } else { m.baseline_s };
+            let baseline = if m.baseline == "off" {
+                0.0
+            } else {
+                m.baseline_s
+            };
             baseline + m.cooldown_s
         })
         .sum::<f64>()
@@ -140,7 +152,10 @@ fn print_schedule(design: &Design, dir: &Path) {
         .filter_map(|i| llem::study::state::read(dir, i).ok().flatten())
         .filter_map(|s| s.wall_s)
         .collect();
-    let left = runner_states.iter().filter(|s| !s.is_some_and(SlotStatus::is_done)).count();
+    let left = runner_states
+        .iter()
+        .filter(|s| !s.is_some_and(SlotStatus::is_done))
+        .count();
     let estimate = if walls.is_empty() {
         format!(
             "at least {} (gaps, baselines and cool-downs; engine start-up and requests come on top: the ETA is shown once the first run ends)",
@@ -173,8 +188,14 @@ fn run_locally(design: Design, dir: &Path, catalog: &Catalog) -> CmdResult {
             eta,
             engine_kept,
         } => {
-            let eta = eta.map(|d| format!(" · ETA {}", human(d.as_secs_f64()))).unwrap_or_default();
-            let kept = if engine_kept { " · engine kept up" } else { "" };
+            let eta = eta
+                .map(|d| format!(" · ETA {}", human(d.as_secs_f64())))
+                .unwrap_or_default();
+            let kept = if engine_kept {
+                " · engine kept up"
+            } else {
+                ""
+            };
             ok(&format!(
                 "study: run {index} ({done}/{total} done{eta}) · {label} · cycle {cycle}{kept}"
             ));
@@ -194,7 +215,9 @@ fn run_locally(design: Design, dir: &Path, catalog: &Catalog) -> CmdResult {
             if let Some(d) = display.take() {
                 d.finish();
             }
-            let place = run_dir.map(|d| format!(" → {}", d.display())).unwrap_or_default();
+            let place = run_dir
+                .map(|d| format!(" → {}", d.display()))
+                .unwrap_or_default();
             let text = format!("run {index}: {}{place}", status.as_str());
             if matches!(status, SlotStatus::Complete) {
                 ok(&text);
@@ -209,7 +232,11 @@ fn run_locally(design: Design, dir: &Path, catalog: &Catalog) -> CmdResult {
             seconds,
             between_cycles,
         } => {
-            let what = if between_cycles { "between cycles" } else { "between runs" };
+            let what = if between_cycles {
+                "between cycles"
+            } else {
+                "between runs"
+            };
             ok(&format!("idle {seconds:.0} s {what}"));
         }
         StudyEvent::Stopped(why) => warn(&format!("study stopped: {why}")),
@@ -245,7 +272,13 @@ pub fn print_table(design: &Design, dir: &Path) {
     let Ok(doc) = summary::build(design, dir) else {
         return;
     };
-    let width = doc.configs.iter().map(|c| c.label.len()).max().unwrap_or(6).max(6);
+    let width = doc
+        .configs
+        .iter()
+        .map(|c| c.label.len())
+        .max()
+        .unwrap_or(6)
+        .max(6);
     println!(
         "{:<width$}  {:>5}  {:>22}  {:>22}  {:>18}",
         "config", "runs", "J / output token", "output tok/s", "TTFT p50 ms"

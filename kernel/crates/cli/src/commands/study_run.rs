@@ -174,6 +174,21 @@ fn print_schedule(design: &Design, dir: &Path) {
 }
 
 fn run_locally(design: Design, dir: &Path, catalog: &Catalog) -> CmdResult {
+    // One executor per study directory: two would run the same slots twice.
+    let lock_path = dir.join(".executor.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| Failure::failed(format!("cannot open {}: {e}", lock_path.display())))?;
+    if lock.try_lock().is_err() {
+        return Err(Failure::bad_input(format!(
+            "another llem is running the study in {} (it holds {}); wait for it, or stop it with Ctrl-C and run this again to resume",
+            dir.display(),
+            lock_path.display()
+        )));
+    }
     let stop = crate::commands::interrupt::install();
     let runner = Runner::new(design, dir.to_owned(), catalog);
     let mut display: Option<RunDisplay> = None;

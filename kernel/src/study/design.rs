@@ -122,3 +122,89 @@ impl Design {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A design of `plans`, run in `order` (config indices), cycle 1.
+    fn design(plans: Vec<Plan>, order: &[usize]) -> Design {
+        Design {
+            name: "d".into(),
+            hash: "h".into(),
+            cycles: 1,
+            order: "sequential".into(),
+            seed: 0,
+            controls: Controls {
+                gap_s: 0.0,
+                cycle_gap_s: 0.0,
+                run_timeout_s: None,
+                timeout_s: None,
+                max_consecutive_failures: 3,
+            },
+            configs: plans
+                .into_iter()
+                .enumerate()
+                .map(|(i, plan)| Config {
+                    id: format!("c{i}"),
+                    label: format!("config {i}"),
+                    sets: Vec::new(),
+                    plan,
+                })
+                .collect(),
+            skipped: Vec::new(),
+            schedule: order
+                .iter()
+                .map(|&config| Slot { config, cycle: 1 })
+                .collect(),
+        }
+    }
+
+    fn plan(batch: u32, concurrency: u32, backend: bool) -> Plan {
+        let mut value = serde_json::json!({
+            "source_name": "m.toml",
+            "experiment": {"name": "e", "model": "m", "output_dir": "runs", "duration_s": 1.0,
+                           "sample_interval_ms": 100, "seed": 0, "cycles": 1},
+            "load": {"api": "completions", "max_concurrency": concurrency, "burstiness": 1.0,
+                     "warmup_requests": 0, "ignore_eos": false, "request_timeout_s": 60.0},
+            "plugins": []
+        });
+        if backend {
+            value["plugins"] = serde_json::json!([{
+                "instance": "vllm", "full_name": "backend-vllm", "location": "/p/backend-vllm.wasm",
+                "kind": "backend",
+                "info": {"name": "backend-vllm", "kind": "backend", "version": "0.1.0", "description": ""},
+                "config": {"max_num_seqs": batch},
+                "sandbox": {"read": [], "env": [], "memory_mib": 256, "call_timeout_ms": 1000}
+            }]);
+        }
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn consecutive_runs_with_the_same_engine_share_it_and_the_chain_names_its_first_run() {
+        let d = design(
+            vec![plan(8, 1, true), plan(8, 4, true), plan(32, 1, true)],
+            // 8/1, 8/4 (load only: shares), 8/1 again (shares), 32/1 (restart), 8/4 (restart).
+            &[0, 1, 0, 2, 1],
+        );
+        assert_eq!(d.engine_sharing(), vec![None, Some(0), Some(0), None, None]);
+        assert_eq!(d.run_name(3), "0003-c2-c1");
+    }
+
+    #[test]
+    fn energy_only_runs_share_no_engine() {
+        let d = design(vec![plan(0, 1, false), plan(0, 2, false)], &[0, 1]);
+        assert_eq!(d.engine_sharing(), vec![None, None]);
+    }
+
+    #[test]
+    fn a_design_survives_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = design(vec![plan(8, 1, true)], &[0]);
+        d.save(dir.path()).unwrap();
+        assert_eq!(Design::load(dir.path()).unwrap(), d);
+        let err = Design::load(&dir.path().join("nowhere")).unwrap_err();
+        assert!(err.contains("cannot read"), "{err}");
+    }
+}

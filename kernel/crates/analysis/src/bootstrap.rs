@@ -43,6 +43,27 @@ impl SplitMix64 {
     pub fn below(&mut self, n: usize) -> usize {
         ((u128::from(self.next_u64()) * n as u128) >> 64) as usize
     }
+
+    /// Uniform in `0..n` (`n > 0`) without any bias: draws in the biased
+    /// tail of the 64-bit range are rejected. For orders that must be exactly
+    /// uniform (a study's shuffled run order).
+    pub fn below_exact(&mut self, n: u64) -> u64 {
+        let zone = u64::MAX - (u64::MAX % n);
+        loop {
+            let x = self.next_u64();
+            if x < zone {
+                return x % n;
+            }
+        }
+    }
+
+    /// Fisher–Yates with [`Self::below_exact`]: every permutation equally likely.
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = self.below_exact(i as u64 + 1) as usize;
+            items.swap(i, j);
+        }
+    }
 }
 
 /// Percentile bootstrap interval of `statistic` over the finite values of

@@ -160,49 +160,11 @@ pub fn williams_rows(n: usize) -> Vec<Vec<usize>> {
     rows
 }
 
-/// SplitMix64 (Steele, Lea & Flood 2014; the seeding generator of xoshiro): a
-/// 64-bit state advanced by a constant and scrambled. Tiny, fast, statistically
-/// sound for shuffling a few dozen configurations, and — unlike a library
-/// generator whose algorithm may change between versions — fixed here forever,
-/// so a seed recorded in a study directory reproduces its order.
-#[derive(Debug, Clone)]
-pub struct SplitMix64 {
-    state: u64,
-}
-
-impl SplitMix64 {
-    pub fn new(seed: u64) -> Self {
-        SplitMix64 { state: seed }
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (n > 0), without modulo bias: draws in the biased
-    /// tail of the 64-bit range are rejected.
-    pub fn below(&mut self, n: u64) -> u64 {
-        let zone = u64::MAX - (u64::MAX % n);
-        loop {
-            let x = self.next_u64();
-            if x < zone {
-                return x % n;
-            }
-        }
-    }
-
-    /// Fisher–Yates: every permutation equally likely.
-    pub fn shuffle<T>(&mut self, items: &mut [T]) {
-        for i in (1..items.len()).rev() {
-            let j = self.below(i as u64 + 1) as usize;
-            items.swap(i, j);
-        }
-    }
-}
+/// The study's orders draw from llem's one SplitMix64 (in `llem-analysis`,
+/// which also seeds the bootstrap): a generator fixed here forever, so a seed
+/// recorded in a study directory reproduces its order. Shuffles use its
+/// unbiased `below_exact` (Fisher–Yates in `shuffle`).
+pub use llem_analysis::bootstrap::SplitMix64;
 
 #[cfg(test)]
 mod tests {

@@ -41,7 +41,10 @@ impl Url {
 /// Parse `http://host[:port][/]`. `https://` is refused, saying why.
 pub fn parse_url(text: &str) -> Result<Url, PluginError> {
     let text = text.trim();
-    if text.get(..8).is_some_and(|s| s.eq_ignore_ascii_case("https://")) {
+    if text
+        .get(..8)
+        .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+    {
         return Err(PluginError::invalid_config(
             "url",
             format!(
@@ -115,8 +118,7 @@ pub fn parse_url(text: &str) -> Result<Url, PluginError> {
 
 /// Standard base64 with padding (RFC 4648), for HTTP Basic credentials.
 pub fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
         let b = [
@@ -165,8 +167,9 @@ impl Client {
     pub fn new(url: Url, credentials: Option<(&str, &str)>, timeout: Duration) -> Self {
         Client {
             url,
-            authorization: credentials
-                .map(|(user, pass)| format!("Basic {}", base64(format!("{user}:{pass}").as_bytes()))),
+            authorization: credentials.map(|(user, pass)| {
+                format!("Basic {}", base64(format!("{user}:{pass}").as_bytes()))
+            }),
             timeout,
         }
     }
@@ -269,10 +272,7 @@ fn response_complete(raw: &[u8]) -> bool {
         if let Some((name, value)) = line.split_once(':') {
             let name = name.trim();
             if name.eq_ignore_ascii_case("content-length") {
-                return value
-                    .trim()
-                    .parse::<usize>()
-                    .is_ok_and(|n| body.len() >= n);
+                return value.trim().parse::<usize>().is_ok_and(|n| body.len() >= n);
             }
             if name.eq_ignore_ascii_case("transfer-encoding")
                 && value.to_ascii_lowercase().contains("chunked")
@@ -332,10 +332,7 @@ pub fn parse_response(raw: &[u8]) -> Result<Response, String> {
         dechunk(rest)?
     } else if let Some(n) = length {
         if rest.len() < n {
-            return Err(format!(
-                "the body ended after {} of {n} bytes",
-                rest.len()
-            ));
+            return Err(format!("the body ended after {} of {n} bytes", rest.len()));
         }
         rest[..n].to_vec()
     } else {
@@ -452,11 +449,18 @@ mod tests {
         .unwrap();
         assert_eq!(r.body, b"{\"a\":1}");
         let r = parse_response(b"HTTP/1.0 401 Unauthorized\r\n\r\nno").unwrap();
-        assert_eq!((r.status, r.reason.as_str(), r.body.as_slice()), (401, "Unauthorized", &b"no"[..]));
+        assert_eq!(
+            (r.status, r.reason.as_str(), r.body.as_slice()),
+            (401, "Unauthorized", &b"no"[..])
+        );
         assert!(parse_response(b"").is_err());
         assert!(parse_response(b"SSH-2.0-OpenSSH\r\n\r\n").is_err());
         assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n{}").is_err());
-        assert!(response_complete(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"));
-        assert!(!response_complete(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n{}"));
+        assert!(response_complete(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"
+        ));
+        assert!(!response_complete(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n{}"
+        ));
     }
 }

@@ -100,11 +100,10 @@ fn get_json(client: &Client, path: &str, what: &str) -> Result<Value, PluginErro
         Ok(r) => r,
         Err(Failure::Connect(e)) => return Err(http::connect_error(&client.url, &e)),
         Err(Failure::Exchange(message)) => {
-            return Err(PluginError::new(
-                ErrorCode::Io,
-                format!("GET {url} ({what}): {message}"),
-            )
-            .with_hint("check that `url` is the BMC's Redfish service (plain HTTP)"));
+            return Err(
+                PluginError::new(ErrorCode::Io, format!("GET {url} ({what}): {message}"))
+                    .with_hint("check that `url` is the BMC's Redfish service (plain HTTP)"),
+            );
         }
     };
     let status = format!("{} {}", response.status, response.reason.trim());
@@ -126,7 +125,9 @@ fn get_json(client: &Client, path: &str, what: &str) -> Result<Value, PluginErro
                 ErrorCode::PermissionDenied,
                 format!("GET {url} ({what}) answered {status}: the account may not read it"),
             )
-            .with_hint("use an account with the Redfish `Login` privilege (a read-only operator role)"));
+            .with_hint(
+                "use an account with the Redfish `Login` privilege (a read-only operator role)",
+            ));
         }
         404 => {
             return Err(PluginError::new(
@@ -150,7 +151,8 @@ fn get_json(client: &Client, path: &str, what: &str) -> Result<Value, PluginErro
         }
     }
     serde_json::from_slice(&response.body).map_err(|e| {
-        let start = String::from_utf8_lossy(&response.body[..response.body.len().min(80)]).into_owned();
+        let start =
+            String::from_utf8_lossy(&response.body[..response.body.len().min(80)]).into_owned();
         PluginError::new(
             ErrorCode::Io,
             format!("GET {url} ({what}): the body is not JSON ({e}); it begins {start:?}"),
@@ -231,9 +233,14 @@ fn find_resource(
             path,
             &format!("EnvironmentMetrics of chassis `{id}`"),
         )?;
-        if json.pointer("/PowerWatts/Reading").is_some_and(Value::is_number) {
-            let energy =
-                use_counter && json.pointer("/EnergykWh/Reading").is_some_and(Value::is_number);
+        if json
+            .pointer("/PowerWatts/Reading")
+            .is_some_and(Value::is_number)
+        {
+            let energy = use_counter
+                && json
+                    .pointer("/EnergykWh/Reading")
+                    .is_some_and(Value::is_number);
             return Ok(Some(Resource::Environment {
                 path: path.to_owned(),
                 energy,
@@ -363,8 +370,8 @@ impl Plugin for Redfish {
         let use_counter: bool = config.optional("energy_counter")?.unwrap_or(true);
         let wanted: Vec<String> = config.optional("chassis")?.unwrap_or_default();
 
-        let credentials = (!username.is_empty())
-            .then(|| (username.as_str(), password.as_deref().unwrap_or("")));
+        let credentials =
+            (!username.is_empty()).then(|| (username.as_str(), password.as_deref().unwrap_or("")));
         let client = Client::new(url.clone(), credentials, Duration::from_millis(timeout_ms));
 
         let root = get_json(&client, SERVICE_ROOT, "Redfish service root")?;
@@ -391,7 +398,11 @@ impl Plugin for Redfish {
         let mut found: Vec<(Chassis, String, Option<String>)> = Vec::new();
         let mut without: Vec<String> = Vec::new();
         for path in &paths {
-            let last_segment = path.trim_end_matches('/').rsplit('/').next().unwrap_or(path);
+            let last_segment = path
+                .trim_end_matches('/')
+                .rsplit('/')
+                .next()
+                .unwrap_or(path);
             let json = get_json(&client, path, &format!("chassis `{last_segment}`"))?;
             let id = json
                 .get("Id")
@@ -409,7 +420,10 @@ impl Plugin for Redfish {
                 without.push(id);
                 continue;
             };
-            let name = json.get("Name").and_then(Value::as_str).unwrap_or("chassis");
+            let name = json
+                .get("Name")
+                .and_then(Value::as_str)
+                .unwrap_or("chassis");
             let has_energy = matches!(resource, Resource::Environment { energy: true, .. });
             let device = Device {
                 id: id.clone(),
@@ -460,7 +474,9 @@ impl Plugin for Redfish {
             .map(|(mut c, _, contained_by)| {
                 c.device.parent = contained_by.and_then(|p| {
                     let p = p.trim_end_matches('/');
-                    ids.iter().find(|(path, _)| path == p).map(|(_, id)| id.clone())
+                    ids.iter()
+                        .find(|(path, _)| path == p)
+                        .map(|(_, id)| id.clone())
                 });
                 c
             })
@@ -516,7 +532,12 @@ impl Redfish {
 
 /// Whether a fetched reading is a new sample: the value changed, or a
 /// refresh period passed since the last one handed over.
-fn is_new_sample(last: Option<&(Reading, u64)>, fresh: &Reading, now_ns: u64, refresh_ns: u64) -> bool {
+fn is_new_sample(
+    last: Option<&(Reading, u64)>,
+    fresh: &Reading,
+    now_ns: u64,
+    refresh_ns: u64,
+) -> bool {
     match last {
         None => true,
         Some((previous, at)) => {
@@ -577,15 +598,28 @@ mod tests {
         assert_eq!(r.power_mw, Some(374_250));
         assert_eq!(r.energy_uj, Some(5_400_000_000_000));
         let legacy = Resource::Power { path: "/p".into() };
-        let r = reading_of(&legacy, 0, &json!({"PowerControl": [{"PowerConsumedWatts": 97}]})).unwrap();
+        let r = reading_of(
+            &legacy,
+            0,
+            &json!({"PowerControl": [{"PowerConsumedWatts": 97}]}),
+        )
+        .unwrap();
         assert_eq!((r.power_mw, r.energy_uj), (Some(97_000), None));
-        let err = reading_of(&legacy, 0, &json!({"PowerControl": [{"PowerConsumedWatts": null}]}))
-            .unwrap_err();
+        let err = reading_of(
+            &legacy,
+            0,
+            &json!({"PowerControl": [{"PowerConsumedWatts": null}]}),
+        )
+        .unwrap_err();
         assert!(err.contains("null"), "{err}");
         let err = reading_of(&env, 0, &json!({"PowerWatts": {"Reading": -3}})).unwrap_err();
         assert!(err.contains("not a power"), "{err}");
-        let err = reading_of(&env, 0, &json!({"PowerWatts": {"Reading": 3}, "EnergykWh": {"Reading": "x"}}))
-            .unwrap_err();
+        let err = reading_of(
+            &env,
+            0,
+            &json!({"PowerWatts": {"Reading": 3}, "EnergykWh": {"Reading": "x"}}),
+        )
+        .unwrap_err();
         assert!(err.contains("EnergykWh"), "{err}");
     }
 

@@ -168,7 +168,7 @@ fn link<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
 /// A number of watts as milliwatts; refuses what is not a power.
 fn watts_to_mw(watts: &Value, field: &str) -> Result<u64, String> {
     match watts.as_f64() {
-        Some(w) if w.is_finite() && w >= 0.0 && w < 1e12 => Ok((w * 1000.0).round() as u64),
+        Some(w) if (0.0..1e12).contains(&w) => Ok((w * 1000.0).round() as u64),
         _ if watts.is_null() => Err(format!("{field} is null: the BMC has no reading now")),
         _ => Err(format!("{field} is {watts}, not a power in watts")),
     }

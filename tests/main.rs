@@ -12,6 +12,7 @@ mod energy_amdsmi;
 mod energy_cli;
 mod energy_nvml;
 mod energy_rapl;
+mod energy_redfish;
 mod engine_confinement;
 mod engine_record;
 mod first_run;

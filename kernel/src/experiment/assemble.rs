@@ -319,6 +319,9 @@ fn quality(
                 energy_j: e.energy_j,
                 readings: e.samples,
                 refresh_period_s: refresh,
+                // Slow sources (Redfish BMCs) declare their refresh here.
+                declared_refresh_s: (d.has_power && d.power_average_window_ms > 0)
+                    .then(|| f64::from(d.power_average_window_ms) / 1e3),
                 window_s,
                 covered_s: e.covered_s.unwrap_or(0.0),
                 gaps: u32::try_from(e.gaps.count).unwrap_or(u32::MAX),

@@ -20,6 +20,11 @@ pub const COVERAGE_POOR_BELOW: f64 = 0.90;
 pub const WINDOW_REFRESHES_CAUTION_BELOW: f64 = 100.0;
 /// ... by more than 10 % (2 / 20): `poor`.
 pub const WINDOW_REFRESHES_POOR_BELOW: f64 = 20.0;
+/// A reading its source declares refreshed less often than this (s) is
+/// `caution` in itself (`slow_refresh`): power changes faster than the refresh
+/// are averaged away or missed, whatever the window. Redfish BMCs (1–60 s)
+/// are above it; NVML's 1 s power average is not.
+pub const SLOW_REFRESH_ABOVE_S: f64 = 1.0;
 /// For integrated power: readings per sensor refresh below which power
 /// changes between readings are missed: `caution`.
 pub const READINGS_PER_REFRESH_CAUTION_BELOW: f64 = 1.0;
@@ -103,6 +108,10 @@ pub struct DeviceSampling {
     pub readings: u64,
     /// How often the counter or sensor updates, s (measured or declared).
     pub refresh_period_s: Option<f64>,
+    /// How often the source says the reading refreshes, s (its device's
+    /// `power_average_window_ms`), when it says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub declared_refresh_s: Option<f64>,
     pub window_s: f64,
     /// Seconds of the window with justified energy (window minus gaps).
     pub covered_s: f64,
@@ -335,7 +344,27 @@ fn device_checks(c: &mut Checks, d: &DeviceSampling) {
                 coverage * 100.0
             ),
         );
-        if let Some(refresh) = d.refresh_period_s.filter(|r| *r > 0.0) {
+        if let Some(declared) = d.declared_refresh_s.filter(|r| *r > SLOW_REFRESH_ABOVE_S) {
+            c.push(
+                (Level::Caution, SLOW_REFRESH_ABOVE_S),
+                "slow_refresh",
+                dev,
+                declared,
+                format!(
+                    "{} refreshes its reading only every {declared} s (declared by its source, \
+                     e.g. a BMC): power changes faster than that are averaged away or missed",
+                    d.device
+                ),
+            );
+        }
+        // A slow source's declared refresh bounds what its track shows (a
+        // power track changes at every reading, however stale the sensor).
+        let refresh = match (d.refresh_period_s, d.declared_refresh_s) {
+            (Some(m), Some(r)) if r > SLOW_REFRESH_ABOVE_S => Some(m.max(r)),
+            (None, Some(r)) if r > SLOW_REFRESH_ABOVE_S => Some(r),
+            (m, _) => m,
+        };
+        if let Some(refresh) = refresh.filter(|r| *r > 0.0) {
             let refreshes = d.window_s / refresh;
             c.push(
                 grade_below(
@@ -538,6 +567,7 @@ mod tests {
             energy_j: Some(9000.0),
             readings: 3000,
             refresh_period_s: Some(0.1),
+            declared_refresh_s: None,
             window_s: 30.0,
             covered_s: 30.0,
             gaps: 0,
@@ -699,6 +729,48 @@ mod tests {
         assert!(t.is_some_and(|c| c.level == Level::Caution && (c.figure - 8.0).abs() < 1e-9));
         assert_eq!(level_of(&v, "power_limit_changed"), Some(Level::Caution));
         assert_eq!(v.level, Level::Poor);
+    }
+
+    #[test]
+    fn a_slowly_refreshing_source_is_labelled_and_judged_by_its_declared_refresh() {
+        // A BMC declaring a 5 s refresh, integrated power read at each refresh:
+        // its track changes every reading (measured 0.5 s, say), but the declared
+        // 5 s rules: 30 s / 5 s = 6 refreshes < 20 → poor; slow_refresh → caution.
+        let bmc = DeviceSampling {
+            device: "redfish/1U".into(),
+            method: EnergyMethod::Integrated,
+            readings: 6,
+            refresh_period_s: Some(0.5),
+            declared_refresh_s: Some(5.0),
+            ..gpu()
+        };
+        let v = judge(&VerdictInputs {
+            devices: vec![bmc],
+            ..Default::default()
+        });
+        let slow = v.checks.iter().find(|c| c.code == "slow_refresh").cloned();
+        let slow = slow.expect("a slow_refresh check");
+        assert_eq!((slow.level, slow.figure), (Level::Caution, 5.0));
+        assert!(
+            slow.message
+                .contains("refreshes its reading only every 5 s"),
+            "{}",
+            slow.message
+        );
+        let w = v.checks.iter().find(|c| c.code == "window_vs_refresh");
+        assert!(w.is_some_and(|c| c.level == Level::Poor && (c.figure - 6.0).abs() < 1e-12));
+        assert_eq!(v.level, Level::Poor);
+        // NVML's 1 s power average is not slow; the measured refresh stands.
+        let nvml = DeviceSampling {
+            declared_refresh_s: Some(1.0),
+            ..gpu()
+        };
+        let v = judge(&VerdictInputs {
+            devices: vec![nvml],
+            ..Default::default()
+        });
+        assert_eq!(level_of(&v, "slow_refresh"), None);
+        assert_eq!(v.level, Level::Good, "{:?}", v.reasons);
     }
 
     #[test]

@@ -148,7 +148,7 @@ pub fn render(sources: &[LiveSource], run: Option<&RunView>, high: &mut HighWate
     );
 
     // Telemetry: one gauge family per sanitised name and unit, in the order first seen.
-    let mut telemetry: Vec<(String, String, Vec<(Vec<(String, String)>, f64)>)> = Vec::new();
+    let mut telemetry: Vec<TelemetryFamily> = Vec::new();
     for (labels, d) in &devices {
         for metric in &d.telemetry {
             let (family, value) = telemetry_family(&metric.name, &metric.unit, metric.value);
@@ -165,7 +165,7 @@ pub fn render(sources: &[LiveSource], run: Option<&RunView>, high: &mut HighWate
                     all.push((key, value.clone()));
                 }
             }
-            let index = match telemetry.iter().position(|(f, _, _)| *f == family) {
+            let index = match telemetry.iter().position(|f| f.name == family) {
                 Some(i) => i,
                 None => {
                     let help = format!(
@@ -177,18 +177,27 @@ pub fn render(sources: &[LiveSource], run: Option<&RunView>, high: &mut HighWate
                             metric.unit.as_str()
                         }
                     );
-                    telemetry.push((family, help, Vec::new()));
+                    telemetry.push(TelemetryFamily {
+                        name: family,
+                        help,
+                        samples: Vec::new(),
+                    });
                     telemetry.len() - 1
                 }
             };
-            let samples = &mut telemetry[index].2;
+            let samples = &mut telemetry[index].samples;
             // Two names that sanitise alike must not make a duplicate series.
             if !samples.iter().any(|(l, _)| *l == all) {
                 samples.push((all, value));
             }
         }
     }
-    for (family, help, samples) in &telemetry {
+    for TelemetryFamily {
+        name: family,
+        help,
+        samples,
+    } in &telemetry
+    {
         let samples: Vec<(Vec<(&str, &str)>, f64)> = samples
             .iter()
             .map(|(labels, v)| {
@@ -273,6 +282,13 @@ pub fn render(sources: &[LiveSource], run: Option<&RunView>, high: &mut HighWate
         );
     }
     page.text
+}
+
+/// One telemetry gauge family: its name, HELP text and samples.
+struct TelemetryFamily {
+    name: String,
+    help: String,
+    samples: Vec<(Vec<(String, String)>, f64)>,
 }
 
 #[derive(Default)]

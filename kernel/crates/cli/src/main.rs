@@ -28,7 +28,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    Run(commands::run::Args),
+    Run(Box<commands::run::Args>),
     Monitor(commands::monitor::Args),
     Env(commands::env::Args),
     /// List, inspect and create plugins.
@@ -62,7 +62,7 @@ fn main() -> ExitCode {
     // ignored: with its default action, writing to a dead engine's pipe
     // would kill llem before it could tear the engine down.
     let outcome = std::panic::catch_unwind(|| match cli.command {
-        Command::Run(args) => commands::run::run(args),
+        Command::Run(args) => commands::run::run(*args),
         Command::Monitor(args) => commands::monitor::run(args),
         Command::Env(args) => commands::env::run(args),
         Command::Plugins(command) => commands::plugins::run(command),

@@ -22,6 +22,7 @@ mod inference_real;
 mod loadgen;
 mod native_c_plugin;
 mod plugin_templates;
+mod prometheus;
 mod robustness;
 mod sdk_example_both_ways;
 mod slurm;

@@ -12,6 +12,7 @@ pub mod doctor;
 pub mod energy;
 pub mod engine;
 pub mod experiment;
+pub mod exporter;
 pub mod loadgen;
 pub mod model;
 pub mod plugin;

@@ -70,6 +70,13 @@ pub enum Event<'a> {
         total: Option<u32>,
         output_tokens: u64,
     },
+    /// The sampler started: its live figures (a Prometheus exporter reads
+    /// them) and the run they belong to.
+    Sampling {
+        view: crate::sampler::SamplerView,
+        run_id: &'a str,
+        experiment: &'a str,
+    },
     /// Sampling progress.
     Tick {
         elapsed: Duration,
@@ -473,6 +480,16 @@ impl<'c> Experiment<'c> {
             .sampler
             .as_ref()
             .ok_or_else(|| RunError::Invalid("no sampler".into()))?;
+        let run_id = state
+            .dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        on_event(Event::Sampling {
+            view: sampler.view(),
+            run_id: &run_id,
+            experiment: &experiment.name,
+        });
 
         // 2. Idle baseline, before any engine exists; with a kept engine, the
         // one measured before it started.
@@ -524,6 +541,10 @@ impl<'c> Experiment<'c> {
                 // software versions are probed first, with its own Python
                 // (importing torch must not land in a measured window).
                 state.phases.begin(PhaseName::StartEngine);
+                on_event(Event::Phase {
+                    name: PhaseName::StartEngine,
+                    note: "starting the engine".into(),
+                });
                 let plan = &backend.plan;
                 if let (Some(engine), Some(from)) = (live.engine.as_mut(), live.kept_from.as_ref())
                 {
@@ -538,7 +559,7 @@ impl<'c> Experiment<'c> {
                     state.phases.note(PhaseName::StartEngine, note);
                     state.phases.end(PhaseName::StartEngine);
                     self.drive(state, engine, sampler, &prompts, stop, on_event)?;
-                    return self.cooldown(stop, state);
+                    return self.cooldown(stop, state, on_event);
                 }
                 if plan.mode == llem_sdk::EngineMode::Server && self.plan.load.endpoint.is_none() {
                     match crate::engine::versions::probe(plan, Duration::from_secs(60), stop) {
@@ -584,14 +605,23 @@ impl<'c> Experiment<'c> {
             }
             None => self.measure_idle_window(state, sampler, stop, on_event),
         }
-        self.cooldown(stop, state)
+        self.cooldown(stop, state, on_event)
     }
 
     /// 7. Cool-down: idle after the window, recorded.
-    fn cooldown(&self, stop: &AtomicBool, state: &mut RunState) -> Result<(), RunError> {
+    fn cooldown(
+        &self,
+        stop: &AtomicBool,
+        state: &mut RunState,
+        on_event: &mut dyn FnMut(Event<'_>),
+    ) -> Result<(), RunError> {
         let measurement = &self.plan.measurement;
         if measurement.cooldown_s > 0.0 && !stop.load(Ordering::Relaxed) {
             state.phases.begin(PhaseName::Cooldown);
+            on_event(Event::Phase {
+                name: PhaseName::Cooldown,
+                note: format!("cool-down ({:.1} s)", measurement.cooldown_s),
+            });
             sleep_unless_stopped(Duration::from_secs_f64(measurement.cooldown_s), stop);
             state.phases.end(PhaseName::Cooldown);
         }
@@ -610,6 +640,10 @@ impl<'c> Experiment<'c> {
         sampler.begin_window(inference::MEASURED_WINDOW);
         let start = monotonic_ns();
         state.phases.begin_at(PhaseName::Measured, start);
+        on_event(Event::Phase {
+            name: PhaseName::Measured,
+            note: "measuring".into(),
+        });
         loop {
             let elapsed = Duration::from_nanos(monotonic_ns().saturating_sub(start));
             let power_w = sampler
@@ -668,6 +702,10 @@ impl<'c> Experiment<'c> {
         let fixed = load.warmup_requests;
         if (until_stable || fixed > 0) && !stop.load(Ordering::Relaxed) {
             state.phases.begin(PhaseName::Warmup);
+            emit(Event::Phase {
+                name: PhaseName::Warmup,
+                note: "warm-up".into(),
+            });
             let mut warmup: Vec<RequestRecord> = Vec::new();
             let window = measurement.warmup_window.max(2);
             loop {
@@ -745,6 +783,10 @@ impl<'c> Experiment<'c> {
         // 5. Thermal settle: wait (bounded) until power stops drifting.
         if measurement.thermal_settle_max_s > 0.0 && !stop.load(Ordering::Relaxed) {
             state.phases.begin(PhaseName::ThermalSettle);
+            emit(Event::Phase {
+                name: PhaseName::ThermalSettle,
+                note: "thermal settle".into(),
+            });
             let note = thermal_settle(sampler, measurement, stop);
             state.phases.note(PhaseName::ThermalSettle, note);
             state.phases.end(PhaseName::ThermalSettle);
@@ -970,6 +1012,10 @@ impl<'c> Experiment<'c> {
         }
 
         state.phases.begin(PhaseName::Assemble);
+        on_event(Event::Phase {
+            name: PhaseName::Assemble,
+            note: "assembling the results".into(),
+        });
         let goodput = goodput_slos(&self.plan.load).unwrap_or_default();
         let mut backend = live.backend.take();
         let mut parsed_metrics = Vec::new();
@@ -997,6 +1043,10 @@ impl<'c> Experiment<'c> {
 
         // Everything measured goes to disk even if result.json cannot.
         state.phases.begin(PhaseName::Write);
+        on_event(Event::Phase {
+            name: PhaseName::Write,
+            note: "writing the run directory".into(),
+        });
         let mut result = assembled.result;
         if !state.records.is_empty()
             && let Err(e) =

@@ -18,7 +18,7 @@ pub use window::{DeviceWindow, WindowMeasurement};
 use crate::clock::monotonic_ns;
 use crate::energy::{DeviceAccumulator, EnergyMethod};
 use crate::plugin::EnergyInstance;
-use llem_sdk::{Device, DeviceTelemetry, Reading};
+use llem_sdk::{Device, DeviceTelemetry, Metric, Reading};
 use source_thread::Shared;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -51,6 +51,10 @@ pub struct SourceSeries {
     /// and was left behind; nothing after its last reading is counted.
     pub abandoned: bool,
     pub telemetry: Vec<(u64, DeviceTelemetry)>,
+    /// Per device, the metrics of its latest telemetry read and when it was
+    /// taken (kept when the rows above are spooled or discarded: the live
+    /// view and the Prometheus exporter read it).
+    pub latest_telemetry: Vec<Option<(u64, Vec<Metric>)>>,
     pub accumulators: Vec<DeviceAccumulator>,
     pub ticks: u64,
     /// Ticks skipped because a read overran its slot.
@@ -195,28 +199,26 @@ impl Sampler {
 
     /// Per-device cumulative energy (J) and latest power (W) for live display.
     pub fn live(&self) -> Vec<LiveDevice> {
-        let mut out = Vec::new();
-        for source in &self.sources {
-            let series = lock(&source.shared.series);
-            for (index, (device, acc)) in
-                source.devices.iter().zip(&series.accumulators).enumerate()
-            {
-                let latest = series.latest.get(index).copied().flatten();
-                out.push(LiveDevice {
-                    t_ns: latest.map(|(t, _)| t),
-                    source: source.config.name.clone(),
-                    device: device.id.clone(),
-                    estimated: device.estimated,
-                    method: acc.method(),
-                    energy_j: acc.energy_j(),
-                    power_w: latest
-                        .and_then(|(_, r)| r.power_mw)
-                        .map(|mw| mw as f64 / 1000.0)
-                        .or_else(|| acc.recent_power_w()),
-                });
-            }
+        self.view().live()
+    }
+
+    /// A handle on the live figures that outlives nothing it should not:
+    /// cheap to clone, sendable to another thread (an exporter), and still
+    /// answering (with the final figures) after the sampler stopped.
+    pub fn view(&self) -> SamplerView {
+        SamplerView {
+            started_ns: self.started_ns,
+            sources: Arc::new(
+                self.sources
+                    .iter()
+                    .map(|s| ViewSource {
+                        name: s.config.name.clone(),
+                        devices: s.devices.clone(),
+                        shared: s.shared.clone(),
+                    })
+                    .collect(),
+            ),
         }
-        out
     }
 
     /// Drop the raw rows kept in memory (readings, telemetry, energy tracks):
@@ -363,6 +365,114 @@ impl Drop for Sampler {
         if let Some(mut spool) = self.spool.take() {
             let _ = spool.finish();
         }
+    }
+}
+
+struct ViewSource {
+    name: String,
+    devices: Vec<Device>,
+    shared: Arc<Shared>,
+}
+
+/// The sampler's live figures, readable from any thread ([`Sampler::view`]).
+/// Each read takes a source's lock only long enough to copy a few numbers.
+#[derive(Clone)]
+pub struct SamplerView {
+    started_ns: u64,
+    sources: Arc<Vec<ViewSource>>,
+}
+
+impl std::fmt::Debug for SamplerView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SamplerView")
+            .field("sources", &self.sources.len())
+            .finish()
+    }
+}
+
+/// One source's counters and devices, as [`SamplerView::sources`] sees them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveSource {
+    pub name: String,
+    /// Sampling ticks done (reads attempted on their deadline).
+    pub ticks: u64,
+    /// Ticks skipped because a read overran its slot.
+    pub missed_ticks: u64,
+    /// Reads that failed.
+    pub errors: u64,
+    /// The source stopped being read after repeated failures.
+    pub gave_up: bool,
+    pub devices: Vec<LiveSourceDevice>,
+}
+
+/// One device of a [`LiveSource`]: what it is, its live figures and its
+/// latest telemetry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveSourceDevice {
+    pub info: Device,
+    pub live: LiveDevice,
+    pub telemetry: Vec<Metric>,
+}
+
+impl SamplerView {
+    pub fn started_ns(&self) -> u64 {
+        self.started_ns
+    }
+
+    /// Per-device cumulative energy (J) and latest power (W).
+    pub fn live(&self) -> Vec<LiveDevice> {
+        self.sources()
+            .into_iter()
+            .flat_map(|s| s.devices.into_iter().map(|d| d.live))
+            .collect()
+    }
+
+    /// Every source with its counters, devices and latest telemetry.
+    pub fn sources(&self) -> Vec<LiveSource> {
+        self.sources
+            .iter()
+            .map(|source| {
+                let series = lock(&source.shared.series);
+                let devices = source
+                    .devices
+                    .iter()
+                    .zip(&series.accumulators)
+                    .enumerate()
+                    .map(|(index, (device, acc))| {
+                        let latest = series.latest.get(index).copied().flatten();
+                        LiveSourceDevice {
+                            info: device.clone(),
+                            live: LiveDevice {
+                                t_ns: latest.map(|(t, _)| t),
+                                source: source.name.clone(),
+                                device: device.id.clone(),
+                                estimated: device.estimated,
+                                method: acc.method(),
+                                energy_j: acc.energy_j(),
+                                power_w: latest
+                                    .and_then(|(_, r)| r.power_mw)
+                                    .map(|mw| mw as f64 / 1000.0)
+                                    .or_else(|| acc.recent_power_w()),
+                            },
+                            telemetry: series
+                                .latest_telemetry
+                                .get(index)
+                                .and_then(|t| t.as_ref())
+                                .map(|(_, metrics)| metrics.clone())
+                                .unwrap_or_default(),
+                        }
+                    })
+                    .collect();
+                LiveSource {
+                    name: source.name.clone(),
+                    ticks: series.ticks,
+                    missed_ticks: series.missed_ticks,
+                    errors: series.errors.len() as u64,
+                    gave_up: series.gave_up,
+                    devices,
+                }
+            })
+            .collect()
     }
 }
 

@@ -32,6 +32,7 @@ impl Shared {
             series: Mutex::new(SourceSeries {
                 accumulators: devices.iter().map(DeviceAccumulator::new).collect(),
                 latest: vec![None; devices.len()],
+                latest_telemetry: vec![None; devices.len()],
                 energy_track: vec![Vec::new(); devices.len()],
                 ..SourceSeries::default()
             }),
@@ -187,6 +188,20 @@ impl Reader {
                     }
                     known
                 });
+                // The latest metrics per device: this read's, all of them
+                // (a source may send one device in several items).
+                let mut fresh: Vec<Option<Vec<llem_sdk::Metric>>> = vec![None; devices];
+                for item in &items {
+                    if let Some(slot) = fresh.get_mut(item.device as usize) {
+                        slot.get_or_insert_with(Vec::new)
+                            .extend(item.metrics.iter().cloned());
+                    }
+                }
+                for (slot, metrics) in series.latest_telemetry.iter_mut().zip(fresh) {
+                    if let Some(metrics) = metrics {
+                        *slot = Some((t_ns, metrics));
+                    }
+                }
                 series
                     .telemetry
                     .extend(items.into_iter().map(|item| (t_ns, item)));

@@ -21,7 +21,8 @@ pub enum Format {
     Jsonl,
 }
 
-/// Watch power and energy live. Ctrl-C prints the totals.
+/// Watch power and energy live, or serve them to Prometheus
+/// (`--prometheus :9400`). Ctrl-C prints the totals.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// A manifest whose energy sources to use (other plugins are ignored).
@@ -35,9 +36,14 @@ pub struct Args {
     /// Sampling interval: `100ms`, `1s`, `0.5s` (a bare number is milliseconds).
     #[arg(long, default_value = "100ms", value_parser = parse_interval)]
     interval: Duration,
-    /// How to print readings.
-    #[arg(long, value_enum, default_value = "table")]
-    format: Format,
+    /// How to print readings (default: `table`; with `--prometheus`, nothing).
+    #[arg(long, value_enum)]
+    format: Option<Format>,
+    /// Serve the live figures as Prometheus metrics at
+    /// `http://[HOST]:PORT/metrics` (`:9400` is 127.0.0.1:9400), like a
+    /// DCGM exporter; see docs/prometheus.md.
+    #[arg(long, value_name = "[HOST]:PORT")]
+    prometheus: Option<String>,
     /// Stop after this many seconds (default: until Ctrl-C).
     #[arg(long)]
     duration: Option<f64>,
@@ -65,7 +71,40 @@ pub fn parse_interval(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
+/// Start the exporter for `--prometheus`, before anything else starts: a
+/// bad address or a port in use fails at once, naming the flag.
+pub fn start_exporter(listen: Option<&str>) -> Result<Option<llem::exporter::Exporter>, Failure> {
+    let Some(text) = listen else {
+        return Ok(None);
+    };
+    let address = llem::exporter::parse_listen(text)
+        .map_err(|e| Failure::bad_input(format!("--prometheus: {e}")))?;
+    let exporter = llem::exporter::Exporter::start(&address).map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
+            "; another process listens there: pick another port, e.g. `--prometheus :9401`"
+        } else {
+            ""
+        };
+        Failure::failed(format!(
+            "--prometheus {text}: cannot listen on {address}: {e}{hint}"
+        ))
+    })?;
+    ok(&format!(
+        "Prometheus metrics at http://{}/metrics",
+        exporter.local_addr()
+    ));
+    Ok(Some(exporter))
+}
+
 pub fn run(args: Args) -> CmdResult {
+    let exporter = start_exporter(args.prometheus.as_deref())?;
+    // With an exporter and no --format, the terminal stays quiet (an exporter
+    // is usually a service); a --format prints as well.
+    let format = match (args.format, &exporter) {
+        (Some(format), _) => Some(format),
+        (None, Some(_)) => None,
+        (None, None) => Some(Format::Table),
+    };
     let catalog = Catalog::from_env();
     let mut plugins = args.plugins.clone();
     if args.manifest.is_none() && plugins.is_empty() {
@@ -110,15 +149,18 @@ pub fn run(args: Args) -> CmdResult {
     let _ = ctrlc::set_handler(move || handler.store(true, Ordering::SeqCst));
     let sampler = Sampler::start(sources)
         .map_err(|e| Failure::failed(format!("cannot start sampling: {e}")))?;
+    if let Some(exporter) = &exporter {
+        exporter.set_sampler(sampler.view());
+    }
     let started = sampler.started_ns();
     // Tables refresh at a readable pace; CSV/JSONL emit every interval.
-    let period = match args.format {
-        Format::Table => args.interval.max(Duration::from_millis(500)),
-        Format::Csv | Format::Jsonl => args.interval,
+    let period = match format {
+        Some(Format::Table) | None => args.interval.max(Duration::from_millis(500)),
+        Some(Format::Csv | Format::Jsonl) => args.interval,
     };
-    let live_table = matches!(args.format, Format::Table) && std::io::stdout().is_terminal();
+    let live_table = matches!(format, Some(Format::Table)) && std::io::stdout().is_terminal();
     let mut stdout = std::io::stdout().lock();
-    if matches!(args.format, Format::Csv) {
+    if matches!(format, Some(Format::Csv)) {
         let header = [
             "t_s",
             "source",
@@ -144,8 +186,9 @@ pub fn run(args: Args) -> CmdResult {
         // Nothing here reads the raw rows: keep memory flat however long it runs.
         sampler.discard_raw();
         let live = sampler.live();
-        let written = match args.format {
-            Format::Table => {
+        let written = match format {
+            None => Ok(()),
+            Some(Format::Table) => {
                 if live_table && printed_lines > 0 {
                     // Move up over the previous table and redraw it in place.
                     let _ = write!(stdout, "\x1b[{printed_lines}A\x1b[J");
@@ -153,7 +196,7 @@ pub fn run(args: Args) -> CmdResult {
                 printed_lines = write_table(&mut stdout, t_s, &live);
                 Ok(())
             }
-            Format::Csv => csv_rows(live.iter().map(|d| {
+            Some(Format::Csv) => csv_rows(live.iter().map(|d| {
                 let t_s = d.t_ns.unwrap_or(started).saturating_sub(started) as f64 / 1e9;
                 [
                     format!("{t_s:.3}"),
@@ -166,7 +209,7 @@ pub fn run(args: Args) -> CmdResult {
                 ]
             }))
             .and_then(|bytes| stdout.write_all(&bytes)),
-            Format::Jsonl => live.iter().try_for_each(|d| {
+            Some(Format::Jsonl) => live.iter().try_for_each(|d| {
                 // t_ns is when the reading behind energy_j was taken, not when the
                 // line is printed: a line may trail its reading by up to an interval.
                 let t_ns = d.t_ns.unwrap_or(started);
@@ -188,6 +231,8 @@ pub fn run(args: Args) -> CmdResult {
         }
     }
     drop(stdout);
+    // Stop serving before the sampler stops: a scrape never sees a stopped source.
+    drop(exporter);
     let elapsed = monotonic_ns().saturating_sub(started) as f64 / 1e9;
     let totals = sampler.live();
     let collected = sampler.stop();

@@ -65,6 +65,11 @@ pub struct Args {
     /// stop before starting anything.
     #[arg(long = "dry-run")]
     dry_run: bool,
+    /// Serve the run's live figures as Prometheus metrics at
+    /// `http://[HOST]:PORT/metrics` (`:9400` is 127.0.0.1:9400), labelled with
+    /// the run's id and experiment; see docs/prometheus.md.
+    #[arg(long, value_name = "[HOST]:PORT")]
+    prometheus: Option<String>,
     /// Studies: where the runs go. `local` runs them here, one after the
     /// other; `slurm` submits them as a job array (see docs/slurm.md).
     #[arg(long, value_enum, default_value = "local")]
@@ -161,6 +166,11 @@ pub fn run(args: Args) -> CmdResult {
             extra: args.slurm_extra.clone(),
             max_parallel: args.slurm_max_parallel,
         });
+        if args.prometheus.is_some() {
+            return Err(Failure::bad_input(
+                "--prometheus serves one experiment's runs; studies do not support it yet (run `llem monitor --prometheus` beside the study instead)",
+            ));
+        }
         return crate::commands::study_run::run(&crate::commands::study_run::StudyArgs {
             manifest: path,
             plugins: &args.plugins(),
@@ -212,6 +222,7 @@ pub fn run(args: Args) -> CmdResult {
 
     print_grants(&plan);
 
+    let exporter = crate::commands::monitor::start_exporter(args.prometheus.as_deref())?;
     let stop = crate::commands::interrupt::install();
 
     let experiment = Experiment::new(plan, &catalog);
@@ -221,7 +232,7 @@ pub fn run(args: Args) -> CmdResult {
         if cycles > 1 {
             ok(&format!("cycle {cycle} of {cycles}"));
         }
-        let code = run_one(&experiment, cycle, &stop)?;
+        let code = run_one(&experiment, cycle, &stop, exporter.as_ref())?;
         // The exit code is the worst cycle's; an interrupted cycle ends the series.
         worst = worst.max(code);
         if code == crate::exit::INTERRUPTED {
@@ -232,10 +243,23 @@ pub fn run(args: Args) -> CmdResult {
 }
 
 /// One cycle: a run directory, a summary, and its status's exit code.
-fn run_one(experiment: &Experiment<'_>, cycle: u32, stop: &Arc<AtomicBool>) -> Result<u8, Failure> {
+fn run_one(
+    experiment: &Experiment<'_>,
+    cycle: u32,
+    stop: &Arc<AtomicBool>,
+    exporter: Option<&llem::exporter::Exporter>,
+) -> Result<u8, Failure> {
     let display = RunDisplay::new();
-    let outcome = experiment.run_cycle(cycle, stop, |event| display.show(event));
+    let outcome = experiment.run_cycle(cycle, stop, |event| {
+        if let Some(exporter) = exporter {
+            exporter.observe(&event);
+        }
+        display.show(event)
+    });
     display.finish();
+    if let Some(exporter) = exporter {
+        exporter.run_finished();
+    }
     let outcome = outcome.map_err(|e| Failure::failed(e.to_string()))?;
     print_summary(&outcome.result, &outcome.dir);
     if let Some(error) = &outcome.result.error {

@@ -37,6 +37,7 @@ impl RunDisplay {
             Event::Warning(text) => bar.suspend(|| warn(text)),
             Event::Phase { note, .. } => bar.set_message(note),
             Event::Engine(text) => bar.suspend(|| ok(text)),
+            Event::Sampling { .. } => {}
             Event::Requests {
                 warmup,
                 completed,

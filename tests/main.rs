@@ -21,6 +21,7 @@ mod inference_real;
 mod loadgen;
 mod native_c_plugin;
 mod plugin_templates;
+mod report;
 mod robustness;
 mod sdk_example_both_ways;
 mod slurm;

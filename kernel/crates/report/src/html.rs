@@ -451,3 +451,63 @@ fn run_section(s: &mut String, run: &Run, n: usize) {
 fn truncate_long(v: &str) -> String {
     crate::svg::truncate(v, 600)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{DeviceSeries, Phase, Request};
+
+    #[test]
+    fn strings_from_a_run_are_escaped_everywhere_in_the_page() {
+        let evil = "<script>alert(1)</script>";
+        let result = serde_json::json!({
+            "run_id": evil,
+            "status": "complete",
+            "experiment": {"name": evil, "model": evil},
+            "quality": {"level": evil, "reasons": [{"message": evil}]},
+            "environment": {"host": evil, "cpu_model": evil, "devices": {evil: evil},
+                            "plugins": [{"instance": evil, "plugin": evil, "version": evil}]},
+            "backend": {"instance": evil},
+            "dataset": {"instance": evil, "prompts": 1},
+            "inference": {"energy_per_output_token_j": 0.5,
+                          "latency": {"ttft": {"p99": 10.0}, "itl": {"p99": 1.0},
+                                      "output_token_throughput": 100.0}},
+        });
+        let run = Run {
+            dir: evil.into(),
+            run_id: evil.into(),
+            label: evil.into(),
+            result,
+            phases: vec![Phase {
+                name: evil.into(),
+                start_ns: 0,
+                end_ns: 2_000_000_000,
+            }],
+            window: Some((0, 2_000_000_000)),
+            series: vec![DeviceSeries {
+                source: evil.into(),
+                device: evil.into(),
+                power: vec![(0, 1.0), (1_000_000_000, 2.0)],
+                energy: vec![(0, 0.0), (1_000_000_000, 1.5)],
+            }],
+            requests: vec![Request {
+                ttft_ms: Some(1.0),
+                e2el_ms: Some(2.0),
+                itl_ms: vec![0.5],
+            }],
+        };
+        let report = Report {
+            runs: vec![run],
+            studies: Vec::new(),
+            warnings: vec![evil.into()],
+        };
+        let page = render(&report, &[evil.to_owned()], evil);
+        // Only the page's own two scripts.
+        assert_eq!(page.matches("<script").count(), 2, "{page}");
+        assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+        assert!(
+            crate::terminal::summary(&report).contains(evil),
+            "plain text in the terminal"
+        );
+    }
+}

@@ -214,9 +214,11 @@ pub struct Plot {
     pub x_categories: Option<Vec<(f64, String)>>,
     legend: Vec<(String, Mark, String)>,
     body: String,
+    /// Drawn after the body, unclipped (point labels).
+    overlay: String,
 }
 
-pub const WIDTH: f64 = 760.0;
+pub const WIDTH: f64 = 960.0;
 pub const HEIGHT: f64 = 340.0;
 const LEGEND_W: f64 = 190.0;
 
@@ -252,6 +254,7 @@ impl Plot {
             x_categories: None,
             legend: Vec::new(),
             body: String::new(),
+            overlay: String::new(),
         }
     }
 
@@ -321,7 +324,7 @@ impl Plot {
             .collect();
         let _ = write!(
             self.body,
-            r#"<path d="{}" fill="none" stroke="{colour}" stroke-width="1.8"{} stroke-linejoin="round"><title>{}</title></path>"#,
+            r#"<path class="series" d="{}" fill="none" stroke="{colour}" stroke-width="1.8"{} stroke-linejoin="round"><title>{}</title></path>"#,
             path_d(&px),
             if dashed {
                 r#" stroke-dasharray="6 4""#
@@ -341,7 +344,7 @@ impl Plot {
         };
         let _ = write!(
             self.body,
-            r#"<circle cx="{}" cy="{}" r="{r}" fill="{fill}" stroke="{stroke}" stroke-width="1.5"><title>{}</title></circle>"#,
+            r#"<circle class="point" cx="{}" cy="{}" r="{r}" fill="{fill}" stroke="{stroke}" stroke-width="1.5"><title>{}</title></circle>"#,
             round2(self.px(x)),
             round2(self.py(y)),
             esc(title)
@@ -361,13 +364,17 @@ impl Plot {
         );
     }
 
-    /// A text label at a data point (escaped), offset in pixels.
+    /// A text label at a data point (escaped), offset in pixels; points in
+    /// the right third of the plot are labelled on their left.
     pub fn label(&mut self, x: f64, y: f64, dx: f64, dy: f64, text: &str) {
+        let (px, py) = (self.px(x), self.py(y));
+        let right = px > self.x.r0 + 0.66 * (self.x.r1 - self.x.r0);
         let _ = write!(
-            self.body,
-            r##"<text x="{}" y="{}" font-size="11" fill="#333">{}</text>"##,
-            round2(self.px(x) + dx),
-            round2(self.py(y) + dy),
+            self.overlay,
+            r##"<text x="{}" y="{}" font-size="11" fill="#333" text-anchor="{}">{}</text>"##,
+            round2(if right { px - dx } else { px + dx }),
+            round2(py + dy),
+            if right { "end" } else { "start" },
             esc(&truncate(text, 40))
         );
     }
@@ -456,6 +463,7 @@ impl Plot {
             y0 - y1 + 16.0,
             self.body
         );
+        s.push_str(&self.overlay);
         // Legend.
         let lx = x1 + 16.0;
         for (i, (colour, mark, label)) in self.legend.iter().enumerate() {
@@ -538,15 +546,15 @@ mod tests {
 
     #[test]
     fn a_known_series_maps_to_known_coordinates() {
-        // x 0..10 onto 78..(760-24) px, y 0..10 onto (340-52)..36 px.
+        // x 0..10 onto 78..(960-24) px, y 0..10 onto (340-52)..36 px.
         let mut p = Plot::new("t", "T", "x (s)", "y (W)", (0.0, 10.0), (0.0, 10.0));
         assert_eq!(p.px(0.0), 78.0);
-        assert_eq!(p.px(10.0), 736.0);
+        assert_eq!(p.px(10.0), 936.0);
         assert_eq!(p.py(0.0), 288.0);
         assert_eq!(p.py(10.0), 36.0);
         p.line(&[(0.0, 0.0), (5.0, 10.0), (10.0, 5.0)], "#000", false, "s");
         let svg = p.finish();
-        assert!(svg.contains(r#"d="M78,288 L407,36 L736,162""#), "{svg}");
+        assert!(svg.contains(r#"d="M78,288 L507,36 L936,162""#), "{svg}");
         assert_eq!(path_d(&[(1.004, 2.0), (3.0, 4.555)]), "M1,2 L3,4.56");
     }
 

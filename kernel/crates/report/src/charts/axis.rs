@@ -64,12 +64,20 @@ pub fn charts(study: &Study, n: usize) -> Vec<Chart> {
     let has_net = study.configs.iter().any(|c| c.metrics.contains_key(NET));
     let mut out = Vec::new();
     let keys = axes(study);
+    let mut drawn = 0;
     if keys.len() <= 4 {
         for (k, key) in keys.iter().enumerate() {
+            // An axis along which no two configurations agree on the other
+            // keys (e.g. alternatives that change several keys at once) has
+            // no line to draw: the per-configuration chart shows it.
+            if keys.len() > 1 && groups(study, key).iter().all(|(_, cs)| cs.len() < 2) {
+                continue;
+            }
             out.push(axis_chart(study, key, y, has_net, n * 10 + k));
+            drawn += 1;
         }
     }
-    if keys.len() != 1 {
+    if drawn != 1 || keys.len() != 1 {
         out.push(per_config(study, y, has_net, n));
     }
     out
@@ -106,6 +114,24 @@ fn draw(plot: &mut Plot, x: f64, m: &Metric, col: &str, net: bool, shift_px: f64
     );
 }
 
+/// Series along `key`: the configurations that agree on every other swept key.
+fn groups<'a>(study: &'a Study, key: &str) -> Vec<(String, Vec<&'a Config>)> {
+    let others: Vec<String> = axes(study).into_iter().filter(|k| k != key).collect();
+    let mut groups: Vec<(String, Vec<&Config>)> = Vec::new();
+    for c in &study.configs {
+        let name = others
+            .iter()
+            .map(|k| format!("{k}={}", value_of(c, k)))
+            .collect::<Vec<_>>()
+            .join(" ");
+        match groups.iter_mut().find(|(g, _)| *g == name) {
+            Some((_, cs)) => cs.push(c),
+            None => groups.push((name, vec![c])),
+        }
+    }
+    groups
+}
+
 fn axis_chart(study: &Study, key: &str, y: (f64, f64), has_net: bool, n: usize) -> Chart {
     let values: Vec<&str> = study.configs.iter().map(|c| value_of(c, key)).collect();
     let numeric: Option<Vec<f64>> = values.iter().map(|v| v.parse::<f64>().ok()).collect();
@@ -125,30 +151,19 @@ fn axis_chart(study: &Study, key: &str, y: (f64, f64), has_net: bool, n: usize) 
     let id = slug(&format!("axis-{key}"), n);
     let title = format!("Energy per output token vs {key} — {}", study.name);
     let x_range = match &numeric {
-        Some(xs) => (
-            xs.iter().copied().fold(f64::INFINITY, f64::min),
-            xs.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-        ),
+        Some(xs) => {
+            let lo = xs.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let pad = (hi - lo).max(hi.abs() * 0.1) * 0.05;
+            (lo - pad, hi + pad)
+        }
         None => (0.0, levels.len().saturating_sub(1) as f64),
     };
     let mut plot = Plot::new(&id, &title, key, "energy per output token (J)", x_range, y);
     if numeric.is_none() {
         plot = plot.with_categories(&levels);
     }
-    // Series: the configurations that agree on every other swept key.
-    let others: Vec<String> = axes(study).into_iter().filter(|k| k != key).collect();
-    let mut groups: Vec<(String, Vec<&Config>)> = Vec::new();
-    for c in &study.configs {
-        let name = others
-            .iter()
-            .map(|k| format!("{k}={}", value_of(c, k)))
-            .collect::<Vec<_>>()
-            .join(" ");
-        match groups.iter_mut().find(|(g, _)| *g == name) {
-            Some((_, cs)) => cs.push(c),
-            None => groups.push((name, vec![c])),
-        }
-    }
+    let groups = groups(study, key);
     for (i, (name, _)) in groups.iter().enumerate() {
         let lead = if name.is_empty() {
             String::new()

@@ -261,6 +261,9 @@ pub fn read_run(dir: &Path, label: Option<&str>) -> Result<Run, String> {
     })
 }
 
+/// A raw reading: t_ns, energy_uj, power_mw.
+type Row = (i64, Option<f64>, Option<f64>);
+
 /// timeseries.csv (`t_ns,source,device,energy_uj,power_mw`, empty cells for
 /// what a source does not give) into one series per device, in order of
 /// first appearance. Unparseable rows are skipped.
@@ -280,7 +283,7 @@ pub fn parse_timeseries(text: &str) -> Vec<DeviceSeries> {
     let (e_col, p_col) = (col("energy_uj"), col("power_mw"));
     // Per device: raw (t, energy_uj, power_mw).
     let mut order: Vec<(String, String)> = Vec::new();
-    let mut raw: BTreeMap<(String, String), Vec<(i64, Option<f64>, Option<f64>)>> = BTreeMap::new();
+    let mut raw: BTreeMap<(String, String), Vec<Row>> = BTreeMap::new();
     for record in reader.records().flatten() {
         let Some(t_ns) = record.get(t).and_then(|v| v.trim().parse::<i64>().ok()) else {
             continue;
@@ -311,11 +314,7 @@ pub fn parse_timeseries(text: &str) -> Vec<DeviceSeries> {
         .collect()
 }
 
-fn device_series(
-    source: String,
-    device: String,
-    rows: &[(i64, Option<f64>, Option<f64>)],
-) -> DeviceSeries {
+fn device_series(source: String, device: String, rows: &[Row]) -> DeviceSeries {
     let has_counter = rows.iter().filter(|r| r.1.is_some()).count() >= 2;
     let mut power = Vec::new();
     let mut energy = Vec::new();

@@ -16,7 +16,7 @@ th,td{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}t
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 figure.chart{background:#fff;border:1px solid #e2e2e2;border-radius:4px;margin:14px 0;padding:8px 10px}
 figure.chart svg{max-width:100%;height:auto;display:block}
-figcaption{font-size:12.5px;color:#444;margin:6px 0 2px;max-width:760px}
+figcaption{font-size:12.5px;color:#444;margin:6px 0 2px;max-width:960px}
 .dl button{font-size:12px;margin:4px 6px 0 0;padding:2px 10px;border:1px solid #bbb;border-radius:3px;background:#f5f5f5;cursor:pointer}
 .good{color:#1a7f37;font-weight:bold}.caution{color:#b26a00;font-weight:bold}.poor{color:#c62828;font-weight:bold}
 .warn{color:#8a5a00;font-size:13px}nav a{margin-right:14px;font-size:14px}
@@ -163,7 +163,7 @@ pub fn render(report: &Report, sources: &[String], llem_version: &str) -> String
     for (n, run) in report.all_runs().into_iter().enumerate() {
         run_section(&mut s, run, n);
     }
-    let _ = write!(s, "<script>{DOWNLOAD_SCRIPT}</script></body></html>\n");
+    let _ = writeln!(s, "<script>{DOWNLOAD_SCRIPT}</script></body></html>");
     s
 }
 
@@ -177,7 +177,8 @@ fn summary_table(s: &mut String, report: &Report, points: &[Point]) {
         .map(|a| charts::pareto::frontier_labels(points, a))
         .collect();
     // Quality and CIs per point, in the order of `points`.
-    let mut extra: Vec<(Option<&str>, Option<(f64, f64)>)> = Vec::new();
+    type Extra<'a> = (Option<&'a str>, Option<(f64, f64)>);
+    let mut extra: Vec<Extra> = Vec::new();
     for st in &report.studies {
         for c in &st.configs {
             extra.push((

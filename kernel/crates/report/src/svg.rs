@@ -220,7 +220,7 @@ pub struct Plot {
 
 pub const WIDTH: f64 = 960.0;
 pub const HEIGHT: f64 = 340.0;
-const LEGEND_W: f64 = 190.0;
+const LEGEND_W: f64 = 230.0;
 
 impl Plot {
     /// A plot over the data ranges `x` and `y` (widened to nice ticks).
@@ -495,7 +495,7 @@ impl Plot {
                 r##"{sym}<text x="{}" y="{}" fill="#222">{}<title>{}</title></text>"##,
                 lx + 28.0,
                 ly + 4.0,
-                esc(&truncate(label, 24)),
+                esc(&truncate(label, 30)),
                 esc(label)
             );
         }

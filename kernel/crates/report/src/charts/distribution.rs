@@ -37,6 +37,9 @@ pub fn ecdf(values: &[f64]) -> Vec<(f64, f64)> {
 
 type Pick = fn(&Request) -> Vec<f64>;
 
+/// One ECDF line: label, steps, number of values.
+type Line = (String, Vec<(f64, f64)>, usize);
+
 /// The three ECDF charts (those with data).
 #[must_use]
 pub fn charts(report: &Report) -> Vec<Chart> {
@@ -70,7 +73,7 @@ pub fn charts(report: &Report) -> Vec<Chart> {
     ];
     let mut out = Vec::new();
     for (key, name, pick) in metrics {
-        let lines: Vec<(String, Vec<(f64, f64)>, usize)> = groups
+        let lines: Vec<Line> = groups
             .iter()
             .map(|(label, reqs)| {
                 let values: Vec<f64> = reqs.iter().flat_map(|r| pick(r)).collect();

@@ -78,7 +78,7 @@ pub fn charts(run: &Run, n: usize) -> Vec<Chart> {
             "time since the run started (s)",
             &format!("{} ({unit})", kind.to_lowercase()),
             x_range,
-            (min, max),
+            (min, max + 0.06 * (max - min).max(max.abs())),
         );
         for (i, s) in run.series.iter().enumerate() {
             plot.legend(colour(i), Mark::Line, &format!("{}/{}", s.source, s.device));

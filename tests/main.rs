@@ -23,6 +23,7 @@ mod loadgen;
 mod native_c_plugin;
 mod plugin_templates;
 mod prometheus;
+mod report;
 mod robustness;
 mod sdk_example_both_ways;
 mod slurm;

@@ -42,6 +42,7 @@ enum Command {
     #[command(subcommand)]
     Study(commands::study::Command),
     Compare(commands::compare::Args),
+    Report(commands::report::Args),
     Completions(commands::completions::Args),
 }
 
@@ -70,6 +71,7 @@ fn main() -> ExitCode {
         Command::Config(command) => commands::config::run(command),
         Command::Study(command) => commands::study::run(command),
         Command::Compare(args) => commands::compare::run(args),
+        Command::Report(args) => commands::report::run(args),
         Command::Completions(args) => commands::completions::run(args),
     });
     let outcome = match outcome {

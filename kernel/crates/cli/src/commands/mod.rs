@@ -7,6 +7,7 @@ pub mod env;
 pub mod interrupt;
 pub mod monitor;
 pub mod plugins;
+pub mod report;
 pub mod run;
 pub mod run_display;
 pub mod study;

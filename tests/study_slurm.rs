@@ -102,7 +102,12 @@ fn a_study_runs_as_a_slurm_array_merges_and_status_agrees_with_sacct() {
             && from_sacct
                 .iter()
                 .all(|(_, st)| st != "PENDING" && st != "RUNNING");
-        if s["counts"]["complete"] == 4 && finished {
+        // Both views settle: sacct lags the controller by a few seconds, and
+        // llem's status reads it at its own moment.
+        let status_has_states = s["slots"]
+            .as_array()
+            .is_some_and(|slots| slots.iter().all(|slot| slot["slurm_state"].is_string()));
+        if s["counts"]["complete"] == 4 && finished && status_has_states {
             break (s, from_sacct);
         }
         assert!(

@@ -23,6 +23,7 @@ mod native_c_plugin;
 mod plugin_templates;
 mod robustness;
 mod sdk_example_both_ways;
+mod sinks;
 mod slurm;
 mod study;
 mod study_slurm;

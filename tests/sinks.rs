@@ -15,6 +15,7 @@ fn plugins() -> tempfile::TempDir {
         wasm_artifact("backend-command"),
         wasm_artifact("sink-csv"),
         wasm_artifact("sink-mlenergy"),
+        wasm_artifact("sink-hostile"),
     ])
 }
 
@@ -43,6 +44,16 @@ fn manifest(dir: &Path, sinks: &str) -> PathBuf {
 }
 
 fn run(plugins: &Path, manifest: &Path, out: &Path) -> (PathBuf, Value) {
+    let (code, stdout, stderr, run) = run_any(plugins, manifest, out);
+    assert!(code == 0 || code == 3, "exit {code}\n{stderr}\n{stdout}");
+    assert!(
+        !stderr.contains("warning: plugin `sink"),
+        "a sink warned:\n{stderr}"
+    );
+    run
+}
+
+fn run_any(plugins: &Path, manifest: &Path, out: &Path) -> (i32, String, String, (PathBuf, Value)) {
     let (code, stdout, stderr) = output(
         llem(plugins)
             .arg("run")
@@ -51,9 +62,8 @@ fn run(plugins: &Path, manifest: &Path, out: &Path) -> (PathBuf, Value) {
             .arg("--output")
             .arg(out),
     );
-    assert!(code == 0 || code == 3, "exit {code}\n{stderr}\n{stdout}");
-    assert!(!stderr.contains("sink"), "a sink warned:\n{stderr}");
-    only_run(&out.join("sinks"))
+    let run = only_run(&out.join("sinks"));
+    (code, stdout, stderr, run)
 }
 
 #[test]
@@ -147,4 +157,47 @@ fn a_sink_dir_option_redirects_its_files_and_grants_only_that() {
             .any(|g| g["instance"] == "ml" && g["target"] == elsewhere.display().to_string()),
         "{grants:?}"
     );
+}
+
+#[test]
+fn a_failing_sink_is_recorded_and_degrades_the_run() {
+    let plugins = plugins();
+    let dir = tempfile::tempdir().unwrap();
+    // sink-hostile writes its result to `file` (default `/`): refused in the
+    // sandbox, so its write-result fails; the csv sink beside it succeeds.
+    let path = manifest(
+        dir.path(),
+        "[plugins.bad]\nplugin = \"sink-hostile\"\n\n[plugins.csv]\nplugin = \"sink-csv\"\n",
+    );
+    let (code, stdout, stderr, (run_dir, result)) = run_any(plugins.path(), &path, dir.path());
+    assert_eq!(code, 3, "{stderr}\n{stdout}");
+    assert_eq!(result["status"], "degraded");
+    let reasons = result["status_reasons"].to_string();
+    assert!(reasons.contains("sink `bad` failed"), "{reasons}");
+    assert!(
+        stderr.contains("warning: plugin `sink-hostile`"),
+        "no warning:\n{stderr}"
+    );
+    let sinks = result["sinks"].as_array().unwrap();
+    assert_eq!(sinks.len(), 2, "{sinks:?}");
+    let bad = sinks.iter().find(|s| s["instance"] == "bad").unwrap();
+    assert!(
+        bad["error"].as_str().unwrap().contains("writing /"),
+        "{bad}"
+    );
+    // It took every reading, then lost the result document.
+    let readings = std::fs::read_to_string(run_dir.join("timeseries.csv"))
+        .unwrap()
+        .lines()
+        .count() as u64
+        - 1;
+    assert_eq!(bad["delivered"].as_u64(), Some(readings));
+    assert_eq!(bad["dropped"].as_u64(), Some(1));
+    let good = sinks.iter().find(|s| s["instance"] == "csv").unwrap();
+    assert_eq!(good["delivered"].as_u64(), Some(readings + 1));
+    assert_eq!(good["dropped"].as_u64(), Some(0));
+    assert!(good.get("error").is_none(), "{good}");
+    assert!(run_dir.join("result.csv").is_file());
+    // Nothing escaped the sandbox.
+    assert!(!bad["error"].as_str().unwrap().contains("SANDBOX LEAK"));
 }

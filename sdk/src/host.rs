@@ -1,5 +1,6 @@
 //! Services the kernel gives plugins: logging into its tracing subscriber and
-//! its monotonic clock. The same calls work in WASM and native builds.
+//! its monotonic clock (the same calls work in WASM and native builds), and
+//! where a sandboxed plugin may write.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
@@ -24,6 +25,26 @@ pub fn monotonic_now_ns() -> u64 {
     return crate::wasm::host_monotonic_now_ns();
     #[cfg(not(target_family = "wasm"))]
     return crate::native::host_monotonic_now_ns();
+}
+
+/// The directory this sandboxed plugin may write, as the kernel granted it
+/// (for a sink with no path option set: the run directory). `None` when there
+/// is no writable directory, and always in a native build, which runs
+/// unconfined and is told where to write through its options.
+pub fn write_dir() -> Option<std::path::PathBuf> {
+    #[cfg(target_family = "wasm")]
+    {
+        use wasip2::filesystem::{preopens, types::DescriptorFlags};
+        preopens::get_directories()
+            .into_iter()
+            .find(|(dir, _)| {
+                dir.get_flags()
+                    .is_ok_and(|f| f.contains(DescriptorFlags::MUTATE_DIRECTORY))
+            })
+            .map(|(_, path)| std::path::PathBuf::from(path))
+    }
+    #[cfg(not(target_family = "wasm"))]
+    None
 }
 
 pub fn info(message: &str) {

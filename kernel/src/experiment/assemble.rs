@@ -219,6 +219,7 @@ pub fn assemble(
         environment: Some(state.environment.clone()),
         grants: plan.plugins.iter().flat_map(|p| p.grants.clone()).collect(),
         warnings: state.warnings.clone(),
+        sinks: Vec::new(),
     };
     Assembled {
         result,

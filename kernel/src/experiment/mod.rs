@@ -16,6 +16,7 @@ pub mod phase;
 mod result;
 mod results;
 mod run_dir;
+mod sinks;
 pub mod status;
 pub(crate) mod timestamp;
 mod workload;
@@ -1063,7 +1064,16 @@ impl<'c> Experiment<'c> {
         let json = serde_json::to_string_pretty(&result)
             .map_err(|e| RunError::Invalid(format!("cannot encode result.json: {e}")))?;
         std::fs::write(state.dir.join("result.json"), &json).map_err(io("writing result.json"))?;
-        self.deliver_to_sinks(&state.dir, &state.collected, &result, &json, on_event);
+        let delivered =
+            self.deliver_to_sinks(&state.dir, &state.collected, &result, &json, on_event);
+        if !delivered.is_empty() {
+            // result.json again, now saying what each sink got.
+            sinks::record(&mut result, delivered);
+            let json = serde_json::to_string_pretty(&result)
+                .map_err(|e| RunError::Invalid(format!("cannot encode result.json: {e}")))?;
+            std::fs::write(state.dir.join("result.json"), &json)
+                .map_err(io("writing result.json"))?;
+        }
         let kept = match (keep, backend, engine_key(&self.plan)) {
             (Some(engine), Some(backend), Some(key)) => Some(KeptEngine {
                 key,
@@ -1087,8 +1097,9 @@ impl<'c> Experiment<'c> {
     }
 
     /// Sinks get the samples (read back from timeseries.csv, where they were
-    /// streamed) and the result. A failing sink is a warning: the run directory
-    /// already holds everything.
+    /// streamed) in bounded batches, then the result. A sink that fails is
+    /// warned about and recorded (`sinks::record` degrades the run): the run
+    /// directory already holds everything, but the user asked for the export.
     fn deliver_to_sinks(
         &self,
         dir: &Path,
@@ -1096,26 +1107,44 @@ impl<'c> Experiment<'c> {
         result: &RunResult,
         json: &str,
         on_event: &mut dyn FnMut(Event<'_>),
-    ) {
-        for plugin in self.instances(PluginKind::Sink) {
-            let delivered = (|| -> Result<(), PluginFailure> {
+    ) -> Vec<sinks::SinkOutcome> {
+        let mut outcomes = Vec::new();
+        let plugins: Vec<&PluginPlan> = self.instances(PluginKind::Sink).collect();
+        if plugins.is_empty() {
+            return outcomes;
+        }
+        let batches = sinks::bounded(results::sample_batches(dir, sources));
+        let total: u64 = batches.iter().map(|b| b.samples.len() as u64).sum::<u64>() + 1;
+        for plugin in plugins {
+            let mut delivered = 0u64;
+            let outcome = (|| -> Result<(), PluginFailure> {
                 let code = self.catalog.load_path(&plugin.location)?;
                 let mut sink = code.open_sink(&plugin.config, &sandbox_for(plugin, Some(dir)))?;
-                for batch in results::sample_batches(dir, sources) {
-                    sink.write_samples(&batch)?;
+                for batch in &batches {
+                    sink.write_samples(batch)?;
+                    delivered += batch.samples.len() as u64;
                 }
                 sink.write_result(&llem_sdk::ResultDocument {
                     schema_version: SCHEMA_VERSION.into(),
                     run_id: result.run_id.clone(),
                     json: json.to_owned(),
                 })?;
+                delivered += 1;
                 sink.finish()
             })();
-            if let Err(error) = delivered {
+            let error = outcome.err().map(|error| {
                 let text = error.to_string();
                 on_event(Event::Warning(&text));
-            }
+                text.lines().next().unwrap_or_default().to_owned()
+            });
+            outcomes.push(sinks::SinkOutcome {
+                instance: plugin.instance.clone(),
+                delivered,
+                dropped: total - delivered,
+                error,
+            });
         }
+        outcomes
     }
 }
 

@@ -88,6 +88,9 @@ pub struct RunResult {
     /// Problems met during the run that did not stop it (recorded gaps).
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// What each sink was given; absent when the manifest names none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sinks: Vec<super::sinks::SinkOutcome>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -293,7 +293,12 @@ fn fmt_number(x: f64) -> String {
     }
 }
 
+/// A path option's value resolved against `base`; an empty string stays empty
+/// (a plugin's way of saying "not set", e.g. a sink's `dir`: the run directory).
 fn path_value(s: &str, base: &Path) -> Value {
+    if s.is_empty() {
+        return Value::String(String::new());
+    }
     Value::String(absolute(base, s).to_string_lossy().into_owned())
 }
 

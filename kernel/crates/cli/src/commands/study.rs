@@ -148,14 +148,7 @@ fn run_task(dir: &Path, task: usize) -> CmdResult {
                 reasons,
             } => {
                 display.finish();
-                let place = run_dir
-                    .map(|d| format!(" → {}", d.display()))
-                    .unwrap_or_default();
-                ok(&format!(
-                    "run {index}: {}{place} {}",
-                    status.as_str(),
-                    reasons.join("; ")
-                ));
+                crate::commands::study_run::say_finished(index, status, run_dir, reasons);
             }
             StudyEvent::Gap { .. } | StudyEvent::Stopped(_) => {}
         })

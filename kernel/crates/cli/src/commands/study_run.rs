@@ -84,13 +84,12 @@ pub fn run(args: &StudyArgs<'_>) -> CmdResult {
 /// time the gaps alone take.
 fn print_schedule(design: &Design, dir: &Path) {
     let sharing = design.engine_sharing();
-    let runner_states: Vec<Option<SlotStatus>> = (0..design.schedule.len())
-        .map(|i| {
-            llem::study::state::read(dir, i)
-                .ok()
-                .flatten()
-                .map(|s| s.status)
-        })
+    let recorded: Vec<Option<llem::study::state::SlotState>> = (0..design.schedule.len())
+        .map(|i| llem::study::state::read(dir, i).ok().flatten())
+        .collect();
+    let runner_states: Vec<Option<SlotStatus>> = recorded
+        .iter()
+        .map(|s| s.as_ref().map(|s| s.status))
         .collect();
     println!("order ({}, seed {}):", design.order, design.seed);
     for (i, slot) in design.schedule.iter().enumerate() {
@@ -148,10 +147,7 @@ fn print_schedule(design: &Design, dir: &Path) {
         .sum::<f64>()
         / design.configs.len().max(1) as f64;
     // Runs that ended before (a resumed study) tell how long one takes.
-    let walls: Vec<f64> = (0..runs)
-        .filter_map(|i| llem::study::state::read(dir, i).ok().flatten())
-        .filter_map(|s| s.wall_s)
-        .collect();
+    let walls: Vec<f64> = recorded.iter().flatten().filter_map(|s| s.wall_s).collect();
     let left = runner_states
         .iter()
         .filter(|s| !s.is_some_and(SlotStatus::is_done))
@@ -230,15 +226,7 @@ fn run_locally(design: Design, dir: &Path, catalog: &Catalog) -> CmdResult {
             if let Some(d) = display.take() {
                 d.finish();
             }
-            let place = run_dir
-                .map(|d| format!(" → {}", d.display()))
-                .unwrap_or_default();
-            let text = format!("run {index}: {}{place}", status.as_str());
-            if matches!(status, SlotStatus::Complete) {
-                ok(&text);
-            } else {
-                warn(&format!("{text}: {}", reasons.join("; ")));
-            }
+            say_finished(index, status, run_dir, reasons);
             if let Err(e) = summary::write(runner.design(), dir) {
                 warn(&format!("study.json: {e}"));
             }
@@ -280,6 +268,20 @@ fn run_locally(design: Design, dir: &Path, catalog: &Catalog) -> CmdResult {
         .max()
         .unwrap_or(0);
     Ok(ExitCode::from(worst))
+}
+
+/// How a run of the study ended, with where it is and, when it is not
+/// complete, why.
+pub fn say_finished(index: usize, status: SlotStatus, run_dir: Option<&Path>, reasons: &[String]) {
+    let place = run_dir
+        .map(|d| format!(" → {}", d.display()))
+        .unwrap_or_default();
+    let text = format!("run {index}: {}{place}", status.as_str());
+    if status == SlotStatus::Complete {
+        ok(&text);
+    } else {
+        warn(&format!("{text}: {}", reasons.join("; ")));
+    }
 }
 
 /// One line per configuration: the headline figures, mean ± 95 % half-width.

@@ -357,10 +357,17 @@ fn a_slow_bmc_is_labelled_in_the_verdict() {
     );
     let w = check(&result, "window_vs_refresh").unwrap();
     assert_eq!(w["level"], "poor", "{w}");
-    assert!(
-        w["message"].as_str().unwrap().contains("(2000 ms each)"),
-        "{w}"
-    );
+    // Judged by the slower of the declared (2000 ms) and the measured refresh:
+    // on a loaded machine the readings arrive a little later than declared.
+    let each_ms: f64 = w["message"]
+        .as_str()
+        .unwrap()
+        .split(" ms each")
+        .next()
+        .and_then(|head| head.rsplit('(').next())
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or_else(|| panic!("no refresh in {w}"));
+    assert!((2000.0..2600.0).contains(&each_ms), "{w}");
     assert_eq!(result["quality"]["level"], "poor");
     assert!(
         text.contains("redfish/1U refreshes its reading only every 2 s"),

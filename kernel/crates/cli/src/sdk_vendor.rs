@@ -81,6 +81,7 @@ serde_json = "1"
 
 [target.'cfg(target_family = "wasm")'.dependencies]
 wit-bindgen = { version = "0.61", default-features = false, features = ["macros", "realloc", "std"] }
+wasip2 = "1"
 "#;
 
 /// Write the SDK under `dir/vendor/`; returns the SDK crate's directory.
@@ -134,5 +135,31 @@ mod tests {
         let mut vendored: Vec<String> = super::FILES.iter().map(|(p, _)| (*p).to_owned()).collect();
         vendored.sort();
         assert_eq!(on_disk, vendored);
+    }
+
+    /// Every dependency of sdk/Cargo.toml (per target) is in the vendored
+    /// manifest: a dependency added to the SDK alone breaks every template.
+    #[test]
+    fn the_vendored_manifest_has_every_sdk_dependency() {
+        fn deps(manifest: &toml::Table) -> Vec<String> {
+            let mut names: Vec<String> = Vec::new();
+            let mut add = |table: Option<&toml::Value>, scope: &str| {
+                if let Some(t) = table.and_then(toml::Value::as_table) {
+                    names.extend(t.keys().map(|k| format!("{scope}{k}")));
+                }
+            };
+            add(manifest.get("dependencies"), "");
+            if let Some(targets) = manifest.get("target").and_then(toml::Value::as_table) {
+                for (cfg, t) in targets {
+                    add(t.get("dependencies"), &format!("{cfg}: "));
+                }
+            }
+            names.sort();
+            names
+        }
+        let sdk: toml::Table =
+            toml::from_str(include_str!("../../../../sdk/Cargo.toml")).expect("sdk manifest");
+        let vendored: toml::Table = toml::from_str(super::CARGO_TOML).expect("vendored manifest");
+        assert_eq!(deps(&sdk), deps(&vendored));
     }
 }

@@ -266,6 +266,11 @@ impl DeviceAccumulator {
         }
     }
 
+    /// When the latest reading was taken (CLOCK_MONOTONIC ns), if any.
+    pub fn last_t_ns(&self) -> Option<u64> {
+        self.last_t_ns
+    }
+
     /// Time between the first and last reading, seconds.
     pub fn span_s(&self) -> f64 {
         match (self.first_t_ns, self.last_t_ns) {

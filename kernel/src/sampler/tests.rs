@@ -14,6 +14,8 @@ struct Scripted {
     read_cost: Duration,
     /// Reads from this one on take `read_cost`; earlier ones are instant.
     slow_from: u64,
+    /// Only every n-th read hands a reading over (a slowly refreshing meter); 0 or 1: every read.
+    reading_every: u64,
 }
 
 impl EnergyInstance for Scripted {
@@ -33,6 +35,9 @@ impl EnergyInstance for Scripted {
                 FailureKind::Unavailable,
                 "device lost",
             ));
+        }
+        if self.reading_every > 1 && n % self.reading_every != 1 {
+            return Ok(());
         }
         out.push(Reading {
             device: 0,
@@ -72,6 +77,7 @@ fn source(
         fail_from,
         read_cost: Duration::ZERO,
         slow_from: 0,
+        reading_every: 0,
     };
     (
         (
@@ -149,6 +155,7 @@ fn a_window_sits_on_its_boundary_reads_even_when_the_last_one_is_slow() {
         read_cost: Duration::from_millis(40),
         // Read 1: the sampler's first; 2: the window's opening read; 3: its closing one.
         slow_from: 3,
+        reading_every: 0,
     };
     config.1 = Box::new(scripted);
     let sampler = Sampler::start(vec![config]).unwrap();
@@ -174,6 +181,40 @@ fn a_window_sits_on_its_boundary_reads_even_when_the_last_one_is_slow() {
         (device.covered_s - window.duration_s()).abs() < 1e-9,
         "one source: the window is exactly the span of its boundary reads: {window:?}"
     );
+}
+
+/// A meter that hands over a new reading only now and then (a BMC) covers
+/// only what lies between its readings inside the window: the interval that
+/// began before the window opened does not count as covering it (it once
+/// did, and a window between two slow readings read as fully covered).
+#[test]
+fn a_slow_meter_covers_only_the_window_between_its_readings() {
+    let (mut config, _) = source("bmc", 10, 1000, u64::MAX);
+    config.1 = Box::new(Scripted {
+        devices: config.1.devices().to_vec(),
+        step_uj: 1000,
+        reads: Arc::new(AtomicU64::new(0)),
+        fail_from: u64::MAX,
+        read_cost: Duration::ZERO,
+        slow_from: 0,
+        // Reads 1, 26, 51, …: a new reading every 25 reads of 10 ms.
+        reading_every: 25,
+    });
+    let sampler = Sampler::start(vec![config]).unwrap();
+    std::thread::sleep(Duration::from_millis(120));
+    sampler.begin_window("w");
+    std::thread::sleep(Duration::from_millis(300));
+    let window = sampler.end_window("w").unwrap();
+    drop(sampler);
+    let device = &window.devices[0];
+    // Readings come every ~250 ms: the 300 ms window holds at most one full
+    // interval between two of them, plus part of one, never all of itself.
+    assert!(
+        device.covered_s < window.duration_s() * 0.95,
+        "{device:?} over {} s",
+        window.duration_s()
+    );
+    assert!(device.covered_s <= window.duration_s());
 }
 
 #[test]
@@ -210,6 +251,7 @@ fn overrunning_reads_count_missed_ticks_instead_of_drifting() {
         fail_from: u64::MAX,
         read_cost: Duration::from_millis(25),
         slow_from: 0,
+        reading_every: 0,
     };
     let config = SourceConfig {
         name: "slow".into(),

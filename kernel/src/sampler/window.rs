@@ -114,6 +114,26 @@ impl WindowMeasurement {
     }
 }
 
+/// Seconds of `[start_ns, end_ns]` that the device's readings between the
+/// snapshots `b` and `a` account for: the covered intervals, less the part
+/// of the first one before the window opened (a source that handed no new
+/// reading at the opening, e.g. a slowly refreshing BMC, counts from its
+/// previous one) and of the last one after it closed. A device read at both
+/// edges covers the whole window exactly.
+fn covered_within(b: &DeviceAccumulator, a: &DeviceAccumulator, start_ns: u64, end_ns: u64) -> f64 {
+    let mut covered = a.covered_since(b);
+    if covered <= 0.0 {
+        return 0.0;
+    }
+    if let Some(opened_on) = b.last_t_ns().filter(|t| *t < start_ns) {
+        covered -= (start_ns - opened_on) as f64 / 1e9;
+    }
+    if let Some(closed_on) = a.last_t_ns().filter(|t| *t > end_ns) {
+        covered -= (closed_on - end_ns) as f64 / 1e9;
+    }
+    covered.max(0.0)
+}
+
 pub fn measure(
     name: &str,
     begin: &OpenWindow,
@@ -134,7 +154,7 @@ pub fn measure(
                         a.energy_since(b),
                         a.samples() - b.samples() + opened_on,
                         a.gaps.since(&b.gaps),
-                        a.covered_since(b),
+                        covered_within(b, a, begin.t_ns, end.t_ns),
                     )
                 }
                 _ => (EnergyMethod::None, None, 0, GapLog::default(), 0.0),

@@ -43,5 +43,5 @@ pub use raw::{ManifestSource, RawEntry, RawItem, RawManifest, RawTable, RawValue
 pub use render::render_default;
 pub use resolve::resolve;
 pub use schema::json_schema;
-pub use spans::Loc;
+pub use spans::{Loc, key_segment};
 pub use suggest::suggest;

@@ -89,7 +89,7 @@ impl<'t> LineIndex<'t> {
 }
 
 /// One key as it appears in a dotted path: bare when TOML allows, quoted otherwise.
-pub(crate) fn key_segment(key: &str) -> String {
+pub fn key_segment(key: &str) -> String {
     let bare = !key.is_empty()
         && key
             .chars()

@@ -336,7 +336,7 @@ fn flatten<'e>(key: &str, entry: &'e RawEntry) -> Vec<(String, &'e RawItem, Loc)
             RawValue::Table(t) => {
                 for e in &t.entries {
                     walk(
-                        format!("{key}.{}", segment(&e.key)),
+                        format!("{key}.{}", llem_manifest::key_segment(&e.key)),
                         &e.key_loc,
                         &e.item,
                         out,
@@ -349,17 +349,4 @@ fn flatten<'e>(key: &str, entry: &'e RawEntry) -> Vec<(String, &'e RawItem, Loc)
     let mut out = Vec::new();
     walk(key.to_owned(), &entry.key_loc, &entry.item, &mut out);
     out
-}
-
-/// A key segment as a dotted path writes it: quoted unless bare.
-fn segment(key: &str) -> String {
-    let bare = !key.is_empty()
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    if bare {
-        key.to_owned()
-    } else {
-        format!("{key:?}")
-    }
 }

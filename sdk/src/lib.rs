@@ -84,6 +84,24 @@ pub trait Sink: Plugin {
     fn finish(&mut self) -> Result<(), PluginError> {
         Ok(())
     }
+
+    // The stream (`llem:plugin-ext/sink-stream`, C symbols
+    // `llem_sink_begin_run` …): optional. A sink that keeps these defaults
+    // wants nothing beyond readings and the result.
+
+    /// The run starting; called once after `open`, before anything else.
+    /// Return what to stream besides readings and the result.
+    fn begin_run(&mut self, _run: &RunInfo) -> Result<Wanted, PluginError> {
+        Ok(Wanted::NOTHING)
+    }
+    /// Phase edges in the order they happened (only when wanted).
+    fn write_events(&mut self, _events: &[PhaseEvent]) -> Result<(), PluginError> {
+        Ok(())
+    }
+    /// Finished requests in completion order (only when wanted).
+    fn write_requests(&mut self, _requests: &[RequestRecord]) -> Result<(), PluginError> {
+        Ok(())
+    }
 }
 
 #[doc(hidden)]

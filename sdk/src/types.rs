@@ -440,3 +440,79 @@ pub struct ResultDocument {
     pub run_id: String,
     pub json: String,
 }
+
+// ------------------------------------------------- sink stream (plugin-ext)
+
+/// What a run is, handed to a streaming sink before anything else
+/// (`llem:plugin-ext/sink-stream.begin-run`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunInfo {
+    pub run_id: String,
+    /// `[experiment] name`.
+    pub experiment: String,
+    pub model: Option<String>,
+    /// Which cycle of the experiment this run is (1-based).
+    pub cycle: u32,
+    /// Wall-clock start, RFC 3339 (UTC).
+    pub started_at: String,
+    /// Context the kernel knows, such as `study` and `config` for a run of a
+    /// study; names are lower-case ASCII.
+    pub labels: Vec<(String, String)>,
+}
+
+/// What a streaming sink wants delivered besides readings and the result.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Wanted {
+    pub phase_events: bool,
+    pub requests: bool,
+}
+
+impl Wanted {
+    pub const NOTHING: Wanted = Wanted {
+        phase_events: false,
+        requests: false,
+    };
+    pub const EVERYTHING: Wanted = Wanted {
+        phase_events: true,
+        requests: true,
+    };
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PhaseEdge {
+    Start,
+    End,
+}
+
+/// A phase of the run starting or ending. Names as in result.json
+/// `phases[].name`; a sink should accept names it does not know.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhaseEvent {
+    pub phase: String,
+    pub edge: PhaseEdge,
+    /// CLOCK_MONOTONIC ns.
+    pub t_ns: u64,
+}
+
+/// One finished request as the client saw it (a requests.jsonl line;
+/// times CLOCK_MONOTONIC ns).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    /// Send order over the whole run, warm-up included.
+    pub index: u32,
+    pub prompt_id: String,
+    /// `warmup` or `measured`.
+    pub phase: String,
+    pub send_ns: u64,
+    pub first_token_ns: Option<u64>,
+    /// Arrival of every chunk carrying text.
+    pub chunk_ns: Vec<u64>,
+    pub end_ns: u64,
+    pub input_tokens: Option<u32>,
+    pub output_tokens: Option<u32>,
+    /// The token counts are the server's `usage`.
+    pub tokens_from_usage: bool,
+    pub success: bool,
+    pub error: Option<String>,
+}

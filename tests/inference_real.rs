@@ -206,8 +206,79 @@ fn offline_and_server_produce_the_same_output_tokens_with_greedy_decoding() {
     let (server_run, server, _b) = run("server", &["--set", "load.max_concurrency=1"]);
     assert_eq!(offline["status"], "complete", "{}", offline["warnings"]);
     assert_eq!(server["status"], "complete", "{}", server["warnings"]);
-    let offline = output_tokens_by_prompt(&offline_run);
-    let server = output_tokens_by_prompt(&server_run);
-    assert_eq!(offline.len(), 5);
-    assert_eq!(offline, server);
+    let offline_tokens = output_tokens_by_prompt(&offline_run);
+    let server_tokens = output_tokens_by_prompt(&server_run);
+    assert_eq!(offline_tokens.len(), 5);
+    assert_eq!(offline_tokens, server_tokens);
+
+    // Two engines on identical prompts: `llem report`'s cross-engine table
+    // pairs them by the prompts' fingerprint and shows each run's figures.
+    let sha = offline["dataset"]["prompts_sha256"].as_str().unwrap();
+    assert_eq!(sha.len(), 64, "{sha}");
+    assert_eq!(server["dataset"]["prompts_sha256"].as_str(), Some(sha));
+    let dir = tempfile::tempdir().unwrap();
+    let html = dir.path().join("report.html");
+    let (code, summary, stderr) = output(
+        llem(dir.path())
+            .arg("report")
+            .arg(&offline_run)
+            .arg(&server_run)
+            .arg("-o")
+            .arg(&html),
+    );
+    assert_eq!(code, 0, "{summary}\n{stderr}");
+    let rows = engine_table(&std::fs::read_to_string(&html).unwrap());
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    for (run, mode) in [(&offline, "offline"), (&server, "server")] {
+        let engine = format!(
+            "{} ({mode})",
+            run["backend"]["plan"]["engine"].as_str().unwrap()
+        );
+        let row = rows
+            .iter()
+            .find(|r| r[1] == engine)
+            .unwrap_or_else(|| panic!("no row for {engine}: {rows:?}"));
+        assert!(row[0].contains(&sha[..12]), "{row:?}");
+        assert_eq!(row[2], "1", "one run each: {row:?}");
+        // The cells are the run's own figures, to the 3 significant digits shown.
+        for (cell, pointer) in [
+            (3, "/inference/energy_per_output_token_j"),
+            (4, "/inference/latency/ttft/median"),
+            (5, "/inference/latency/ttft/p99"),
+            (6, "/inference/latency/output_token_throughput"),
+        ] {
+            let want = run.pointer(pointer).and_then(Value::as_f64).unwrap();
+            let shown: f64 = row[cell].parse().unwrap();
+            assert!(
+                (shown - want).abs() <= 0.005 * want.abs() + 1e-12,
+                "{engine} {pointer}: shown {shown}, result.json {want}"
+            );
+        }
+        assert!(
+            summary.contains(&format!("engine {engine} on ")),
+            "terminal summary names {engine}:\n{summary}"
+        );
+    }
+}
+
+/// The cells of the report's cross-engine table, row by row (header left out).
+fn engine_table(page: &str) -> Vec<Vec<String>> {
+    let section = page
+        .split(r#"<h2 id="engines">"#)
+        .nth(1)
+        .and_then(|s| s.split("</table>").next())
+        .unwrap_or_default();
+    section
+        .split("<tr>")
+        .skip(2)
+        .map(|row| {
+            row.split("<td")
+                .skip(1)
+                .map(|cell| {
+                    let text = cell.split_once('>').map_or("", |(_, t)| t);
+                    text.split("</td>").next().unwrap_or("").to_owned()
+                })
+                .collect()
+        })
+        .collect()
 }

@@ -897,6 +897,7 @@ impl<'c> Experiment<'c> {
         state.dataset = Some(DatasetSummary {
             instance: plugin.instance.clone(),
             prompts: prompts.len(),
+            prompts_sha256: Some(result::prompts_sha256(&prompts)),
         });
         Ok(prompts)
     }

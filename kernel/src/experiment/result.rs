@@ -187,6 +187,30 @@ pub struct SamplingSummary {
 pub struct DatasetSummary {
     pub instance: String,
     pub prompts: usize,
+    /// Fingerprint of the workload the engine was given: SHA-256 (hex) over
+    /// each prompt's body and output length, in order (see
+    /// [`prompts_sha256`]). Two runs with the same value sent the same
+    /// prompts, whatever dataset plugin or options produced them, so their
+    /// engines can be compared (`llem report`'s cross-engine table).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompts_sha256: Option<String>,
+}
+
+/// SHA-256 over the prompts as the engine receives them: one line per
+/// prompt, the JSON of `[body, max_output_tokens]`, each ending in `\n`.
+/// Prompt ids and token-count hints are left out: they name and describe a
+/// prompt but do not change what the engine is asked.
+#[must_use]
+pub fn prompts_sha256(prompts: &[llem_sdk::Prompt]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    for prompt in prompts {
+        let line =
+            serde_json::to_string(&(&prompt.body, prompt.max_output_tokens)).unwrap_or_default();
+        hash.update(line.as_bytes());
+        hash.update(b"\n");
+    }
+    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -276,3 +300,52 @@ pub struct Flops {
 
 /// The quality verdict of a run (good / caution / poor, with reasons).
 pub type Quality = llem_analysis::verdict::Verdict;
+
+#[cfg(test)]
+mod prompt_fingerprint_tests {
+    use super::prompts_sha256;
+    use llem_sdk::{Prompt, PromptBody};
+
+    fn prompt(id: &str, text: &str, max: Option<u32>) -> Prompt {
+        Prompt {
+            id: id.into(),
+            body: PromptBody::Text(text.into()),
+            input_tokens: None,
+            max_output_tokens: max,
+        }
+    }
+
+    #[test]
+    fn the_fingerprint_follows_what_the_engine_is_asked_and_nothing_else() {
+        let base = [
+            prompt("0", "Hello", Some(12)),
+            prompt("1", "Why?", Some(12)),
+        ];
+        let digest = prompts_sha256(&base);
+        // The line form, then the properties that matter.
+        assert_eq!(
+            serde_json::to_string(&(&base[0].body, base[0].max_output_tokens)).unwrap(),
+            r#"[{"text":"Hello"},12]"#
+        );
+        assert_eq!(digest.len(), 64);
+        // Ids and token hints do not change the workload.
+        let mut renamed = base.clone();
+        renamed[0].id = "other".into();
+        renamed[1].input_tokens = Some(3);
+        assert_eq!(prompts_sha256(&renamed), digest);
+        // Text, output length and order do.
+        let mut text = base.clone();
+        text[1].body = PromptBody::Text("Why not?".into());
+        let mut length = base.clone();
+        length[0].max_output_tokens = Some(13);
+        let reordered = [base[1].clone(), base[0].clone()];
+        for other in [&text[..], &length[..], &reordered[..]] {
+            assert_ne!(prompts_sha256(other), digest);
+        }
+        // The empty workload is SHA-256 of nothing (FIPS 180-2).
+        assert_eq!(
+            prompts_sha256(&[]),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+}

@@ -122,6 +122,21 @@ impl Run {
         Some(plugin.unwrap_or(instance).to_owned())
     }
 
+    /// The engine that served the run, as the cross-engine table names it:
+    /// the plan's engine and mode (`transformers (offline)`, `vllm
+    /// (server)`), so one backend plugin run two ways counts as two engines;
+    /// the backend plugin when the plan is not recorded.
+    #[must_use]
+    pub fn engine(&self) -> Option<String> {
+        match (
+            self.text("/backend/plan/engine"),
+            self.text("/backend/plan/mode"),
+        ) {
+            (Some(engine), Some(mode)) => Some(format!("{engine} ({mode})")),
+            _ => self.backend(),
+        }
+    }
+
     /// Start of the run's clock: its first phase, else its first reading.
     #[must_use]
     pub fn origin_ns(&self) -> i64 {

@@ -231,20 +231,37 @@ fn summary_table(s: &mut String, report: &Report, points: &[Point]) {
 #[must_use]
 pub fn dataset_key(run: &Run) -> String {
     match run.result.get("dataset") {
-        Some(Value::Object(d)) => format!(
-            "{} ({} prompts)",
-            d.get("instance").and_then(Value::as_str).unwrap_or("?"),
-            d.get("prompts").map_or_else(
+        Some(Value::Object(d)) => {
+            let prompts = d.get("prompts").map_or_else(
                 || "?".to_owned(),
                 |v| match v {
                     Value::Number(n) => n.to_string(),
                     Value::Array(a) => a.len().to_string(),
                     other => other.to_string(),
-                }
-            )
-        ),
+                },
+            );
+            let instance = d.get("instance").and_then(Value::as_str).unwrap_or("?");
+            match d.get("prompts_sha256").and_then(Value::as_str) {
+                Some(sha) => format!(
+                    "{instance} ({prompts} prompts, sha256 {})",
+                    &sha[..sha.len().min(12)]
+                ),
+                None => format!("{instance} ({prompts} prompts)"),
+            }
+        }
         _ => "no dataset".to_owned(),
     }
+}
+
+/// What makes two runs' workloads the same for the cross-engine table: the
+/// prompts' fingerprint (result.json `dataset.prompts_sha256`: same bodies
+/// and output lengths, in order, whichever dataset plugin made them); for a
+/// result without one, the dataset instance and prompt count.
+fn workload_key(run: &Run) -> String {
+    run.result
+        .pointer("/dataset/prompts_sha256")
+        .and_then(Value::as_str)
+        .map_or_else(|| dataset_key(run), |sha| format!("sha256:{sha}"))
 }
 
 /// Per (dataset, engine): runs and mean figures.
@@ -269,8 +286,8 @@ fn mean(xs: &[f64]) -> Option<f64> {
 pub fn engine_rows(report: &Report) -> Vec<EngineRow> {
     let mut groups: Vec<((String, String), Vec<&Run>)> = Vec::new();
     for r in report.all_runs() {
-        let Some(engine) = r.backend() else { continue };
-        let key = (dataset_key(r), engine);
+        let Some(engine) = r.engine() else { continue };
+        let key = (workload_key(r), engine);
         match groups.iter_mut().find(|(k, _)| *k == key) {
             Some((_, rs)) => rs.push(r),
             None => groups.push((key, vec![r])),
@@ -284,10 +301,10 @@ pub fn engine_rows(report: &Report) -> Vec<EngineRow> {
     groups
         .into_iter()
         .filter(|((d, _), _)| datasets_with_several.contains(d))
-        .map(|((dataset, engine), rs)| {
+        .map(|((_, engine), rs)| {
             let get = |p: &str| -> Vec<f64> { rs.iter().filter_map(|r| r.num(p)).collect() };
             EngineRow {
-                dataset,
+                dataset: rs.first().map_or_else(String::new, |r| dataset_key(r)),
                 engine,
                 runs: rs.len(),
                 j_per_token: mean(&get("/inference/energy_per_output_token_j")),
@@ -302,10 +319,10 @@ pub fn engine_rows(report: &Report) -> Vec<EngineRow> {
 fn engines_table(s: &mut String, report: &Report) {
     let rows = engine_rows(report);
     if rows.is_empty() {
-        s.push_str("<p>Every dataset given was run by one engine only: give runs of different backends on the same prompts to compare engines.</p>");
+        s.push_str("<p>Every set of prompts given was run by one engine only: give runs of different engines (or one backend in offline and server mode) on the same prompts to compare engines.</p>");
         return;
     }
-    s.push_str(r#"<p class="meta">Means over runs of the same dataset by each engine; per-run figures from result.json over the measured window.</p><table><tr><th>dataset</th><th>engine</th><th>runs</th><th>J / output token</th><th>TTFT p50 (ms)</th><th>TTFT p99 (ms)</th><th>output tok/s</th></tr>"#);
+    s.push_str(r#"<p class="meta">Means over the runs each engine made of the same prompts (same bodies and output lengths, in order: result.json <code>dataset.prompts_sha256</code>); per-run figures from result.json over the measured window.</p><table><tr><th>dataset</th><th>engine</th><th>runs</th><th>J / output token</th><th>TTFT p50 (ms)</th><th>TTFT p99 (ms)</th><th>output tok/s</th></tr>"#);
     for r in rows {
         let _ = write!(
             s,

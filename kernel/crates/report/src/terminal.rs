@@ -82,6 +82,18 @@ pub fn summary(report: &Report) -> String {
             );
         }
     }
+    for row in crate::html::engine_rows(report) {
+        let _ = writeln!(
+            out,
+            "engine {} on {}: {} J/token, TTFT p99 {} ms, {} tok/s ({} run(s))",
+            clean(&row.engine),
+            clean(&row.dataset),
+            cell(row.j_per_token),
+            cell(row.ttft_p99_ms),
+            cell(row.throughput_tok_s),
+            row.runs
+        );
+    }
     for run in report.all_runs() {
         if let Some(level) = run.text("/quality/level")
             && level != "good"

@@ -78,9 +78,17 @@ pub fn display(cmd: &Command) -> String {
 pub fn status(cmd: &mut Command) -> Result<Option<i32>> {
     let line = display(cmd);
     eprintln!("[xtask] $ {line}");
+    let started = std::time::Instant::now();
     let status = cmd
         .status()
         .with_context(|| format!("could not start `{line}`"))?;
+    // Each step's time in the log, so CI time can be attributed (the goal is
+    // under 25 minutes; docs/performance.md).
+    eprintln!(
+        "[xtask] {:.1} s: {}",
+        started.elapsed().as_secs_f64(),
+        line.chars().take(100).collect::<String>()
+    );
     Ok(status.code())
 }
 

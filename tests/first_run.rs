@@ -183,7 +183,26 @@ fn env_checks_each_backends_python_and_says_how_to_fix_what_is_missing() {
         wasm_artifact("backend-vllm"),
         wasm_artifact("backend-trtllm"),
     ]);
-    let python = venv_python().display().to_string();
+    // The three backends name one Python, through a wrapper that logs each
+    // start: `llem env` probes it once, importing every backend's packages.
+    let wrapper_dir = tempfile::tempdir().unwrap();
+    let log = wrapper_dir.path().join("starts.log");
+    let wrapper = wrapper_dir.path().join("python");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$#\" >> '{}'\nexec '{}' \"$@\"\n",
+            log.display(),
+            venv_python().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let python = wrapper.display().to_string();
     let (code, stdout, stderr) = output(
         llem(plugins.path())
             .args(["env", "--json", "--set"])
@@ -204,8 +223,23 @@ fn env_checks_each_backends_python_and_says_how_to_fix_what_is_missing() {
             .unwrap_or_else(|| panic!("no {name} in {doc:#}"))
             .clone()
     };
+    // One start: `-c`, the probe, and the four packages of the three backends.
+    let starts = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(starts, "6\n", "one probe for the shared Python");
     let pytorch = backend("pytorch");
     assert_eq!(pytorch["ok"], true, "{pytorch:#}");
+    let names = |b: &Value| -> Vec<String> {
+        b["modules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // Each backend still lists only the packages its engine needs.
+    assert_eq!(names(&pytorch), ["torch", "transformers"]);
+    assert_eq!(names(&backend("vllm")), ["vllm", "torch", "transformers"]);
+    assert_eq!(names(&backend("trtllm")), ["tensorrt_llm", "torch"]);
     // The versions the venv really has, asked of it independently.
     let versions = std::process::Command::new(venv_python())
         .args([

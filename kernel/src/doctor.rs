@@ -117,17 +117,106 @@ fn pip_name(module: &str) -> &str {
 
 /// Check the backend `plugin` (a resolved plan entry, options filled).
 pub fn check_backend(catalog: &Catalog, plugin: &PluginPlan, short: &str) -> BackendCheck {
-    let mut check = BackendCheck {
-        backend: short.to_owned(),
-        plugin: plugin.full_name.clone(),
-        python: None,
-        python_version: None,
-        executable: None,
-        modules: Vec::new(),
-        cuda: None,
-        ok: false,
-        problems: Vec::new(),
-    };
+    check_backends(catalog, &[(short, plugin)])
+        .pop()
+        .unwrap_or_else(|| BackendCheck::new(short, plugin))
+}
+
+/// Check several backends at once. Backends whose engines run with the same
+/// Python share one probe that imports the union of their packages: importing
+/// torch and transformers costs seconds of CPU, and `llem env` would
+/// otherwise pay it once per backend. Distinct interpreters are probed in
+/// parallel. Results come back in the order of `backends`.
+pub fn check_backends(catalog: &Catalog, backends: &[(&str, &PluginPlan)]) -> Vec<BackendCheck> {
+    let planned: Vec<(BackendCheck, Option<PathBuf>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = backends
+            .iter()
+            .map(|&(short, plugin)| scope.spawn(move || plan_check(catalog, plugin, short)))
+            .collect();
+        handles
+            .into_iter()
+            .zip(backends)
+            .map(|(h, &(short, plugin))| {
+                h.join()
+                    .unwrap_or_else(|_| (BackendCheck::new(short, plugin), None))
+            })
+            .collect()
+    });
+    // One module list per interpreter, in first-seen order (no duplicates).
+    let mut probes: Vec<(PathBuf, Vec<&'static str>)> = Vec::new();
+    for ((_, python), &(_, plugin)) in planned.iter().zip(backends) {
+        let Some(python) = python else { continue };
+        let index = match probes.iter().position(|(p, _)| p == python) {
+            Some(i) => i,
+            None => {
+                probes.push((python.clone(), Vec::new()));
+                probes.len() - 1
+            }
+        };
+        for module in required_modules(&plugin.full_name) {
+            if !probes[index].1.contains(module) {
+                probes[index].1.push(module);
+            }
+        }
+    }
+    let reports: Vec<Result<ProbeReport, String>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = probes
+            .iter()
+            .map(|(python, modules)| scope.spawn(move || run_probe(python, modules)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("the probe's thread panicked".to_owned()))
+            })
+            .collect()
+    });
+    planned
+        .into_iter()
+        .zip(backends)
+        .map(|((check, python), &(short, plugin))| match python {
+            None => check,
+            Some(python) => {
+                let report = probes
+                    .iter()
+                    .position(|(p, _)| *p == python)
+                    .map(|i| &reports[i]);
+                match report {
+                    Some(report) => {
+                        finish_check(check, report, required_modules(&plugin.full_name), short)
+                    }
+                    None => check,
+                }
+            }
+        })
+        .collect()
+}
+
+impl BackendCheck {
+    fn new(short: &str, plugin: &PluginPlan) -> Self {
+        BackendCheck {
+            backend: short.to_owned(),
+            plugin: plugin.full_name.clone(),
+            python: None,
+            python_version: None,
+            executable: None,
+            modules: Vec::new(),
+            cuda: None,
+            ok: false,
+            problems: Vec::new(),
+        }
+    }
+}
+
+/// Plan an engine with the user's options and find its Python; `None` when
+/// there is none to probe (the problem is in the check).
+fn plan_check(
+    catalog: &Catalog,
+    plugin: &PluginPlan,
+    short: &str,
+) -> (BackendCheck, Option<PathBuf>) {
+    let mut check = BackendCheck::new(short, plugin);
     let plan = catalog
         .load_path(&plugin.location)
         .map_err(|e| e.to_string())
@@ -150,7 +239,7 @@ pub fn check_backend(catalog: &Catalog, plugin: &PluginPlan, short: &str) -> Bac
             check
                 .problems
                 .push(format!("the backend cannot plan an engine: {e}"));
-            return check;
+            return (check, None);
         }
     };
     let python = match interpreter(&plan) {
@@ -168,18 +257,32 @@ pub fn check_backend(catalog: &Catalog, plugin: &PluginPlan, short: &str) -> Bac
                 .and_then(serde_json::Value::as_str)
             {
                 Some(p) => PathBuf::from(p),
-                None => return check,
+                None => return (check, None),
             }
         }
     };
     check.python = Some(python.clone());
-    let required = required_modules(&plugin.full_name);
-    match run_probe(&python, required) {
+    (check, Some(python))
+}
+
+/// Fill `check` from the probe of its Python, keeping only the packages this
+/// backend needs (the probe may have imported others' too).
+fn finish_check(
+    mut check: BackendCheck,
+    report: &Result<ProbeReport, String>,
+    required: &[&str],
+    short: &str,
+) -> BackendCheck {
+    match report {
         Err(e) => check.problems.push(format!(
             "{e}: set `{short}.python` to an interpreter that runs (`--set {short}.python=/path/to/venv/bin/python`)"
         )),
         Ok(report) => {
-            for m in &report.modules {
+            let modules: Vec<ModuleCheck> = required
+                .iter()
+                .filter_map(|name| report.modules.iter().find(|m| m.name == *name).cloned())
+                .collect();
+            for m in &modules {
                 if m.error.is_some() {
                     check.problems.push(format!(
                         "`{}` does not import in {}: install it there (`{} -m pip install {}`), or set `{short}.python` to a Python that has it",
@@ -190,10 +293,10 @@ pub fn check_backend(catalog: &Catalog, plugin: &PluginPlan, short: &str) -> Bac
                     ));
                 }
             }
-            check.python_version = Some(report.python);
-            check.executable = Some(report.executable);
-            check.modules = report.modules;
-            check.cuda = report.cuda;
+            check.python_version = Some(report.python.clone());
+            check.executable = Some(report.executable.clone());
+            check.modules = modules;
+            check.cuda = report.cuda.clone();
         }
     }
     check.ok = check.problems.is_empty();

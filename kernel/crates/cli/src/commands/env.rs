@@ -75,15 +75,8 @@ fn check_backends(catalog: &Catalog, sets: &[String]) -> Vec<BackendCheck> {
             Err(failure) => crate::output::warn(&format!("backend `{short}`: {}", failure.message)),
         }
     }
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = backends
-            .iter()
-            .map(|(short, plugin)| {
-                scope.spawn(move || llem::doctor::check_backend(catalog, plugin, short))
-            })
-            .collect();
-        handles.into_iter().filter_map(|h| h.join().ok()).collect()
-    })
+    let backends: Vec<(&str, &_)> = backends.iter().map(|(short, p)| (&**short, p)).collect();
+    llem::doctor::check_backends(catalog, &backends)
 }
 
 /// One line per package: its version, or why it did not import. Shared with

@@ -452,12 +452,13 @@ pub fn begin_run<T: Sink>(
         labels: run.labels,
     };
     let wanted = errors(s.get::<SinkGuest<T>>().0.borrow_mut().begin_run(&run))?;
+    // The bindings' minimal flags type has `|` but no `|=` or `set`.
     let mut flags = wit_stream::Wanted::empty();
     if wanted.phase_events {
-        flags |= wit_stream::Wanted::PHASE_EVENTS;
+        flags = flags | wit_stream::Wanted::PHASE_EVENTS;
     }
     if wanted.requests {
-        flags |= wit_stream::Wanted::REQUESTS;
+        flags = flags | wit_stream::Wanted::REQUESTS;
     }
     Ok(flags)
 }

@@ -22,6 +22,7 @@ fn plugins(extra: &[PathBuf]) -> tempfile::TempDir {
     let mut files = vec![
         wasm_artifact("energy-fixture"),
         wasm_artifact("backend-command"),
+        wasm_artifact("dataset-jsonl"),
         wasm_artifact("sink-csv"),
         wasm_artifact("sink-stream"),
     ];
@@ -436,7 +437,19 @@ fn a_sink_that_hangs_cannot_hold_the_run_and_is_recorded_failed() {
     assert!(csv.get("error").is_none(), "{csv}");
     assert_eq!(requests, 10);
     assert!(result["energy"]["total_j"].as_f64().unwrap() > 0.0);
-    assert!(result["inference"]["requests_succeeded"].as_u64() == Some(8));
+    let measured_ok = request_lines(&run_dir)
+        .iter()
+        .filter(|r| r["phase"] == "measured" && r["success"] == true)
+        .count() as u64;
+    assert_eq!(measured_ok, 8);
+    assert_eq!(
+        result["inference"]["latency"]["completed"].as_u64(),
+        Some(measured_ok)
+    );
+    assert_eq!(
+        result["inference"]["requests_succeeded"].as_u64(),
+        Some(requests)
+    );
     let reasons: Vec<&str> = result["status_reasons"]
         .as_array()
         .unwrap()

@@ -26,6 +26,7 @@ mod prometheus;
 mod report;
 mod robustness;
 mod sdk_example_both_ways;
+mod sink_stream;
 mod sinks;
 mod slurm;
 mod study;

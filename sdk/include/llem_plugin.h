@@ -124,6 +124,64 @@ typedef struct llem_plugin_vtable_v1 {
 /* The entry point every native plugin exports. */
 const llem_plugin_vtable_v1 *llem_plugin_v1(void);
 
+/*
+ * Sink stream extension (optional; the twin of the WASM export
+ * llem:plugin-ext/sink-stream@0.1.0).
+ *
+ * A sink that also exports
+ *
+ *     const llem_sink_stream_vtable_v1 *llem_sink_stream_v1(void);
+ *
+ * is told about the run when it starts and may ask for phase events and
+ * request records while the run goes on. A sink without the symbol loads and
+ * works as before: readings (sink_write_samples, during the run) and the
+ * result (sink_write_result, at the end). The table is append-only like the
+ * main vtable: the host checks abi_version (LLEM_SINK_STREAM_VERSION) and
+ * struct_size before using it, and refuses the plugin if they are wrong.
+ *
+ * Order of calls on one instance (one thread at a time, as always):
+ *   open -> begin_run -> { write_samples | write_events | write_requests }*
+ *        -> write_result -> finish -> close
+ * Every call passes JSON text, as sink_write_samples does; a call returns
+ * an llem_status and reports errors with host->set_error. A failed call ends
+ * delivery to that sink (the run records it, degraded), so a sink should
+ * fail only when it cannot go on.
+ *
+ *   begin_run(instance, run_json, len)
+ *       run_json: {"run_id","experiment","model"|null,"cycle","started_at",
+ *                  "labels":[["study","..."],["config","..."]]}
+ *       Write {"phase_events":bool,"requests":bool} with host->write_output:
+ *       what to stream besides readings and the result (nothing written =
+ *       nothing more).
+ *   write_events(instance, events_json, len)
+ *       events_json: [{"phase":"measured","edge":"start"|"end","t_ns":u64},...]
+ *       in the order they happened; only when phase_events was asked for.
+ *   write_requests(instance, requests_json, len)
+ *       requests_json: [{"index","prompt_id","phase","send_ns",
+ *       "first_token_ns"|null,"chunk_ns":[...],"end_ns","input_tokens"|null,
+ *       "output_tokens"|null,"tokens_from_usage","success","error"|null},...]
+ *       in completion order; only when requests was asked for.
+ *
+ * Calls come from a thread of the host's own, a few times a second at most,
+ * in bounded batches (at most 10000 readings, 1000 requests per call). A call
+ * that does not return makes the host give up on the sink at the end of the
+ * run (recorded as failed): it never holds the measurement up, but a native
+ * plugin is trusted code in the host's process, so it should not block.
+ */
+#define LLEM_SINK_STREAM_VERSION 1u
+#define LLEM_SINK_STREAM_SYMBOL "llem_sink_stream_v1"
+
+typedef struct llem_sink_stream_vtable_v1 {
+    uint32_t abi_version; /* LLEM_SINK_STREAM_VERSION */
+    uint32_t struct_size; /* sizeof(llem_sink_stream_vtable_v1) as built */
+    llem_status (*begin_run)(void *instance, const char *run_json, size_t len);
+    llem_status (*write_events)(void *instance, const char *events_json, size_t len);
+    llem_status (*write_requests)(void *instance, const char *requests_json, size_t len);
+} llem_sink_stream_vtable_v1;
+
+/* The optional entry point of a streaming sink. */
+const llem_sink_stream_vtable_v1 *llem_sink_stream_v1(void);
+
 #ifdef __cplusplus
 }
 #endif

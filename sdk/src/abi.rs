@@ -12,6 +12,12 @@ pub const ABI_VERSION: u32 = 1;
 pub const SUPPORTED_ABI_VERSIONS: &[u32] = &[1];
 /// The entry symbol every native plugin exports.
 pub const ENTRY_SYMBOL: &str = "llem_plugin_v1";
+/// The optional entry symbol of a sink that streams (phase events and request
+/// records during the run): returns a [`SinkStreamV1`]. A sink without it
+/// gets readings and the result only.
+pub const SINK_STREAM_SYMBOL: &str = "llem_sink_stream_v1";
+/// The version a [`SinkStreamV1`] declares in its `abi_version`.
+pub const SINK_STREAM_VERSION: u32 = 1;
 
 pub type Status = i32;
 pub const OK: Status = 0;
@@ -100,6 +106,22 @@ pub struct PluginV1 {
     pub sink_write_samples: Option<JsonCall>,
     pub sink_write_result: Option<JsonCall>,
     pub sink_finish: Option<UnitCall>,
+}
+
+/// The table returned by `llem_sink_stream_v1()`. Append-only, like
+/// [`PluginV1`]. Every call passes JSON text, as `sink_write_samples` does:
+/// `begin_run` gets a `RunInfo` and writes a `Wanted` object with
+/// `host->write_output`; `write_events` gets an array of `PhaseEvent`s,
+/// `write_requests` an array of `RequestRecord`s (field names as in
+/// `llem_sdk::types`).
+#[repr(C)]
+#[derive(Debug)]
+pub struct SinkStreamV1 {
+    pub abi_version: u32,
+    pub struct_size: u32,
+    pub begin_run: Option<JsonCall>,
+    pub write_events: Option<JsonCall>,
+    pub write_requests: Option<JsonCall>,
 }
 
 /// The header fields every ABI version shares; read first, before trusting the rest.

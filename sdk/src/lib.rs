@@ -85,9 +85,9 @@ pub trait Sink: Plugin {
         Ok(())
     }
 
-    // The stream (`llem:plugin-ext/sink-stream`, C symbols
-    // `llem_sink_begin_run` …): optional. A sink that keeps these defaults
-    // wants nothing beyond readings and the result.
+    // The stream (`llem:plugin-ext/sink-stream`; natively the optional
+    // `llem_sink_stream_v1` table): a sink that keeps these defaults wants
+    // nothing beyond readings and the result.
 
     /// The run starting; called once after `open`, before anything else.
     /// Return what to stream besides readings and the result.
@@ -191,11 +191,20 @@ macro_rules! export_dataset {
     };
 }
 
-/// Export a [`Sink`] as an llem plugin.
+/// Export a [`Sink`] as an llem plugin, with the stream extension
+/// (`llem:plugin-ext/sink-stream` in WASM, `llem_sink_stream_v1` natively):
+/// a sink that keeps [`Sink::begin_run`]'s default asks for nothing more than
+/// readings and the result, as a sink without the extension gets.
 #[macro_export]
 macro_rules! export_sink {
     ($ty:ty) => {
         $crate::__export_native!($ty, sink_vtable);
+        #[cfg(not(target_family = "wasm"))]
+        #[unsafe(no_mangle)]
+        pub extern "C" fn llem_sink_stream_v1() -> *const $crate::abi::SinkStreamV1 {
+            static VTABLE: $crate::abi::SinkStreamV1 = $crate::native::sink_stream_vtable::<$ty>();
+            &VTABLE
+        }
         #[cfg(target_family = "wasm")]
         const _: () = {
             struct LlemExport;
@@ -207,7 +216,36 @@ macro_rules! export_sink {
             impl $crate::wasm::sink_world::exports::llem::plugin::sink::Guest for LlemExport {
                 type Sink = $crate::wasm::SinkGuest<$ty>;
             }
-    $crate::wasm::sink_world::export!(LlemExport with_types_in $crate::wasm::sink_world);
+            impl $crate::wasm::sink_world::exports::llem::plugin_ext::sink_stream::Guest
+                for LlemExport
+            {
+                fn begin_run(
+                    s: $crate::wasm::sink_world::exports::llem::plugin::sink::SinkBorrow<'_>,
+                    run: $crate::wasm::sink_world::exports::llem::plugin_ext::sink_stream::RunInfo,
+                ) -> ::std::result::Result<
+                    $crate::wasm::sink_world::exports::llem::plugin_ext::sink_stream::Wanted,
+                    $crate::wasm::wit_types::PluginError,
+                > {
+                    $crate::wasm::begin_run::<$ty>(s, run)
+                }
+                fn write_events(
+                    s: $crate::wasm::sink_world::exports::llem::plugin::sink::SinkBorrow<'_>,
+                    events: ::std::vec::Vec<
+                        $crate::wasm::sink_world::exports::llem::plugin_ext::sink_stream::PhaseEvent,
+                    >,
+                ) -> ::std::result::Result<(), $crate::wasm::wit_types::PluginError> {
+                    $crate::wasm::write_events::<$ty>(s, events)
+                }
+                fn write_requests(
+                    s: $crate::wasm::sink_world::exports::llem::plugin::sink::SinkBorrow<'_>,
+                    requests: ::std::vec::Vec<
+                        $crate::wasm::sink_world::exports::llem::plugin_ext::sink_stream::RequestRecord,
+                    >,
+                ) -> ::std::result::Result<(), $crate::wasm::wit_types::PluginError> {
+                    $crate::wasm::write_requests::<$ty>(s, requests)
+                }
+            }
+            $crate::wasm::sink_world::export!(LlemExport with_types_in $crate::wasm::sink_world);
         };
     };
 }

@@ -2,7 +2,7 @@
 //! macros put in a vtable. Panics are caught at the boundary and reported as
 //! errors, because unwinding into the host is undefined behaviour.
 
-use crate::abi::{self, Host, InstancePtr, PluginV1, RawReading, Status};
+use crate::abi::{self, Host, InstancePtr, PluginV1, RawReading, SinkStreamV1, Status};
 use crate::host::Level;
 use crate::types::*;
 use crate::{Backend, Config, Dataset, EnergySource, Plugin, Sink};
@@ -273,6 +273,41 @@ unsafe extern "C" fn sink_finish<T: Sink>(raw: InstancePtr) -> Status {
     unsafe { json_call::<T, _>(raw, |t| t.finish()) }
 }
 
+unsafe extern "C" fn sink_begin_run<T: Sink>(
+    raw: InstancePtr,
+    ptr: *const c_char,
+    len: usize,
+) -> Status {
+    // SAFETY: the host passes a live instance and readable input.
+    unsafe { json_call::<T, _>(raw, |t| t.begin_run(&json_arg(ptr, len)?)) }
+}
+
+unsafe extern "C" fn sink_write_events<T: Sink>(
+    raw: InstancePtr,
+    ptr: *const c_char,
+    len: usize,
+) -> Status {
+    // SAFETY: the host passes a live instance and readable input.
+    unsafe {
+        json_call::<T, _>(raw, |t| {
+            t.write_events(&json_arg::<Vec<PhaseEvent>>(ptr, len)?)
+        })
+    }
+}
+
+unsafe extern "C" fn sink_write_requests<T: Sink>(
+    raw: InstancePtr,
+    ptr: *const c_char,
+    len: usize,
+) -> Status {
+    // SAFETY: the host passes a live instance and readable input.
+    unsafe {
+        json_call::<T, _>(raw, |t| {
+            t.write_requests(&json_arg::<Vec<RequestRecord>>(ptr, len)?)
+        })
+    }
+}
+
 const fn base<T: Plugin>(kind: PluginKind) -> PluginV1 {
     PluginV1 {
         abi_version: abi::ABI_VERSION,
@@ -329,5 +364,16 @@ pub const fn sink_vtable<T: Sink>() -> PluginV1 {
         sink_write_result: Some(sink_write_result::<T>),
         sink_finish: Some(sink_finish::<T>),
         ..base::<T>(PluginKind::Sink)
+    }
+}
+
+/// The optional stream table of a sink (`llem_sink_stream_v1`).
+pub const fn sink_stream_vtable<T: Sink>() -> SinkStreamV1 {
+    SinkStreamV1 {
+        abi_version: abi::SINK_STREAM_VERSION,
+        struct_size: std::mem::size_of::<SinkStreamV1>() as u32,
+        begin_run: Some(sink_begin_run::<T>),
+        write_events: Some(sink_write_events::<T>),
+        write_requests: Some(sink_write_requests::<T>),
     }
 }

@@ -48,10 +48,13 @@ pub mod dataset_world {
     });
 }
 
+/// The sink world of `llem:plugin@0.1.0` plus the optional
+/// `llem:plugin-ext/sink-stream` export (run info, phase events, request
+/// records during the run); hosts that predate it ignore the extra export.
 pub mod sink_world {
     wit_bindgen::generate!({
-        path: "../wit/llem-plugin-0.1.0",
-        world: "sink-plugin",
+        path: ["../wit/llem-plugin-0.1.0", "../wit/llem-plugin-ext-0.1.0"],
+        world: "llem:plugin-ext/sink-plugin@0.1.0",
         pub_export_macro: true,
         default_bindings_module: "llem_sdk::wasm::sink_world",
         with: {
@@ -68,6 +71,7 @@ use energy_world::exports::llem::plugin_ext::energy_topology as wit_topology;
 use energy_world::llem::plugin::host as wit_host;
 pub use energy_world::llem::plugin::types as wit_types;
 use sink_world::exports::llem::plugin::sink as wit_sink;
+use sink_world::exports::llem::plugin_ext::sink_stream as wit_stream;
 
 pub(crate) fn host_log(level: crate::host::Level, message: &str) {
     use crate::host::Level;
@@ -430,4 +434,80 @@ impl<T: Sink> wit_sink::GuestSink for SinkGuest<T> {
     fn finish(&self) -> Result<(), wit_types::PluginError> {
         errors(self.0.borrow_mut().finish())
     }
+}
+
+// ------------------------------------------------------------ sink stream
+
+/// `sink-stream.begin-run`: the run's description in, the wanted flags out.
+pub fn begin_run<T: Sink>(
+    s: wit_sink::SinkBorrow<'_>,
+    run: wit_stream::RunInfo,
+) -> Result<wit_stream::Wanted, wit_types::PluginError> {
+    let run = sdk::RunInfo {
+        run_id: run.run_id,
+        experiment: run.experiment,
+        model: run.model,
+        cycle: run.cycle,
+        started_at: run.started_at,
+        labels: run.labels,
+    };
+    let wanted = errors(s.get::<SinkGuest<T>>().0.borrow_mut().begin_run(&run))?;
+    // The bindings' minimal flags type has `|` but no `|=` or `set`.
+    let mut flags = wit_stream::Wanted::empty();
+    if wanted.phase_events {
+        flags = flags | wit_stream::Wanted::PHASE_EVENTS;
+    }
+    if wanted.requests {
+        flags = flags | wit_stream::Wanted::REQUESTS;
+    }
+    Ok(flags)
+}
+
+/// `sink-stream.write-events`.
+pub fn write_events<T: Sink>(
+    s: wit_sink::SinkBorrow<'_>,
+    events: Vec<wit_stream::PhaseEvent>,
+) -> Result<(), wit_types::PluginError> {
+    let events: Vec<sdk::PhaseEvent> = events
+        .into_iter()
+        .map(|e| sdk::PhaseEvent {
+            phase: e.phase,
+            edge: match e.edge {
+                wit_stream::PhaseEdge::Start => sdk::PhaseEdge::Start,
+                wit_stream::PhaseEdge::End => sdk::PhaseEdge::End,
+            },
+            t_ns: e.t_ns,
+        })
+        .collect();
+    errors(s.get::<SinkGuest<T>>().0.borrow_mut().write_events(&events))
+}
+
+/// `sink-stream.write-requests`.
+pub fn write_requests<T: Sink>(
+    s: wit_sink::SinkBorrow<'_>,
+    requests: Vec<wit_stream::RequestRecord>,
+) -> Result<(), wit_types::PluginError> {
+    let requests: Vec<sdk::RequestRecord> = requests
+        .into_iter()
+        .map(|r| sdk::RequestRecord {
+            index: r.index,
+            prompt_id: r.prompt_id,
+            phase: r.phase,
+            send_ns: r.send_ns,
+            first_token_ns: r.first_token_ns,
+            chunk_ns: r.chunk_ns,
+            end_ns: r.end_ns,
+            input_tokens: r.input_tokens,
+            output_tokens: r.output_tokens,
+            tokens_from_usage: r.tokens_from_usage,
+            success: r.success,
+            error: r.error,
+        })
+        .collect();
+    errors(
+        s.get::<SinkGuest<T>>()
+            .0
+            .borrow_mut()
+            .write_requests(&requests),
+    )
 }

@@ -211,7 +211,14 @@ pub fn run(
         job.ready_timeout,
         stop,
     )?;
-    let records = session.run(engine, job.prompts, &Submit::from(&job), stop, on_done)?;
+    let mut on_done = on_done;
+    let records = session.run(
+        engine,
+        job.prompts,
+        &Submit::from(&job),
+        stop,
+        |done, total, _| on_done(done, total),
+    )?;
     let info = session.info.clone();
     session.shutdown();
     Ok((info, records))
@@ -232,6 +239,14 @@ impl From<&Job<'_>> for Submit {
             max_concurrency: job.max_concurrency,
         }
     }
+}
+
+/// A request the worker has just finished (done or failed): its position in
+/// the batch (the order it was submitted in) and its record.
+#[derive(Debug, Clone, Copy)]
+pub struct Finished<'a> {
+    pub position: usize,
+    pub record: &'a WorkerRecord,
 }
 
 /// A worker that has loaded its model and said `ready`: prompts can be run
@@ -368,7 +383,7 @@ impl Session {
         prompts: &[Prompt],
         submit: &Submit,
         stop: &AtomicBool,
-        mut on_done: impl FnMut(usize, usize),
+        mut on_done: impl FnMut(usize, usize, Finished<'_>),
     ) -> Result<Vec<WorkerRecord>, WorkerError> {
         let limit = submit
             .max_concurrency
@@ -397,11 +412,13 @@ impl Session {
                         Event::Error { id, .. } => id.as_ref(),
                         Event::Ready { .. } => None,
                     };
-                    let Some(record) = id.and_then(|id| index_of.get(id)).map(|&i| &mut records[i])
-                    else {
+                    let Some(position) = id.and_then(|id| index_of.get(id)).copied() else {
                         if let Event::Error { message, .. } = event {
                             return Err(WorkerError::Failed(message));
                         }
+                        continue;
+                    };
+                    let Some(record) = records.get_mut(position) else {
                         continue;
                     };
                     if record.end_ns.is_some() {
@@ -420,13 +437,13 @@ impl Session {
                             record.input_tokens = input_tokens;
                             record.output_tokens = output_tokens;
                             finished += 1;
-                            on_done(finished, prompts.len());
+                            on_done(finished, prompts.len(), Finished { position, record });
                         }
                         Event::Error { message, .. } => {
                             record.error = Some(message);
                             record.end_ns = Some(monotonic_ns());
                             finished += 1;
-                            on_done(finished, prompts.len());
+                            on_done(finished, prompts.len(), Finished { position, record });
                         }
                         Event::Ready { .. } => {}
                     }

@@ -13,6 +13,7 @@ use crate::loadgen::{self, Api, Arrival, LoadConfig, Phase, RequestRecord};
 use llem_manifest::Load;
 use llem_sdk::{EngineMode, EnginePlan, Prompt};
 use serde_json::{Map, Value};
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -421,9 +422,20 @@ pub fn run_batch(
     seed: u64,
     stop: &AtomicBool,
     on_first_send: &mut dyn FnMut(),
+    on_record: &mut dyn FnMut(&RequestRecord),
     on_event: &mut impl FnMut(Event<'_>),
 ) -> Result<Vec<RequestRecord>, RunError> {
     let warmup = batch.phase == Phase::Warmup;
+    // Each record goes to `on_record` once, as it completes, numbered as the
+    // run numbers it (the batch's phase, indices after the earlier batches);
+    // those never completed (cancelled, the worker gone) after the batch.
+    let mut reported: HashSet<u32> = HashSet::new();
+    let mut report = |mut record: RequestRecord| {
+        record.phase = batch.phase;
+        record.index += batch.first_index;
+        reported.insert(record.index);
+        on_record(&record);
+    };
     let mut records = match engine {
         Engine::Server { base_url, .. } => {
             let mut config = load_config(load, base_url, model, seed)?;
@@ -433,14 +445,20 @@ pub fn run_batch(
             }
             let mut opened = false;
             on_first_send_once(&mut opened, on_first_send);
-            loadgen::run_blocking(&config, batch.prompts, stop, |progress| {
-                on_event(Event::Requests {
-                    warmup,
-                    completed: progress.completed + progress.failed,
-                    total: progress.total,
-                    output_tokens: progress.output_tokens,
-                });
-            })
+            loadgen::run_blocking_observed(
+                &config,
+                batch.prompts,
+                stop,
+                |progress| {
+                    on_event(Event::Requests {
+                        warmup,
+                        completed: progress.completed + progress.failed,
+                        total: progress.total,
+                        output_tokens: progress.output_tokens,
+                    });
+                },
+                |record| report(record.clone()),
+            )
             .map_err(|e| RunError::Invalid(format!("load generator: {e}")))?
         }
         Engine::Offline { process, session } => {
@@ -462,7 +480,13 @@ pub fn run_batch(
             on_first_send_once(&mut opened, on_first_send);
             let total = prompts.len() as u32;
             let records = session
-                .run(process, &prompts, &submit, stop, |done, _| {
+                .run(process, &prompts, &submit, stop, |done, _, finished| {
+                    report(
+                        finished
+                            .record
+                            .clone()
+                            .into_request_record(finished.position),
+                    );
                     on_event(Event::Requests {
                         warmup,
                         completed: done as u32,
@@ -481,6 +505,9 @@ pub fn run_batch(
     for r in &mut records {
         r.phase = batch.phase;
         r.index += batch.first_index;
+    }
+    for r in records.iter().filter(|r| !reported.contains(&r.index)) {
+        on_record(r);
     }
     Ok(records)
 }

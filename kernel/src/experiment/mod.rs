@@ -16,6 +16,7 @@ pub mod phase;
 mod result;
 mod results;
 mod run_dir;
+mod sink_feed;
 mod sinks;
 pub mod status;
 pub(crate) mod timestamp;
@@ -114,6 +115,8 @@ pub struct RunOutcome {
 pub struct Experiment<'c> {
     plan: Plan,
     catalog: &'c Catalog,
+    /// Context handed to streaming sinks with the run (`study`, `config`).
+    labels: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for Experiment<'_> {
@@ -233,6 +236,8 @@ pub(crate) struct RunState {
     pub engine_metrics: Vec<(u64, String)>,
     pub workload: Option<WorkloadSummary>,
     pub confinement: Option<crate::engine::EngineConfinement>,
+    /// Hands readings, phase edges and request records to the sinks as they come.
+    pub sinks: sink_feed::SinkFeed,
 }
 
 impl RunState {
@@ -257,7 +262,18 @@ struct Live {
 
 impl<'c> Experiment<'c> {
     pub fn new(plan: Plan, catalog: &'c Catalog) -> Self {
-        Experiment { plan, catalog }
+        Experiment {
+            plan,
+            catalog,
+            labels: Vec::new(),
+        }
+    }
+
+    /// Context a streaming sink is told with each run (`begin-run`), such as
+    /// `study` and `config` for a run of a study; names lower-case ASCII.
+    pub fn with_labels(mut self, labels: Vec<(String, String)>) -> Self {
+        self.labels = labels;
+        self
     }
 
     pub fn plan(&self) -> &Plan {
@@ -402,7 +418,14 @@ impl<'c> Experiment<'c> {
             engine_metrics: Vec::new(),
             workload: None,
             confinement: None,
+            sinks: sink_feed::SinkFeed::default(),
         };
+        // Sinks start with the run: they follow it as it goes.
+        let hub = self.start_sinks(&state);
+        state.sinks = hub.feed();
+        if let Some(observer) = state.sinks.edge_observer() {
+            state.phases.observe(observer);
+        }
         let mut live = Live {
             kept,
             ..Live::default()
@@ -410,14 +433,47 @@ impl<'c> Experiment<'c> {
         let outcome = self.run_phases(&mut state, &mut live, stop, &mut on_event);
         if let Err(error) = outcome {
             if live.sampler.is_none() {
-                // Failed before measuring anything: leave no half-empty run behind.
+                // Failed before measuring anything: leave no half-empty run
+                // behind (the sinks are told the run ended without a result).
+                hub.finish(None, &mut on_event);
                 let _ = std::fs::remove_dir_all(&dir);
                 return Err(error);
             }
             state.error = Some(error.to_string());
         }
         state.interrupted |= stop.load(Ordering::Relaxed);
-        self.finish(state, live, keep_after, &mut on_event)
+        self.finish(state, live, hub, keep_after, &mut on_event)
+    }
+
+    /// One delivery thread per sink of the manifest, started now (see
+    /// `sink_feed`): each opens its sink and tells it about the run.
+    fn start_sinks(&self, state: &RunState) -> sink_feed::SinkHub {
+        let experiment = &self.plan.experiment;
+        let run = llem_sdk::RunInfo {
+            run_id: run_id(&state.dir),
+            experiment: experiment.name.clone(),
+            model: experiment.model.clone(),
+            cycle: state.cycle,
+            started_at: timestamp::rfc3339(state.started),
+            labels: self.labels.clone(),
+        };
+        let jobs = self
+            .instances(PluginKind::Sink)
+            .map(|plugin| {
+                let code = self
+                    .catalog
+                    .load_path(&plugin.location)
+                    .map_err(|failure| (plugin.instance.clone(), failure))?;
+                Ok(sink_feed::Job {
+                    instance: plugin.instance.clone(),
+                    plugin: code,
+                    config: plugin.config.clone(),
+                    sandbox: sandbox_for(plugin, Some(&state.dir)),
+                    run: run.clone(),
+                })
+            })
+            .collect();
+        sink_feed::SinkHub::start(jobs)
     }
 
     /// Phases 1–7. Returns early on the first error; `state` and `live` keep
@@ -473,7 +529,7 @@ impl<'c> Experiment<'c> {
             .map_err(RunError::Invalid)?;
         }
         live.sampler = Some(
-            Sampler::start_spooled(sources, Some(&state.dir))
+            Sampler::start_tapped(sources, Some(&state.dir), state.sinks.reading_tap())
                 .map_err(io("starting the sampler threads"))?,
         );
         state.phases.end(PhaseName::OpenSources);
@@ -481,11 +537,7 @@ impl<'c> Experiment<'c> {
             .sampler
             .as_ref()
             .ok_or_else(|| RunError::Invalid("no sampler".into()))?;
-        let run_id = state
-            .dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let run_id = run_id(&state.dir);
         on_event(Event::Sampling {
             view: sampler.view(),
             run_id: &run_id,
@@ -638,8 +690,8 @@ impl<'c> Experiment<'c> {
         on_event: &mut dyn FnMut(Event<'_>),
     ) {
         let total = Duration::from_secs_f64(self.plan.experiment.duration_s);
-        sampler.begin_window(inference::MEASURED_WINDOW);
-        let start = monotonic_ns();
+        // The phase starts where the window does (a sink is told this time).
+        let start = sampler.begin_window(inference::MEASURED_WINDOW);
         state.phases.begin_at(PhaseName::Measured, start);
         on_event(Event::Phase {
             name: PhaseName::Measured,
@@ -697,6 +749,8 @@ impl<'c> Experiment<'c> {
         let experiment = &self.plan.experiment;
         let model = experiment.model.clone().unwrap_or_default();
         let mut emit = |e: Event<'_>| on_event(e);
+        let feed = state.sinks.clone();
+        let mut on_record = |r: &RequestRecord| feed.request(r);
 
         // 4. Warm-up.
         let until_stable = measurement.warmup == "until-stable";
@@ -730,6 +784,7 @@ impl<'c> Experiment<'c> {
                     experiment.seed,
                     stop,
                     &mut || {},
+                    &mut on_record,
                     &mut emit,
                 )?;
                 warmup.extend(records);
@@ -806,6 +861,7 @@ impl<'c> Experiment<'c> {
             closed_loop: false,
         };
         let mut opened = false;
+        let phases = &mut state.phases;
         let outcome = inference::run_batch(
             engine,
             &batch,
@@ -814,13 +870,15 @@ impl<'c> Experiment<'c> {
             experiment.seed,
             stop,
             &mut || {
-                sampler.begin_window(inference::MEASURED_WINDOW);
+                // The phase starts where the window does, as it opens.
+                let start = sampler.begin_window(inference::MEASURED_WINDOW);
+                phases.begin_at(PhaseName::Measured, start);
                 opened = true;
             },
+            &mut on_record,
             &mut emit,
         );
         if opened {
-            state.phases.begin(PhaseName::Measured);
             self.close_measured(state, sampler);
         }
         let (metrics, errors) = engine.finish_metrics();
@@ -965,6 +1023,7 @@ impl<'c> Experiment<'c> {
         &self,
         mut state: RunState,
         mut live: Live,
+        hub: sink_feed::SinkHub,
         keep_after: bool,
         on_event: &mut dyn FnMut(Event<'_>),
     ) -> Result<(RunOutcome, Option<KeptEngine>), RunError> {
@@ -1064,9 +1123,21 @@ impl<'c> Experiment<'c> {
         result.phases = state.phases.phases.clone();
         let json = serde_json::to_string_pretty(&result)
             .map_err(|e| RunError::Invalid(format!("cannot encode result.json: {e}")))?;
-        std::fs::write(state.dir.join("result.json"), &json).map_err(io("writing result.json"))?;
-        let delivered =
-            self.deliver_to_sinks(&state.dir, &state.collected, &result, &json, on_event);
+        // The sinks get the result even if the disk refuses it.
+        let written =
+            std::fs::write(state.dir.join("result.json"), &json).map_err(io("writing result.json"));
+        // The sinks have had the readings (the spool's last rows included:
+        // the sampler has stopped), the phase edges and the requests; now the
+        // result, and what each got goes into result.json.
+        let delivered = hub.finish(
+            Some(llem_sdk::ResultDocument {
+                schema_version: SCHEMA_VERSION.into(),
+                run_id: result.run_id.clone(),
+                json,
+            }),
+            on_event,
+        );
+        written?;
         if !delivered.is_empty() {
             // result.json again, now saying what each sink got.
             sinks::record(&mut result, delivered);
@@ -1096,57 +1167,6 @@ impl<'c> Experiment<'c> {
             kept,
         ))
     }
-
-    /// Sinks get the samples (read back from timeseries.csv, where they were
-    /// streamed) in bounded batches, then the result. A sink that fails is
-    /// warned about and recorded (`sinks::record` degrades the run): the run
-    /// directory already holds everything, but the user asked for the export.
-    fn deliver_to_sinks(
-        &self,
-        dir: &Path,
-        sources: &[Collected],
-        result: &RunResult,
-        json: &str,
-        on_event: &mut dyn FnMut(Event<'_>),
-    ) -> Vec<sinks::SinkOutcome> {
-        let mut outcomes = Vec::new();
-        let plugins: Vec<&PluginPlan> = self.instances(PluginKind::Sink).collect();
-        if plugins.is_empty() {
-            return outcomes;
-        }
-        let batches = sinks::bounded(results::sample_batches(dir, sources));
-        let total: u64 = batches.iter().map(|b| b.samples.len() as u64).sum::<u64>() + 1;
-        for plugin in plugins {
-            let mut delivered = 0u64;
-            let outcome = (|| -> Result<(), PluginFailure> {
-                let code = self.catalog.load_path(&plugin.location)?;
-                let mut sink = code.open_sink(&plugin.config, &sandbox_for(plugin, Some(dir)))?;
-                for batch in &batches {
-                    sink.write_samples(batch)?;
-                    delivered += batch.samples.len() as u64;
-                }
-                sink.write_result(&llem_sdk::ResultDocument {
-                    schema_version: SCHEMA_VERSION.into(),
-                    run_id: result.run_id.clone(),
-                    json: json.to_owned(),
-                })?;
-                delivered += 1;
-                sink.finish()
-            })();
-            let error = outcome.err().map(|error| {
-                let text = error.to_string();
-                on_event(Event::Warning(&text));
-                text.lines().next().unwrap_or_default().to_owned()
-            });
-            outcomes.push(sinks::SinkOutcome {
-                instance: plugin.instance.clone(),
-                delivered,
-                dropped: total - delivered,
-                error,
-            });
-        }
-        outcomes
-    }
 }
 
 /// Refuse a model that names a local directory that is not there, before
@@ -1167,6 +1187,13 @@ fn missing_local_model(model: &str) -> Result<(), RunError> {
     Err(RunError::Invalid(format!(
         "experiment.model = \"{model}\": no such local directory{tilde}; give the path of a model directory (with config.json), or a Hugging Face id such as `Qwen/Qwen3-0.6B`"
     )))
+}
+
+/// A run's id: its directory's name.
+fn run_id(dir: &Path) -> String {
+    dir.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn sleep_unless_stopped(duration: Duration, stop: &AtomicBool) {

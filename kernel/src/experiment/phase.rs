@@ -15,7 +15,9 @@
 //! A study runs many of these (one experiment × one cycle each).
 
 use crate::clock::monotonic_ns;
+use llem_sdk::PhaseEdge;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -60,13 +62,51 @@ pub struct PhaseSpan {
     pub note: Option<String>,
 }
 
+/// Told every edge the log records, as it records it, with the time the span
+/// keeps (so what it is told is what result.json's `phases` say).
+#[derive(Clone)]
+pub struct EdgeObserver(Arc<dyn Fn(PhaseName, PhaseEdge, u64) + Send + Sync>);
+
+impl EdgeObserver {
+    pub fn new(f: impl Fn(PhaseName, PhaseEdge, u64) + Send + Sync + 'static) -> Self {
+        EdgeObserver(Arc::new(f))
+    }
+}
+
+impl std::fmt::Debug for EdgeObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EdgeObserver")
+    }
+}
+
+/// An observer is no part of what a log says.
+impl PartialEq for EdgeObserver {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
 /// Phases in the order they ran.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PhaseLog {
     pub phases: Vec<PhaseSpan>,
+    #[serde(skip)]
+    observer: Option<EdgeObserver>,
 }
 
 impl PhaseLog {
+    /// Report every edge from now on to `observer` (a span's start and end are
+    /// not changed once reported: callers begin a phase at its real start).
+    pub fn observe(&mut self, observer: EdgeObserver) {
+        self.observer = Some(observer);
+    }
+
+    fn tell(&self, name: PhaseName, edge: PhaseEdge, t_ns: u64) {
+        if let Some(observer) = &self.observer {
+            (observer.0)(name, edge, t_ns);
+        }
+    }
+
     pub fn begin(&mut self, name: PhaseName) {
         self.begin_at(name, monotonic_ns());
     }
@@ -81,6 +121,7 @@ impl PhaseLog {
             duration_s: None,
             note: None,
         });
+        self.tell(name, PhaseEdge::Start, t_ns);
     }
 
     pub fn end(&mut self, name: PhaseName) {
@@ -94,7 +135,8 @@ impl PhaseLog {
             .rev()
             .find(|p| p.name == name && p.end_ns.is_none())
         {
-            close(span, t_ns);
+            let end = close(span, t_ns);
+            self.tell(name, PhaseEdge::End, end);
         }
     }
 
@@ -106,8 +148,12 @@ impl PhaseLog {
 
     /// Close whatever is still open (a failure or a signal ended the run there).
     pub fn end_open(&mut self, t_ns: u64) {
+        let mut closed = Vec::new();
         for span in self.phases.iter_mut().filter(|p| p.end_ns.is_none()) {
-            close(span, t_ns);
+            closed.push((span.name, close(span, t_ns)));
+        }
+        for (name, end) in closed {
+            self.tell(name, PhaseEdge::End, end);
         }
     }
 
@@ -125,10 +171,12 @@ impl PhaseLog {
     }
 }
 
-fn close(span: &mut PhaseSpan, t_ns: u64) {
+/// Close `span` at `t_ns` (never before its start); returns the end it got.
+fn close(span: &mut PhaseSpan, t_ns: u64) -> u64 {
     let end = t_ns.max(span.start_ns);
     span.end_ns = Some(end);
     span.duration_s = Some((end - span.start_ns) as f64 / 1e9);
+    end
 }
 
 #[cfg(test)]
@@ -148,5 +196,47 @@ mod tests {
         assert_eq!(spans[1].duration_s, Some(1.0));
         assert_eq!(spans[2].duration_s, Some(1.5));
         assert_eq!(log.current(), None);
+    }
+
+    #[test]
+    fn the_observer_is_told_every_edge_with_the_times_the_spans_keep() {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut log = PhaseLog::default();
+        let sink = seen.clone();
+        log.observe(EdgeObserver::new(move |name, edge, t| {
+            sink.lock().unwrap().push((name, edge, t));
+        }));
+        log.begin_at(PhaseName::OpenSources, 100);
+        log.begin_at(PhaseName::Warmup, 250); // closes open_sources at 250
+        log.end_at(PhaseName::Warmup, 200); // before its start: clamped
+        log.begin_at(PhaseName::Measured, 300);
+        log.end_open(400);
+        use PhaseEdge::{End, Start};
+        use PhaseName::{Measured, OpenSources, Warmup};
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [
+                (OpenSources, Start, 100),
+                (OpenSources, End, 250),
+                (Warmup, Start, 250),
+                (Warmup, End, 250),
+                (Measured, Start, 300),
+                (Measured, End, 400),
+            ]
+        );
+        // ... which is what the spans say.
+        let spans: Vec<_> = log
+            .phases
+            .iter()
+            .map(|p| (p.name, p.start_ns, p.end_ns))
+            .collect();
+        assert_eq!(
+            spans,
+            [
+                (OpenSources, 100, Some(250)),
+                (Warmup, 250, Some(250)),
+                (Measured, 300, Some(400)),
+            ]
+        );
     }
 }

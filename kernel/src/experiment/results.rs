@@ -125,38 +125,3 @@ pub fn write_engine_metrics(
     }
     out.flush()
 }
-
-/// Every source's readings as sink batches, read back from `timeseries.csv`
-/// (where the sampler streamed them during the run).
-pub fn sample_batches(dir: &Path, sources: &[super::Collected]) -> Vec<llem_sdk::SampleBatch> {
-    let mut batches: Vec<llem_sdk::SampleBatch> = sources
-        .iter()
-        .map(|(config, devices, _)| llem_sdk::SampleBatch {
-            source: config.name.clone(),
-            devices: devices.iter().map(|d| d.id.clone()).collect(),
-            samples: Vec::new(),
-        })
-        .collect();
-    let Ok(mut reader) = csv::Reader::from_path(dir.join(crate::sampler::TIMESERIES_FILE)) else {
-        return batches;
-    };
-    for row in reader.records().flatten() {
-        let (Some(t), Some(source), Some(device)) = (row.get(0), row.get(1), row.get(2)) else {
-            continue;
-        };
-        let Some(batch) = batches.iter_mut().find(|b| b.source == source) else {
-            continue;
-        };
-        let Some(index) = batch.devices.iter().position(|d| d == device) else {
-            continue;
-        };
-        let number = |i: usize| row.get(i).and_then(|v| v.parse::<u64>().ok());
-        batch.samples.push(llem_sdk::Sample {
-            device: index as u32,
-            t_ns: t.parse().unwrap_or(0),
-            energy_uj: number(3),
-            power_mw: number(4),
-        });
-    }
-    batches
-}

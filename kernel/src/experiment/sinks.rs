@@ -7,27 +7,57 @@ use serde::{Deserialize, Serialize};
 /// Most samples handed to a sink in one `write-samples` call: a long run's
 /// readings go in bounded batches, never as one unbounded list.
 pub const MAX_SAMPLES_PER_BATCH: usize = 10_000;
+/// Most request records in one `write-requests` call.
+pub const MAX_REQUESTS_PER_BATCH: usize = 1_000;
+/// Most chunk timestamps (all records together) in one `write-requests` call;
+/// a single record with more goes alone.
+pub const MAX_CHUNK_STAMPS_PER_BATCH: usize = 100_000;
+/// Most phase events in one `write-events` call.
+pub const MAX_EVENTS_PER_BATCH: usize = 1_000;
+
+/// What one kind of item came to for one sink.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// Items the sink accepted.
+    pub delivered: u64,
+    /// Items it was meant to get and did not: its queue was full (it could
+    /// not keep up), a call failed, or it was abandoned at the end.
+    pub dropped: u64,
+}
 
 /// One sink instance's delivery.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SinkOutcome {
     /// The manifest instance (`[plugins.<instance>]`).
     pub instance: String,
-    /// Items the sink accepted: readings, plus 1 for the result document.
+    /// Items the sink accepted: readings, phase events, request records, plus
+    /// 1 for the result document.
     pub delivered: u64,
-    /// Items it never got because a call failed (or it could not be opened).
+    /// Items it never got (see [`Delivery::dropped`]), the result included.
     pub dropped: u64,
+    /// Readings (`write-samples`).
+    #[serde(default)]
+    pub readings: Delivery,
+    /// Phase events; absent when the sink did not ask for them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<Delivery>,
+    /// Request records; absent when the sink did not ask for them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<Delivery>,
     /// The failure, as the kernel reported it; absent when all went well.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
-/// Add the outcomes to `result`; a failed sink degrades a complete run and
-/// adds its reason (a failed or interrupted run keeps its status).
+/// Add the outcomes to `result`; a sink that failed or dropped anything
+/// degrades a complete run and adds its reason (a failed or interrupted run
+/// keeps its status).
 pub fn record(result: &mut RunResult, outcomes: Vec<SinkOutcome>) {
     for outcome in &outcomes {
-        let Some(error) = &outcome.error else {
-            continue;
+        let error = match &outcome.error {
+            Some(error) => error.clone(),
+            None if outcome.dropped > 0 => "items were dropped".to_owned(),
+            None => continue,
         };
         if result.status == RunStatus::Complete {
             result.status = RunStatus::Degraded;
@@ -38,60 +68,4 @@ pub fn record(result: &mut RunResult, outcomes: Vec<SinkOutcome>) {
         ));
     }
     result.sinks = outcomes;
-}
-
-/// `batches` split so no call carries more than `MAX_SAMPLES_PER_BATCH`
-/// samples (a source with none still gets its one, empty batch).
-pub fn bounded(batches: Vec<llem_sdk::SampleBatch>) -> Vec<llem_sdk::SampleBatch> {
-    let mut out = Vec::new();
-    for batch in batches {
-        if batch.samples.len() <= MAX_SAMPLES_PER_BATCH {
-            out.push(batch);
-            continue;
-        }
-        for chunk in batch.samples.chunks(MAX_SAMPLES_PER_BATCH) {
-            out.push(llem_sdk::SampleBatch {
-                source: batch.source.clone(),
-                devices: batch.devices.clone(),
-                samples: chunk.to_vec(),
-            });
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bounded_splits_long_batches_and_keeps_order() {
-        let sample = |t| llem_sdk::Sample {
-            device: 0,
-            t_ns: t,
-            energy_uj: Some(t),
-            power_mw: None,
-        };
-        let n = MAX_SAMPLES_PER_BATCH as u64 * 2 + 3;
-        let batches = bounded(vec![
-            llem_sdk::SampleBatch {
-                source: "a".into(),
-                devices: vec!["0".into()],
-                samples: (0..n).map(sample).collect(),
-            },
-            llem_sdk::SampleBatch {
-                source: "b".into(),
-                devices: vec!["0".into()],
-                samples: Vec::new(),
-            },
-        ]);
-        let sizes: Vec<usize> = batches.iter().map(|b| b.samples.len()).collect();
-        assert_eq!(sizes, [MAX_SAMPLES_PER_BATCH, MAX_SAMPLES_PER_BATCH, 3, 0]);
-        let times: Vec<u64> = batches
-            .iter()
-            .filter(|b| b.source == "a")
-            .flat_map(|b| b.samples.iter().map(|s| s.t_ns))
-            .collect();
-        assert_eq!(times, (0..n).collect::<Vec<_>>());
-    }
 }

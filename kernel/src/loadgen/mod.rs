@@ -364,7 +364,19 @@ pub async fn run(
     config: &LoadConfig,
     prompts: &[Prompt],
     stop: &AtomicBool,
+    on_progress: impl FnMut(&Progress),
+) -> Result<Vec<RequestRecord>, LoadError> {
+    run_observed(config, prompts, stop, on_progress, |_| {}).await
+}
+
+/// [`run`], also handing each record to `on_record` as its request
+/// completes (fails, or is cancelled), in completion order.
+pub async fn run_observed(
+    config: &LoadConfig,
+    prompts: &[Prompt],
+    stop: &AtomicBool,
     mut on_progress: impl FnMut(&Progress),
+    mut on_record: impl FnMut(&RequestRecord),
 ) -> Result<Vec<RequestRecord>, LoadError> {
     config.validate()?;
     if prompts.is_empty() {
@@ -403,6 +415,7 @@ pub async fn run(
                 Some(config.max_concurrency.unwrap_or(warmup).min(warmup)),
                 ArrivalTimes::new(Arrival::Closed, None, config.seed),
                 &mut on_progress,
+                &mut on_record,
             )
             .await;
     }
@@ -419,6 +432,7 @@ pub async fn run(
             config.max_concurrency,
             ArrivalTimes::new(config.arrival, config.ramp, config.seed),
             &mut on_progress,
+            &mut on_record,
         )
         .await;
     }
@@ -439,6 +453,21 @@ pub fn run_blocking(
         .build()
         .map_err(LoadError::Runtime)?;
     runtime.block_on(run(config, prompts, stop, on_progress))
+}
+
+/// [`run_observed`] on a runtime of its own, for sync callers.
+pub fn run_blocking_observed(
+    config: &LoadConfig,
+    prompts: &[Prompt],
+    stop: &AtomicBool,
+    on_progress: impl FnMut(&Progress),
+    on_record: impl FnMut(&RequestRecord),
+) -> Result<Vec<RequestRecord>, LoadError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(LoadError::Runtime)?;
+    runtime.block_on(run_observed(config, prompts, stop, on_progress, on_record))
 }
 
 struct PhaseContext<'a> {
@@ -468,6 +497,7 @@ impl PhaseContext<'_> {
         concurrency: Option<u32>,
         mut arrivals: ArrivalTimes,
         on_progress: &mut impl FnMut(&Progress),
+        on_record: &mut impl FnMut(&RequestRecord),
     ) -> bool {
         let semaphore = concurrency.map(|c| Arc::new(Semaphore::new(c as usize)));
         let mut tasks: JoinSet<RequestRecord> = JoinSet::new();
@@ -536,6 +566,7 @@ impl PhaseContext<'_> {
                         progress.failed += 1;
                     }
                     progress.output_tokens += u64::from(record.output_tokens.unwrap_or(0));
+                    on_record(&record);
                     self.records.push(record);
                     on_progress(&progress);
                 }

@@ -15,8 +15,8 @@ pub use sandbox::Sandbox;
 pub use sanitize::{sanitize, sanitize_lines};
 
 use llem_sdk::{
-    Device, DeviceTelemetry, EnginePlan, LoadRequest, Metric, PlanRequest, PluginInfo, PluginKind,
-    Prompt, Reading, ResultDocument, SampleBatch,
+    Device, DeviceTelemetry, EnginePlan, LoadRequest, Metric, PhaseEvent, PlanRequest, PluginInfo,
+    PluginKind, Prompt, Reading, ResultDocument, RunInfo, SampleBatch, Wanted,
 };
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
@@ -46,6 +46,25 @@ pub trait SinkInstance: Send {
     fn write_samples(&mut self, batch: &SampleBatch) -> CallResult<()>;
     fn write_result(&mut self, document: &ResultDocument) -> CallResult<()>;
     fn finish(&mut self) -> CallResult<()>;
+
+    // The optional stream extension (`llem:plugin-ext/sink-stream`, C symbol
+    // `llem_sink_stream_v1`). The defaults are a sink without it.
+
+    /// Whether the plugin implements the stream extension.
+    fn streams(&self) -> bool {
+        false
+    }
+    /// What the sink wants besides readings and the result; `Wanted::NOTHING`
+    /// for a sink without the extension (it is not called).
+    fn begin_run(&mut self, _run: &RunInfo) -> CallResult<Wanted> {
+        Ok(Wanted::NOTHING)
+    }
+    fn write_events(&mut self, _events: &[PhaseEvent]) -> CallResult<()> {
+        Ok(())
+    }
+    fn write_requests(&mut self, _requests: &[llem_sdk::RequestRecord]) -> CallResult<()> {
+        Ok(())
+    }
 }
 
 /// Plugin code that can be described and instantiated: one implementation per host.

@@ -8,10 +8,12 @@ use super::{
     BackendInstance, CallResult, DatasetInstance, EnergyInstance, FailureKind, PluginCode,
     PluginFailure, Sandbox, SinkInstance,
 };
-use llem_sdk::abi::{self, Host, InstancePtr, PluginHeader, PluginV1, RawReading, Status};
+use llem_sdk::abi::{
+    self, Host, InstancePtr, PluginHeader, PluginV1, RawReading, SinkStreamV1, Status,
+};
 use llem_sdk::{
-    Device, DeviceTelemetry, EnginePlan, LoadRequest, Metric, PlanRequest, PluginInfo, PluginKind,
-    Prompt, Reading, ResultDocument, SampleBatch,
+    Device, DeviceTelemetry, EnginePlan, LoadRequest, Metric, PhaseEvent, PlanRequest, PluginInfo,
+    PluginKind, Prompt, Reading, ResultDocument, RunInfo, SampleBatch, Wanted,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -22,6 +24,8 @@ use std::path::Path;
 /// A loaded native plugin library.
 pub struct NativePlugin {
     vtable: &'static PluginV1,
+    /// A sink's optional `llem_sink_stream_v1` table.
+    stream: Option<&'static SinkStreamV1>,
     info: PluginInfo,
 }
 
@@ -264,7 +268,19 @@ impl NativePlugin {
                 ),
             ));
         }
-        Ok(NativePlugin { vtable, info })
+        let stream = match kind {
+            PluginKind::Sink => sink_stream(library).map_err(|message| {
+                fail(FailureKind::Incompatible, message).with_hint(
+                    "rebuild the plugin against the llem-sdk (or llem_plugin.h) that matches this llem",
+                )
+            })?,
+            _ => None,
+        };
+        Ok(NativePlugin {
+            vtable,
+            stream,
+            info,
+        })
     }
 
     fn open(&self, config: &str) -> CallResult<Instance> {
@@ -296,6 +312,62 @@ impl NativePlugin {
             host,
         })
     }
+}
+
+/// A sink's optional stream table: `None` when the library does not export
+/// `llem_sink_stream_v1` (it streams nothing, as before the extension); an
+/// error when it exports one this llem cannot use.
+fn sink_stream(
+    library: &'static libloading::Library,
+) -> Result<Option<&'static SinkStreamV1>, String> {
+    // SAFETY: the symbol's type is fixed by the header (`llem_sink_stream_v1`).
+    let entry = unsafe {
+        library.get::<unsafe extern "C" fn() -> *const SinkStreamV1>(
+            abi::SINK_STREAM_SYMBOL.as_bytes(),
+        )
+    };
+    let Ok(entry) = entry else {
+        return Ok(None);
+    };
+    // SAFETY: the entry point returns static data, per the header.
+    let table = unsafe { entry() };
+    if table.is_null() {
+        return Err(format!("`{}` returned NULL", abi::SINK_STREAM_SYMBOL));
+    }
+    // SAFETY: every version of the table starts with these two fields.
+    let PluginHeader {
+        abi_version,
+        struct_size,
+    } = unsafe { *table.cast::<PluginHeader>() };
+    if abi_version != abi::SINK_STREAM_VERSION {
+        return Err(format!(
+            "exports `{}` version {abi_version}; this llem reads version {}",
+            abi::SINK_STREAM_SYMBOL,
+            abi::SINK_STREAM_VERSION
+        ));
+    }
+    if (struct_size as usize) < std::mem::size_of::<SinkStreamV1>() {
+        return Err(format!(
+            "declares a {struct_size}-byte `{}` table, smaller than version 1's {} bytes",
+            abi::SINK_STREAM_SYMBOL,
+            std::mem::size_of::<SinkStreamV1>()
+        ));
+    }
+    // SAFETY: version and size checked: a complete SinkStreamV1 in static data.
+    let table: &'static SinkStreamV1 = unsafe { &*table };
+    for (name, present) in [
+        ("begin_run", table.begin_run.is_some()),
+        ("write_events", table.write_events.is_some()),
+        ("write_requests", table.write_requests.is_some()),
+    ] {
+        if !present {
+            return Err(format!(
+                "leaves `{name}` empty in its `{}` table",
+                abi::SINK_STREAM_SYMBOL
+            ));
+        }
+    }
+    Ok(Some(table))
 }
 
 fn supported_versions() -> String {
@@ -477,22 +549,56 @@ impl DatasetInstance for NativeDataset {
     }
 }
 
-struct NativeSink(Instance);
+struct NativeSink {
+    instance: Instance,
+    stream: Option<&'static SinkStreamV1>,
+}
 
 impl SinkInstance for NativeSink {
     fn write_samples(&mut self, batch: &SampleBatch) -> CallResult<()> {
-        let entry = self.0.vtable.sink_write_samples;
-        self.0.json_call("write-samples", entry, batch)
+        let entry = self.instance.vtable.sink_write_samples;
+        self.instance.json_call("write-samples", entry, batch)
     }
 
     fn write_result(&mut self, document: &ResultDocument) -> CallResult<()> {
-        let entry = self.0.vtable.sink_write_result;
-        self.0.json_call("write-result", entry, document)
+        let entry = self.instance.vtable.sink_write_result;
+        self.instance.json_call("write-result", entry, document)
     }
 
     fn finish(&mut self) -> CallResult<()> {
-        let entry = self.0.vtable.sink_finish;
-        self.0.unit_call("finish", entry)
+        let entry = self.instance.vtable.sink_finish;
+        self.instance.unit_call("finish", entry)
+    }
+
+    fn streams(&self) -> bool {
+        self.stream.is_some()
+    }
+
+    fn begin_run(&mut self, run: &RunInfo) -> CallResult<Wanted> {
+        let Some(stream) = self.stream else {
+            return Ok(Wanted::NOTHING);
+        };
+        // Nothing written reads as `null`: the sink wants nothing more.
+        let wanted: Option<Wanted> = self
+            .instance
+            .json_call("begin-run", stream.begin_run, run)?;
+        Ok(wanted.unwrap_or(Wanted::NOTHING))
+    }
+
+    fn write_events(&mut self, events: &[PhaseEvent]) -> CallResult<()> {
+        let Some(stream) = self.stream else {
+            return Ok(());
+        };
+        self.instance
+            .json_call("write-events", stream.write_events, &events)
+    }
+
+    fn write_requests(&mut self, requests: &[llem_sdk::RequestRecord]) -> CallResult<()> {
+        let Some(stream) = self.stream else {
+            return Ok(());
+        };
+        self.instance
+            .json_call("write-requests", stream.write_requests, &requests)
     }
 }
 
@@ -521,6 +627,9 @@ impl PluginCode for NativePlugin {
     }
 
     fn open_sink(&self, config: &str, _: &Sandbox) -> CallResult<Box<dyn SinkInstance>> {
-        Ok(Box::new(NativeSink(self.open(config)?)))
+        Ok(Box::new(NativeSink {
+            instance: self.open(config)?,
+            stream: self.stream,
+        }))
     }
 }

@@ -11,7 +11,7 @@ mod source_thread;
 mod spool;
 mod window;
 
-pub use spool::{FLUSH_PERIOD, TELEMETRY_FILE, TIMESERIES_FILE};
+pub use spool::{FLUSH_PERIOD, ReadingTap, TELEMETRY_FILE, TIMESERIES_FILE};
 
 pub use window::{DeviceWindow, WindowMeasurement};
 
@@ -129,6 +129,18 @@ impl Sampler {
         sources: Vec<(SourceConfig, Box<dyn EnergyInstance>)>,
         dir: Option<&std::path::Path>,
     ) -> std::io::Result<Sampler> {
+        Self::start_tapped(sources, dir, None)
+    }
+
+    /// [`Sampler::start_spooled`], also handing every reading written to
+    /// `timeseries.csv` to `tap` (on the spool's thread, as it is written:
+    /// each reading exactly once, in order, the last ones when the sampler
+    /// stops). Without `dir` there is no spool and the tap is never called.
+    pub fn start_tapped(
+        sources: Vec<(SourceConfig, Box<dyn EnergyInstance>)>,
+        dir: Option<&std::path::Path>,
+        tap: Option<ReadingTap>,
+    ) -> std::io::Result<Sampler> {
         let started_ns = monotonic_ns();
         let mut handles = Vec::with_capacity(sources.len());
         for (config, instance) in sources {
@@ -154,6 +166,7 @@ impl Sampler {
                         shared: h.shared.clone(),
                     })
                     .collect(),
+                tap,
             )?),
             None => None,
         };
@@ -239,14 +252,17 @@ impl Sampler {
     /// The window opens on the latest of the sources' fresh reads: every
     /// source's energy is then counted from a reading at or before the
     /// window's start, so a healthy source covers all of it.
-    pub fn begin_window(&self, name: &str) {
+    /// Returns the window's start (the `start_ns` its measurement will have).
+    pub fn begin_window(&self, name: &str) -> u64 {
         let asked_ns = self.sync(Duration::from_secs(2));
         let mut snapshot = self.snapshot();
         if let Some(opened) = snapshot.fresh_reads(asked_ns).max() {
             snapshot.t_ns = opened;
         }
+        let start_ns = snapshot.t_ns;
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
         windows.insert(name.to_owned(), snapshot);
+        start_ns
     }
 
     /// Close a named window and measure it; `None` if it was never opened.

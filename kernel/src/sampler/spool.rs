@@ -134,8 +134,13 @@ impl Writers {
     }
 }
 
-/// Move every source's new rows to disk.
-fn drain(sources: &[SpoolSource], writers: &mut Writers) {
+/// Handed every reading the spool writes, in the order written, right after
+/// it is written (source name, its devices, rows): the sinks' feed. It runs on
+/// the spool's thread, so it must not block.
+pub type ReadingTap = Box<dyn FnMut(&str, &[Device], &[(u64, Reading)]) + Send>;
+
+/// Move every source's new rows to disk (and to the tap).
+fn drain(sources: &[SpoolSource], writers: &mut Writers, tap: &mut Option<ReadingTap>) {
     for source in sources {
         let (readings, telemetry) = {
             let mut series: std::sync::MutexGuard<'_, SourceSeries> = lock(&source.shared.series);
@@ -146,6 +151,11 @@ fn drain(sources: &[SpoolSource], writers: &mut Writers) {
         };
         writers.readings(&source.name, &source.devices, &readings);
         writers.telemetry(&source.name, &source.devices, &telemetry);
+        if let Some(tap) = tap.as_mut()
+            && !readings.is_empty()
+        {
+            tap(&source.name, &source.devices, &readings);
+        }
     }
     writers.flush();
 }
@@ -157,7 +167,11 @@ pub struct Spool {
 }
 
 impl Spool {
-    pub(super) fn start(dir: &Path, sources: Vec<SpoolSource>) -> std::io::Result<Spool> {
+    pub(super) fn start(
+        dir: &Path,
+        sources: Vec<SpoolSource>,
+        mut tap: Option<ReadingTap>,
+    ) -> std::io::Result<Spool> {
         let mut writers = Writers::create(dir)?;
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let flag = stop.clone();
@@ -168,7 +182,7 @@ impl Spool {
                 let mut stopped = lock_.lock().unwrap_or_else(|e| e.into_inner());
                 loop {
                     drop(stopped);
-                    drain(&sources, &mut writers);
+                    drain(&sources, &mut writers, &mut tap);
                     stopped = lock_.lock().unwrap_or_else(|e| e.into_inner());
                     if *stopped {
                         break;
@@ -179,7 +193,7 @@ impl Spool {
                         .unwrap_or_else(|e| e.into_inner().0);
                     if *stopped {
                         drop(stopped);
-                        drain(&sources, &mut writers);
+                        drain(&sources, &mut writers, &mut tap);
                         break;
                     }
                 }

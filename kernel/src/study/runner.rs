@@ -293,7 +293,14 @@ impl<'c> Runner<'c> {
         let mut plan = self.design.configs[slot.config].plan.clone();
         plan.experiment.output_dir = self.dir.join("runs");
         plan.experiment.name = self.design.run_name(index);
-        let experiment = Experiment::new(plan, self.catalog);
+        // A streaming sink is told which study and configuration the run is of.
+        let experiment = Experiment::new(plan, self.catalog).with_labels(vec![
+            ("study".to_owned(), self.design.name.clone()),
+            (
+                "config".to_owned(),
+                self.design.configs[slot.config].id.clone(),
+            ),
+        ]);
 
         // The run's own stop: the study's signal, its time limit or the run's.
         let run_stop = Arc::new(AtomicBool::new(false));

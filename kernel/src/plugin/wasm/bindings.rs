@@ -57,6 +57,20 @@ pub mod energy_ext {
     });
 }
 
+/// The optional `llem:plugin-ext/sink-stream` export (run info, phase
+/// events, request records during the run), probed like `energy_ext`.
+pub mod sink_ext {
+    wasmtime::component::bindgen!({
+        path: ["../wit/llem-plugin-0.1.0", "../wit/llem-plugin-ext-0.1.0"],
+        world: "llem:plugin-ext/sink-plugin@0.1.0",
+        with: {
+            "llem:plugin/types": crate::plugin::wasm::bindings::energy::llem::plugin::types,
+            "llem:plugin/host": crate::plugin::wasm::bindings::energy::llem::plugin::host,
+        },
+    });
+}
+
 pub use energy::llem::plugin::host as wit_host;
 pub use energy::llem::plugin::types as wit_types;
 pub use energy_ext::exports::llem::plugin_ext::energy_topology as topology;
+pub use sink_ext::exports::llem::plugin_ext::sink_stream as stream;

@@ -1,16 +1,16 @@
 //! Open WASM plugin instances: one store each, every call under a deadline,
 //! every failure turned into a [`PluginFailure`] that names the plugin.
 
-use super::bindings::{backend, dataset, energy, sink, topology, wit_types};
+use super::bindings::{backend, dataset, energy, sink, stream, topology, wit_types};
 use super::store::{StoreState, new_store};
-use super::{Code, EPOCH_TICK, EpochTicker, bounded, convert, limits};
+use super::{Code, EPOCH_TICK, EpochTicker, bounded, convert, limits, stream as convert_stream};
 use crate::plugin::{
     BackendInstance, CallResult, DatasetInstance, EnergyInstance, FailureKind, PluginFailure,
     Sandbox, SinkInstance,
 };
 use llem_sdk::{
-    Device, DeviceTelemetry, EnginePlan, LoadRequest, Metric, PlanRequest, PluginInfo, PluginKind,
-    Prompt, Reading, ResultDocument, SampleBatch,
+    Device, DeviceTelemetry, EnginePlan, LoadRequest, Metric, PhaseEvent, PlanRequest, PluginInfo,
+    PluginKind, Prompt, Reading, ResultDocument, RunInfo, SampleBatch, Wanted,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -611,11 +611,16 @@ impl DatasetInstance for WasmDataset {
     }
 }
 
-pub(super) struct WasmSink(Guest<sink::SinkPlugin>);
+pub(super) struct WasmSink {
+    guest: Guest<sink::SinkPlugin>,
+    /// Where the optional `sink-stream` export lives; `None` for a sink
+    /// built before it (it gets readings and the result only).
+    stream: Option<stream::GuestIndices>,
+}
 
 impl WasmSink {
     pub fn open(code: &Code, config: &str, sandbox: &Sandbox) -> CallResult<Self> {
-        Ok(WasmSink(open_guest!(
+        let guest = open_guest!(
             code,
             config,
             sandbox,
@@ -623,14 +628,74 @@ impl WasmSink {
             SinkPlugin,
             llem_plugin_sink,
             sink
-        )))
+        );
+        // A plugin whose export does not type-check against this llem's
+        // `sink-stream` is treated as one without it.
+        let stream = stream::GuestIndices::new(&code.pre).ok();
+        Ok(WasmSink { guest, stream })
+    }
+
+    /// Call one function of the `sink-stream` export (present: checked by the caller).
+    fn stream_call<R: Send + 'static>(
+        &mut self,
+        call: &'static str,
+        indices: &stream::GuestIndices,
+        f: impl FnOnce(
+            &stream::Guest,
+            &mut Store<StoreState>,
+            ResourceAny,
+        ) -> wasmtime::Result<Result<R, wit_types::PluginError>>
+        + Send
+        + 'static,
+    ) -> CallResult<R> {
+        let live = self.guest.live(call)?;
+        let exported = indices
+            .load(&mut live.store, &live.instance)
+            .map_err(|e| mismatch(&self.guest.name, call, &e))?;
+        self.guest
+            .call(call, move |_, store, r| f(&exported, store, r))
     }
 }
 
 impl SinkInstance for WasmSink {
+    fn streams(&self) -> bool {
+        self.stream.is_some()
+    }
+
+    fn begin_run(&mut self, run: &RunInfo) -> CallResult<Wanted> {
+        let Some(indices) = self.stream.clone() else {
+            return Ok(Wanted::NOTHING);
+        };
+        let run = convert_stream::run_info(run);
+        self.stream_call("begin-run", &indices, move |g, store, r| {
+            g.call_begin_run(store, r, &run)
+        })
+        .map(convert_stream::wanted)
+    }
+
+    fn write_events(&mut self, events: &[PhaseEvent]) -> CallResult<()> {
+        let Some(indices) = self.stream.clone() else {
+            return Ok(());
+        };
+        let events = convert_stream::phase_events(events);
+        self.stream_call("write-events", &indices, move |g, store, r| {
+            g.call_write_events(store, r, &events)
+        })
+    }
+
+    fn write_requests(&mut self, requests: &[llem_sdk::RequestRecord]) -> CallResult<()> {
+        let Some(indices) = self.stream.clone() else {
+            return Ok(());
+        };
+        let requests = convert_stream::request_records(requests);
+        self.stream_call("write-requests", &indices, move |g, store, r| {
+            g.call_write_requests(store, r, &requests)
+        })
+    }
+
     fn write_samples(&mut self, batch: &SampleBatch) -> CallResult<()> {
         let batch = convert::sample_batch(batch);
-        self.0.call("write-samples", move |b, store, r| {
+        self.guest.call("write-samples", move |b, store, r| {
             b.llem_plugin_sink()
                 .sink()
                 .call_write_samples(store, r, &batch)
@@ -639,7 +704,7 @@ impl SinkInstance for WasmSink {
 
     fn write_result(&mut self, document: &ResultDocument) -> CallResult<()> {
         let document = convert::result_document(document);
-        self.0.call("write-result", move |b, store, r| {
+        self.guest.call("write-result", move |b, store, r| {
             b.llem_plugin_sink()
                 .sink()
                 .call_write_result(store, r, &document)
@@ -647,7 +712,7 @@ impl SinkInstance for WasmSink {
     }
 
     fn finish(&mut self) -> CallResult<()> {
-        self.0.call("finish", |b, store, r| {
+        self.guest.call("finish", |b, store, r| {
             b.llem_plugin_sink().sink().call_finish(store, r)
         })
     }

@@ -13,6 +13,7 @@ mod instance;
 mod limits;
 mod net;
 mod store;
+mod stream;
 
 pub use cache::default_cache_dir;
 

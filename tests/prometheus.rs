@@ -22,7 +22,7 @@ const STEP_UJ: u64 = 250_000;
 const INTERVAL_S: f64 = 0.1;
 
 /// A child process killed (and reaped) when the test ends, however it ends.
-struct Guard(Child);
+pub(crate) struct Guard(pub(crate) Child);
 
 impl Drop for Guard {
     fn drop(&mut self) {
@@ -31,7 +31,7 @@ impl Drop for Guard {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -41,7 +41,7 @@ fn free_port() -> u16 {
 
 /// `GET path` over HTTP/1.0 (no chunked bodies): (status, body), or `None`
 /// if nothing answers.
-fn get(port: u16, path: &str) -> Option<(u16, String)> {
+pub(crate) fn get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -86,7 +86,7 @@ fn value_of(series: &Value) -> f64 {
 }
 
 /// Poll `check` every 250 ms until it returns `Some`, or panic after `limit`.
-fn wait_for<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn wait_for<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + limit;
     loop {
         if let Some(value) = check() {

@@ -97,16 +97,29 @@ pub(crate) fn wait_for<T>(limit: Duration, what: &str, mut check: impl FnMut() -
     }
 }
 
-fn prometheus_binary() -> Option<PathBuf> {
+/// The Prometheus binary `name` (on PATH or in /usr/bin); `None` means skip
+/// the test (the reason is printed), unless `LLEM_REQUIRE_PROMETHEUS=1`
+/// (CI), where a missing binary fails it.
+pub(crate) fn prometheus_binary(name: &str) -> Option<PathBuf> {
     let on_path = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
-            .map(|dir| dir.join("prometheus"))
+            .map(|dir| dir.join(name))
             .find(|p| p.is_file())
     });
-    on_path.or_else(|| {
-        let usr = PathBuf::from("/usr/bin/prometheus");
+    let found = on_path.or_else(|| {
+        let usr = Path::new("/usr/bin").join(name);
         usr.is_file().then_some(usr)
-    })
+    });
+    if found.is_none() {
+        let reason =
+            format!("no `{name}` binary on PATH or at /usr/bin/{name} (apt-get install {name})");
+        assert!(
+            std::env::var("LLEM_REQUIRE_PROMETHEUS").as_deref() != Ok("1"),
+            "LLEM_REQUIRE_PROMETHEUS=1 but {reason}"
+        );
+        eprintln!("skipped: {reason}");
+    }
+    found
 }
 
 fn label<'a>(sample: &'a Sample<'_>, key: &str) -> &'a str {
@@ -146,14 +159,7 @@ fn start_prometheus(binary: &Path, dir: &Path, port: u16, target_port: u16) -> G
 
 #[test]
 fn a_real_prometheus_scrapes_llem_monitor_and_returns_the_fixture_energy() {
-    let Some(prometheus) = prometheus_binary() else {
-        let reason =
-            "no `prometheus` binary on PATH or at /usr/bin/prometheus (apt-get install prometheus)";
-        assert!(
-            std::env::var("LLEM_REQUIRE_PROMETHEUS").as_deref() != Ok("1"),
-            "LLEM_REQUIRE_PROMETHEUS=1 but {reason}"
-        );
-        eprintln!("skipped: {reason}");
+    let Some(prometheus) = prometheus_binary("prometheus") else {
         return;
     };
     let plugins = plugin_dir(&[wasm_artifact("energy-fixture")]);

@@ -9,12 +9,12 @@
 
 #![allow(clippy::unwrap_used)] // test helpers unwrap: a panic is a test failure
 
-use crate::prometheus::{Guard, free_port, get, wait_for};
+use crate::prometheus::{Guard, free_port, get, prometheus_binary, wait_for};
 use crate::sinks::{manifest, run_any};
 use backend_common::prometheus::{Sample, parse_line};
 use llem_integration_tests::{plugin_dir, wasm_artifact};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -26,28 +26,9 @@ fn plugins() -> tempfile::TempDir {
     ])
 }
 
-fn pushgateway_binary() -> Option<PathBuf> {
-    let name = "prometheus-pushgateway";
-    std::env::var_os("PATH")
-        .and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|dir| dir.join(name))
-                .find(|p| p.is_file())
-        })
-        .or_else(|| Some(PathBuf::from("/usr/bin").join(name)).filter(|p| p.is_file()))
-}
-
 /// A gateway on a free port, ready; `None` (skip) when it is not installed.
 fn start_gateway(dir: &Path) -> Option<(Guard, u16)> {
-    let Some(binary) = pushgateway_binary() else {
-        let reason = "prometheus-pushgateway is not installed (Debian: apt-get install prometheus-pushgateway)";
-        assert!(
-            std::env::var("LLEM_REQUIRE_PROMETHEUS").as_deref() != Ok("1"),
-            "{reason}, and LLEM_REQUIRE_PROMETHEUS=1"
-        );
-        eprintln!("skipped: {reason}");
-        return None;
-    };
+    let binary = prometheus_binary("prometheus-pushgateway")?;
     let port = free_port();
     let log = std::fs::File::create(dir.join("pushgateway.log")).unwrap();
     let guard = Guard(

@@ -307,16 +307,6 @@ fn password(config: &Config) -> Result<Option<String>, PluginError> {
     }
 }
 
-fn positive_ms(config: &Config, key: &str, default: i64) -> Result<u64, PluginError> {
-    let ms: i64 = config.optional(key)?.unwrap_or(default);
-    u64::try_from(ms)
-        .ok()
-        .filter(|m| (1..=3_600_000).contains(m))
-        .ok_or_else(|| {
-            PluginError::invalid_config(key, format!("must be 1 to 3600000 ms, found {ms}"))
-        })
-}
-
 impl Plugin for Redfish {
     fn describe() -> PluginInfo {
         PluginInfo {
@@ -394,8 +384,8 @@ impl Plugin for Redfish {
                 format!("must be 0.01 to 3600 s, found {refresh_s}"),
             ));
         }
-        let poll_ms = positive_ms(&config, "poll_ms", DEFAULT_POLL_MS)?;
-        let timeout_ms = positive_ms(&config, "timeout_ms", DEFAULT_TIMEOUT_MS)?;
+        let poll_ms = http::milliseconds(&config, "poll_ms", DEFAULT_POLL_MS, 1)?;
+        let timeout_ms = http::milliseconds(&config, "timeout_ms", DEFAULT_TIMEOUT_MS, 1)?;
         let use_counter: bool = config.optional("energy_counter")?.unwrap_or(true);
         let wanted: Vec<String> = config.optional("chassis")?.unwrap_or_default();
 

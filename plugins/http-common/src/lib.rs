@@ -13,7 +13,7 @@
 //! kernel lets the connection through only to an address the manifest grants
 //! (`[plugins.<instance>.sandbox] connect = ["host:port"]`).
 
-use llem_sdk::{ErrorCode, PluginError};
+use llem_sdk::{Config, ErrorCode, PluginError};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
@@ -125,6 +125,23 @@ pub fn parse_url(text: &str) -> Result<Url, PluginError> {
         port,
         path: path.trim_end_matches('/').to_owned(),
     })
+}
+
+/// A duration option in ms (`timeout_ms`, `poll_ms`, …): `default` when
+/// unset, and `min` to one hour, else an error naming the option.
+pub fn milliseconds(
+    config: &Config,
+    key: &str,
+    default: i64,
+    min: i64,
+) -> Result<u64, PluginError> {
+    let ms: i64 = config.optional(key)?.unwrap_or(default);
+    u64::try_from(ms)
+        .ok()
+        .filter(|_| (min..=3_600_000).contains(&ms))
+        .ok_or_else(|| {
+            PluginError::invalid_config(key, format!("must be {min} to 3600000 ms, found {ms}"))
+        })
 }
 
 /// Standard base64 with padding (RFC 4648), for HTTP Basic credentials.

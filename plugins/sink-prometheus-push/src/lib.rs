@@ -100,8 +100,9 @@ impl Plugin for PushSink {
             return Err(PluginError::invalid_config("job", "must not be empty"));
         }
         let labels = grouping_labels(&config)?;
-        let timeout_ms = milliseconds(&config, "timeout_ms", DEFAULT_TIMEOUT_MS, 1)?;
-        let interval_ms = milliseconds(&config, "push_interval_ms", DEFAULT_PUSH_INTERVAL_MS, 0)?;
+        let timeout_ms = http_common::milliseconds(&config, "timeout_ms", DEFAULT_TIMEOUT_MS, 1)?;
+        let interval_ms =
+            http_common::milliseconds(&config, "push_interval_ms", DEFAULT_PUSH_INTERVAL_MS, 0)?;
         Ok(PushSink {
             client: Client::new(
                 url,
@@ -118,17 +119,6 @@ impl Plugin for PushSink {
             last_push_ns: None,
         })
     }
-}
-
-fn milliseconds(config: &Config, key: &str, default: i64, min: i64) -> Result<u64, PluginError> {
-    let ms: i64 = config.optional(key)?.unwrap_or(default);
-    if !(min..=3_600_000).contains(&ms) {
-        return Err(PluginError::invalid_config(
-            key,
-            format!("must be {min} to 3600000 ms, found {ms}"),
-        ));
-    }
-    Ok(ms as u64)
 }
 
 /// `labels`: names as Prometheus allows them, none the grouping key has.

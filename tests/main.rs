@@ -26,6 +26,8 @@ mod prometheus;
 mod report;
 mod robustness;
 mod sdk_example_both_ways;
+mod sink_parquet;
+mod sink_prometheus_push;
 mod sink_stream;
 mod sinks;
 mod slurm;

@@ -22,7 +22,7 @@ const STEP_UJ: u64 = 250_000;
 const INTERVAL_S: f64 = 0.1;
 
 /// A child process killed (and reaped) when the test ends, however it ends.
-struct Guard(Child);
+pub(crate) struct Guard(pub(crate) Child);
 
 impl Drop for Guard {
     fn drop(&mut self) {
@@ -31,7 +31,7 @@ impl Drop for Guard {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -41,7 +41,7 @@ fn free_port() -> u16 {
 
 /// `GET path` over HTTP/1.0 (no chunked bodies): (status, body), or `None`
 /// if nothing answers.
-fn get(port: u16, path: &str) -> Option<(u16, String)> {
+pub(crate) fn get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -86,7 +86,7 @@ fn value_of(series: &Value) -> f64 {
 }
 
 /// Poll `check` every 250 ms until it returns `Some`, or panic after `limit`.
-fn wait_for<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn wait_for<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + limit;
     loop {
         if let Some(value) = check() {
@@ -97,16 +97,29 @@ fn wait_for<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>
     }
 }
 
-fn prometheus_binary() -> Option<PathBuf> {
+/// The Prometheus binary `name` (on PATH or in /usr/bin); `None` means skip
+/// the test (the reason is printed), unless `LLEM_REQUIRE_PROMETHEUS=1`
+/// (CI), where a missing binary fails it.
+pub(crate) fn prometheus_binary(name: &str) -> Option<PathBuf> {
     let on_path = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
-            .map(|dir| dir.join("prometheus"))
+            .map(|dir| dir.join(name))
             .find(|p| p.is_file())
     });
-    on_path.or_else(|| {
-        let usr = PathBuf::from("/usr/bin/prometheus");
+    let found = on_path.or_else(|| {
+        let usr = Path::new("/usr/bin").join(name);
         usr.is_file().then_some(usr)
-    })
+    });
+    if found.is_none() {
+        let reason =
+            format!("no `{name}` binary on PATH or at /usr/bin/{name} (apt-get install {name})");
+        assert!(
+            std::env::var("LLEM_REQUIRE_PROMETHEUS").as_deref() != Ok("1"),
+            "LLEM_REQUIRE_PROMETHEUS=1 but {reason}"
+        );
+        eprintln!("skipped: {reason}");
+    }
+    found
 }
 
 fn label<'a>(sample: &'a Sample<'_>, key: &str) -> &'a str {
@@ -146,14 +159,7 @@ fn start_prometheus(binary: &Path, dir: &Path, port: u16, target_port: u16) -> G
 
 #[test]
 fn a_real_prometheus_scrapes_llem_monitor_and_returns_the_fixture_energy() {
-    let Some(prometheus) = prometheus_binary() else {
-        let reason =
-            "no `prometheus` binary on PATH or at /usr/bin/prometheus (apt-get install prometheus)";
-        assert!(
-            std::env::var("LLEM_REQUIRE_PROMETHEUS").as_deref() != Ok("1"),
-            "LLEM_REQUIRE_PROMETHEUS=1 but {reason}"
-        );
-        eprintln!("skipped: {reason}");
+    let Some(prometheus) = prometheus_binary("prometheus") else {
         return;
     };
     let plugins = plugin_dir(&[wasm_artifact("energy-fixture")]);

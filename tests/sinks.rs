@@ -20,7 +20,7 @@ fn plugins() -> tempfile::TempDir {
 }
 
 /// A short server run against the fake OpenAI server, with `sinks` appended.
-fn manifest(dir: &Path, sinks: &str) -> PathBuf {
+pub(crate) fn manifest(dir: &Path, sinks: &str) -> PathBuf {
     let data = dir.join("prompts.jsonl");
     let lines: String = (0..8)
         .map(|i| format!("{{\"prompt\": \"prompt number {i}\"}}\n"))
@@ -53,7 +53,11 @@ fn run(plugins: &Path, manifest: &Path, out: &Path) -> (PathBuf, Value) {
     run
 }
 
-fn run_any(plugins: &Path, manifest: &Path, out: &Path) -> (i32, String, String, (PathBuf, Value)) {
+pub(crate) fn run_any(
+    plugins: &Path,
+    manifest: &Path,
+    out: &Path,
+) -> (i32, String, String, (PathBuf, Value)) {
     let (code, stdout, stderr) = output(
         llem(plugins)
             .arg("run")

@@ -22,7 +22,7 @@ want="$( { sha256sum "$requirements" | cut -d' ' -f1; "$PYTHON" -c 'import sys; 
 
 check() {
     "$venv/bin/python" - <<'EOF'
-import torch, transformers, pytest, fastapi, uvicorn, pynvml  # noqa: F401
+import torch, transformers, pytest, fastapi, uvicorn, pynvml, pyarrow, polars, pandas  # noqa: F401
 x = torch.randn(2, 2) @ torch.randn(2, 2)
 print(f"venv ok: torch {torch.__version__}, transformers {transformers.__version__}, pytest {pytest.__version__}")
 EOF

@@ -41,9 +41,8 @@
 //! is given up after the kernel's limit of failures in a row, and a single
 //! failure costs one reading.
 
-pub mod http;
-
-use http::{Client, Failure, Url};
+use http_common as http;
+use http_common::{Client, Failure, Url};
 use llem_sdk::{
     Config, Device, DeviceKind, EnergySource, ErrorCode, OptionSpec, OptionType, Plugin,
     PluginError, PluginInfo, PluginKind, Reading,
@@ -93,12 +92,42 @@ pub struct Redfish {
     next_fetch_ns: Option<u64>,
 }
 
+/// The BMC's address: `http://host[:port]` (the shared parser), with no
+/// path, since the plugin starts at `/redfish/v1/`; and, since most BMCs
+/// serve Redfish over HTTPS only, `https://` refused with the proxy to use.
+pub fn parse_url(text: &str) -> Result<Url, PluginError> {
+    let url = http::parse_url(text).map_err(|e| {
+        if e.message.contains("plain HTTP only") {
+            let message = format!("{}, and most BMCs serve Redfish over HTTPS", e.message);
+            PluginError { message, ..e }
+        } else {
+            e
+        }
+    })?;
+    if !url.path.is_empty() {
+        return Err(PluginError::invalid_config(
+            "url",
+            format!(
+                "{text}: give the BMC's address without a path (the plugin starts at /redfish/v1/)"
+            ),
+        ));
+    }
+    Ok(url)
+}
+
 /// One answer's JSON, or an error naming the resource.
 fn get_json(client: &Client, path: &str, what: &str) -> Result<Value, PluginError> {
     let url = client.url.to_http(path);
-    let response = match client.get(path) {
+    let headers = [("Accept", "application/json"), ("OData-Version", "4.0")];
+    let response = match client.get(path, &headers) {
         Ok(r) => r,
-        Err(Failure::Connect(e)) => return Err(http::connect_error(&client.url, &e)),
+        Err(Failure::Connect(e)) => {
+            return Err(http::connect_error(
+                &client.url,
+                &e,
+                "the BMC's Redfish service",
+            ));
+        }
         Err(Failure::Exchange(message)) => {
             return Err(
                 PluginError::new(ErrorCode::Io, format!("GET {url} ({what}): {message}"))
@@ -278,16 +307,6 @@ fn password(config: &Config) -> Result<Option<String>, PluginError> {
     }
 }
 
-fn positive_ms(config: &Config, key: &str, default: i64) -> Result<u64, PluginError> {
-    let ms: i64 = config.optional(key)?.unwrap_or(default);
-    u64::try_from(ms)
-        .ok()
-        .filter(|m| (1..=3_600_000).contains(m))
-        .ok_or_else(|| {
-            PluginError::invalid_config(key, format!("must be 1 to 3600000 ms, found {ms}"))
-        })
-}
-
 impl Plugin for Redfish {
     fn describe() -> PluginInfo {
         PluginInfo {
@@ -349,7 +368,7 @@ impl Plugin for Redfish {
 
     fn open(config: Config) -> Result<Self, PluginError> {
         let url: String = config.require("url")?;
-        let url: Url = http::parse_url(&url)?;
+        let url = parse_url(&url)?;
         let username: String = config.optional("username")?.unwrap_or_default();
         let password = password(&config)?;
         if username.is_empty() && password.is_some() {
@@ -365,14 +384,19 @@ impl Plugin for Redfish {
                 format!("must be 0.01 to 3600 s, found {refresh_s}"),
             ));
         }
-        let poll_ms = positive_ms(&config, "poll_ms", DEFAULT_POLL_MS)?;
-        let timeout_ms = positive_ms(&config, "timeout_ms", DEFAULT_TIMEOUT_MS)?;
+        let poll_ms = http::milliseconds(&config, "poll_ms", DEFAULT_POLL_MS, 1)?;
+        let timeout_ms = http::milliseconds(&config, "timeout_ms", DEFAULT_TIMEOUT_MS, 1)?;
         let use_counter: bool = config.optional("energy_counter")?.unwrap_or(true);
         let wanted: Vec<String> = config.optional("chassis")?.unwrap_or_default();
 
         let credentials =
             (!username.is_empty()).then(|| (username.as_str(), password.as_deref().unwrap_or("")));
-        let client = Client::new(url.clone(), credentials, Duration::from_millis(timeout_ms));
+        let client = Client::new(
+            url.clone(),
+            concat!("llem-energy-redfish/", env!("CARGO_PKG_VERSION")),
+            credentials,
+            Duration::from_millis(timeout_ms),
+        );
 
         let root = get_json(&client, SERVICE_ROOT, "Redfish service root")?;
         let collection = link(&root, "Chassis").unwrap_or(DEFAULT_CHASSIS_COLLECTION);
@@ -582,6 +606,22 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_bmc_url_has_no_path_and_https_says_why() {
+        assert_eq!(
+            parse_url("http://bmc:8000/").unwrap().authority(),
+            "bmc:8000"
+        );
+        let err = parse_url("http://bmc/redfish/v1").unwrap_err();
+        assert!(err.message.contains("without a path"), "{err}");
+        let err = parse_url("https://bmc.example").unwrap_err();
+        assert!(
+            err.message.contains("most BMCs serve Redfish over HTTPS"),
+            "{err}"
+        );
+        assert!(err.hint.unwrap().contains("TLS-terminating proxy"));
+    }
 
     #[test]
     fn readings_from_both_resources() {

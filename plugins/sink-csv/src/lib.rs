@@ -20,64 +20,9 @@ use std::fs::File;
 use std::io::BufWriter;
 use std::path::PathBuf;
 
-/// `result.csv`'s columns: (column, JSON pointer into result.json).
-pub const RESULT_COLUMNS: &[(&str, &str)] = &[
-    ("run_id", "/run_id"),
-    ("status", "/status"),
-    ("experiment", "/experiment/name"),
-    ("model", "/experiment/model"),
-    ("cycle", "/experiment/cycle"),
-    ("started_at", "/started_at"),
-    ("duration_s", "/duration_s"),
-    ("energy_total_j", "/energy/total_j"),
-    ("energy_baseline_j", "/energy/baseline_j"),
-    ("energy_net_j", "/energy/net_j"),
-    ("includes_estimates", "/energy/includes_estimates"),
-    ("requests_sent", "/inference/requests_sent"),
-    ("requests_succeeded", "/inference/requests_succeeded"),
-    ("requests_failed", "/inference/requests_failed"),
-    ("window_energy_j", "/inference/window_energy_j"),
-    (
-        "energy_per_output_token_j",
-        "/inference/energy_per_output_token_j",
-    ),
-    (
-        "energy_per_output_token_net_j",
-        "/inference/energy_per_output_token_net_j",
-    ),
-    ("energy_per_request_j", "/inference/energy_per_request_j"),
-    ("average_power_w", "/inference/average_power_w"),
-    ("headline", "/inference/headline"),
-    (
-        "headline_energy_per_output_token_j",
-        "/inference/headline_energy_per_output_token_j",
-    ),
-    (
-        "total_input_tokens",
-        "/inference/latency/total_input_tokens",
-    ),
-    (
-        "total_output_tokens",
-        "/inference/latency/total_output_tokens",
-    ),
-    (
-        "request_throughput",
-        "/inference/latency/request_throughput",
-    ),
-    (
-        "output_token_throughput",
-        "/inference/latency/output_token_throughput",
-    ),
-    ("ttft_mean_ms", "/inference/latency/ttft/mean"),
-    ("ttft_median_ms", "/inference/latency/ttft/median"),
-    ("ttft_p99_ms", "/inference/latency/ttft/p99"),
-    ("tpot_mean_ms", "/inference/latency/tpot/mean"),
-    ("itl_mean_ms", "/inference/latency/itl/mean"),
-    ("itl_p99_ms", "/inference/latency/itl/p99"),
-    ("e2e_mean_ms", "/inference/latency/e2e/mean"),
-    ("e2e_p99_ms", "/inference/latency/e2e/p99"),
-    ("quality", "/quality/level"),
-];
+/// `result.csv`'s columns: the headline figures every first-party sink
+/// writes (names and result.json pointers in `sink_common::HEADLINE`).
+pub use sink_common::HEADLINE as RESULT_COLUMNS;
 
 pub struct CsvSink {
     dir: PathBuf,
@@ -103,24 +48,10 @@ impl Plugin for CsvSink {
 
     fn open(config: Config) -> Result<Self, PluginError> {
         Ok(CsvSink {
-            dir: target_dir(&config)?,
+            dir: sink_common::target_dir(&config)?,
             samples: None,
         })
     }
-}
-
-/// `dir` when set, else the directory the kernel granted.
-pub fn target_dir(config: &Config) -> Result<PathBuf, PluginError> {
-    let dir: String = config.optional("dir")?.unwrap_or_default();
-    if !dir.is_empty() {
-        return Ok(PathBuf::from(dir));
-    }
-    llem_sdk::host::write_dir().ok_or_else(|| {
-        PluginError::invalid_config(
-            "dir",
-            "no directory to write: set `dir` (a native build is never granted one)",
-        )
-    })
 }
 
 fn cell(value: Option<&Value>) -> String {
@@ -133,9 +64,8 @@ fn cell(value: Option<&Value>) -> String {
 
 /// `result.csv`'s two lines for a result.json document.
 pub fn result_rows(result: &Value) -> (Vec<&'static str>, Vec<String>) {
-    RESULT_COLUMNS
-        .iter()
-        .map(|(name, pointer)| (*name, cell(result.pointer(pointer))))
+    sink_common::headline(result)
+        .map(|(name, value)| (name, cell(value)))
         .unzip()
 }
 
@@ -188,8 +118,7 @@ impl Sink for CsvSink {
     }
 
     fn write_result(&mut self, document: &ResultDocument) -> Result<(), PluginError> {
-        let result: Value = serde_json::from_str(&document.json)
-            .map_err(|e| PluginError::other(format!("result document is not JSON: {e}")))?;
+        let result = sink_common::parse_result(document)?;
         let (header, row) = result_rows(&result);
         let path = self.dir.join("result.csv");
         let mut writer = csv::Writer::from_path(&path).map_err(csv_error)?;

@@ -59,17 +59,7 @@ impl Plugin for MlEnergySink {
     }
 
     fn open(config: Config) -> Result<Self, PluginError> {
-        let dir: String = config.optional("dir")?.unwrap_or_default();
-        let dir = if dir.is_empty() {
-            llem_sdk::host::write_dir().ok_or_else(|| {
-                PluginError::invalid_config(
-                    "dir",
-                    "no directory to write: set `dir` (a native build is never granted one)",
-                )
-            })?
-        } else {
-            PathBuf::from(dir)
-        };
+        let dir = sink_common::target_dir(&config)?;
         let task: String = config.optional("task")?.unwrap_or_default();
         Ok(MlEnergySink {
             dir,
@@ -84,8 +74,7 @@ impl Sink for MlEnergySink {
     }
 
     fn write_result(&mut self, document: &ResultDocument) -> Result<(), PluginError> {
-        let result: Value = serde_json::from_str(&document.json)
-            .map_err(|e| PluginError::other(format!("result document is not JSON: {e}")))?;
+        let result = sink_common::parse_result(document)?;
         let doc = map(&result, self.task.as_deref());
         let text = serde_json::to_string_pretty(&doc)
             .map_err(|e| PluginError::other(format!("cannot encode mlenergy.json: {e}")))?;

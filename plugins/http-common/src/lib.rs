@@ -1,26 +1,35 @@
-//! A minimal HTTP/1.1 GET client over `std::net::TcpStream`, enough for a
-//! Redfish BMC: one request per connection (`Connection: close`), bodies with
-//! `Content-Length`, chunked or read to EOF, every read under a deadline and
-//! the whole response under a size bound. No TLS: `https://` is refused by
-//! [`parse_url`] with the way around it.
+//! A minimal HTTP/1.1 client over `std::net::TcpStream` for plugins with a
+//! network grant (`energy-redfish` reads a BMC, `sink-prometheus-push` pushes
+//! to a Pushgateway): one request per connection (`Connection: close`),
+//! bodies with `Content-Length`, chunked or read to EOF, every read under a
+//! deadline and the whole response under a size bound. No TLS: `https://` is
+//! refused by [`parse_url`] with the way around it.
+//!
+//! Written here rather than taken from crates.io because the HTTP clients
+//! there either need an async runtime or TLS stacks that do not build for
+//! `wasm32-wasip2`, and a plugin needs only this much.
 //!
 //! `std::net` works the same natively and in `wasm32-wasip2`, where the
 //! kernel lets the connection through only to an address the manifest grants
 //! (`[plugins.<instance>.sandbox] connect = ["host:port"]`).
 
-use llem_sdk::{ErrorCode, PluginError};
+use llem_sdk::{Config, ErrorCode, PluginError};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-/// The most a response (head and body) may hold; a Redfish resource is a few KiB.
+/// The most a response (head and body) may hold: the servers this client
+/// talks to answer a few KiB (a Redfish resource, a Pushgateway's reply).
 pub const MAX_RESPONSE_BYTES: usize = 1 << 20;
 
-/// Where the BMC is.
+/// Where the server is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Url {
     pub host: String,
     pub port: u16,
+    /// The URL's path without a trailing `/` (`""` for none): a server
+    /// behind a reverse proxy under a prefix.
+    pub path: String,
 }
 
 impl Url {
@@ -33,12 +42,14 @@ impl Url {
         }
     }
 
+    /// The full URL of `path` (absolute, below [`Url::path`]).
     pub fn to_http(&self, path: &str) -> String {
-        format!("http://{}{path}", self.authority())
+        format!("http://{}{}{path}", self.authority(), self.path)
     }
 }
 
-/// Parse `http://host[:port][/]`. `https://` is refused, saying why.
+/// Parse `http://host[:port][/path]` (the `url` option). `https://` is
+/// refused, saying why and how to get there anyway.
 pub fn parse_url(text: &str) -> Result<Url, PluginError> {
     let text = text.trim();
     if text
@@ -48,13 +59,12 @@ pub fn parse_url(text: &str) -> Result<Url, PluginError> {
         return Err(PluginError::invalid_config(
             "url",
             format!(
-                "{text}: this plugin speaks plain HTTP only (it has no TLS client yet), and \
-                 most BMCs serve Redfish over HTTPS"
+                "{text}: this plugin speaks plain HTTP only (it has no TLS client yet)"
             ),
         )
         .with_hint(
             "put a TLS-terminating proxy next to llem and point `url` at it, e.g. \
-             `socat TCP-LISTEN:8000,bind=127.0.0.1,fork,reuseaddr OPENSSL:bmc.example:443,verify=1` \
+             `socat TCP-LISTEN:8000,bind=127.0.0.1,fork,reuseaddr OPENSSL:server.example:443,verify=1` \
              (or stunnel in client mode), then `url = \"http://127.0.0.1:8000\"` and \
              `connect = [\"127.0.0.1:8000\"]`",
         ));
@@ -73,18 +83,18 @@ pub fn parse_url(text: &str) -> Result<Url, PluginError> {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, ""),
     };
-    if !(path.is_empty() || path == "/") {
+    if path.contains(['?', '#']) {
         return Err(PluginError::invalid_config(
             "url",
-            format!(
-                "{text}: give the BMC's address without a path (the plugin starts at /redfish/v1/)"
-            ),
+            format!("{text}: give the server's address and path, without a query or fragment"),
         ));
     }
     if authority.contains('@') {
+        // The URL is recorded in the resolved manifest and result.json.
         return Err(PluginError::invalid_config(
             "url",
-            "credentials do not belong in the URL: use `username` and `password_env`",
+            "credentials do not belong in the URL (it is recorded with the run): use the \
+             plugin's `username` and `password_env` options",
         ));
     }
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
@@ -113,7 +123,25 @@ pub fn parse_url(text: &str) -> Result<Url, PluginError> {
     Ok(Url {
         host: host.to_owned(),
         port,
+        path: path.trim_end_matches('/').to_owned(),
     })
+}
+
+/// A duration option in ms (`timeout_ms`, `poll_ms`, …): `default` when
+/// unset, and `min` to one hour, else an error naming the option.
+pub fn milliseconds(
+    config: &Config,
+    key: &str,
+    default: i64,
+    min: i64,
+) -> Result<u64, PluginError> {
+    let ms: i64 = config.optional(key)?.unwrap_or(default);
+    u64::try_from(ms)
+        .ok()
+        .filter(|_| (min..=3_600_000).contains(&ms))
+        .ok_or_else(|| {
+            PluginError::invalid_config(key, format!("must be {min} to 3600000 ms, found {ms}"))
+        })
 }
 
 /// Standard base64 with padding (RFC 4648), for HTTP Basic credentials.
@@ -158,15 +186,23 @@ pub enum Failure {
 #[derive(Debug, Clone)]
 pub struct Client {
     pub url: Url,
+    /// `User-Agent`, e.g. `llem-energy-redfish/0.1.0`.
+    user_agent: String,
     /// `Basic ...`, when credentials are configured.
     authorization: Option<String>,
     timeout: Duration,
 }
 
 impl Client {
-    pub fn new(url: Url, credentials: Option<(&str, &str)>, timeout: Duration) -> Self {
+    pub fn new(
+        url: Url,
+        user_agent: impl Into<String>,
+        credentials: Option<(&str, &str)>,
+        timeout: Duration,
+    ) -> Self {
         Client {
             url,
+            user_agent: user_agent.into(),
             authorization: credentials.map(|(user, pass)| {
                 format!("Basic {}", base64(format!("{user}:{pass}").as_bytes()))
             }),
@@ -174,8 +210,21 @@ impl Client {
         }
     }
 
-    /// GET `path` (absolute, e.g. `/redfish/v1/`).
-    pub fn get(&self, path: &str) -> Result<Response, Failure> {
+    /// GET `path` (absolute, below the URL's path, e.g. `/redfish/v1/`)
+    /// with `headers` besides Host, User-Agent, Connection and Authorization.
+    pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> Result<Response, Failure> {
+        self.request("GET", path, headers, None)
+    }
+
+    /// `method path` with `headers` and, when given, a body of
+    /// `(content type, bytes)`.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<(&str, &[u8])>,
+    ) -> Result<Response, Failure> {
         let deadline = Instant::now() + self.timeout;
         let mut stream = self.connect()?;
         // Timeouts may be unsupported on some targets: the deadline checks
@@ -183,19 +232,30 @@ impl Client {
         let _ = stream.set_read_timeout(Some(self.timeout));
         let _ = stream.set_write_timeout(Some(self.timeout));
         let mut request = format!(
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nAccept: application/json\r\nOData-Version: 4.0\r\n\
-             User-Agent: llem-energy-redfish/{}\r\nConnection: close\r\n",
+            "{method} {}{path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: {}\r\nConnection: close\r\n",
+            self.url.path,
             self.url.authority(),
-            env!("CARGO_PKG_VERSION")
+            self.user_agent,
         );
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
         if let Some(auth) = &self.authorization {
-            request.push_str("Authorization: ");
-            request.push_str(auth);
-            request.push_str("\r\n");
+            request.push_str(&format!("Authorization: {auth}\r\n"));
+        }
+        if let Some((content_type, bytes)) = body {
+            request.push_str(&format!(
+                "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
+                bytes.len()
+            ));
         }
         request.push_str("\r\n");
+        let mut bytes = request.into_bytes();
+        if let Some((_, body)) = body {
+            bytes.extend_from_slice(body);
+        }
         stream
-            .write_all(request.as_bytes())
+            .write_all(&bytes)
             .map_err(|e| Failure::Exchange(format!("sending the request: {e}")))?;
         let raw = read_bounded(&mut stream, deadline, self.timeout)?;
         parse_response(&raw).map_err(Failure::Exchange)
@@ -239,7 +299,7 @@ fn read_bounded(
             Ok(n) => {
                 if raw.len() + n > MAX_RESPONSE_BYTES {
                     return Err(Failure::Exchange(format!(
-                        "the answer is larger than {MAX_RESPONSE_BYTES} bytes; a Redfish resource is a few KiB"
+                        "the answer is larger than {MAX_RESPONSE_BYTES} bytes (this client expects a few KiB)"
                     )));
                 }
                 raw.extend_from_slice(&buf[..n]);
@@ -366,8 +426,9 @@ fn dechunk(mut rest: &[u8]) -> Result<Vec<u8>, String> {
 }
 
 /// A connect failure as a plugin error: refused (nobody listens), refused by
-/// the sandbox (no grant), or anything else.
-pub fn connect_error(url: &Url, err: &std::io::Error) -> PluginError {
+/// the sandbox (no grant), or anything else. `service` names what should be
+/// listening, e.g. "the BMC's Redfish service".
+pub fn connect_error(url: &Url, err: &std::io::Error, service: &str) -> PluginError {
     let addr = url.authority();
     let grant = format!(
         "grant the address in the manifest: [plugins.<instance>.sandbox] connect = [\"{addr}\"] \
@@ -379,7 +440,7 @@ pub fn connect_error(url: &Url, err: &std::io::Error) -> PluginError {
             format!("connecting to {addr}: connection refused: nothing listens there"),
         )
         .with_hint(format!(
-            "check `url` ({}) and that the BMC's Redfish service is up; if it is, {grant}",
+            "check `url` ({}) and that {service} is up; if it is, {grant}",
             url.to_http("/")
         )),
         ErrorKind::PermissionDenied => PluginError::new(
@@ -408,16 +469,21 @@ mod tests {
             parse_url("http://127.0.0.1:8000").unwrap(),
             Url {
                 host: "127.0.0.1".into(),
-                port: 8000
+                port: 8000,
+                path: String::new(),
             }
         );
         assert_eq!(parse_url("HTTP://bmc/").unwrap().port, 80);
+        assert_eq!(parse_url("HTTP://bmc/").unwrap().path, "");
         assert_eq!(parse_url("http://[::1]:9").unwrap().authority(), "[::1]:9");
         let err = parse_url("https://bmc.example").unwrap_err();
         assert!(err.message.contains("plain HTTP only"), "{err}");
         assert!(err.hint.unwrap().contains("TLS-terminating proxy"));
         assert!(parse_url("bmc:80").is_err());
-        assert!(parse_url("http://bmc/redfish/v1").is_err());
+        let prefixed = parse_url("http://gw:9091/push/").unwrap();
+        assert_eq!(prefixed.path, "/push");
+        assert_eq!(prefixed.to_http("/metrics"), "http://gw:9091/push/metrics");
+        assert!(parse_url("http://gw/a?b=c").is_err());
         assert!(parse_url("http://root:pw@bmc").is_err());
         assert!(parse_url("http://bmc:0").is_err());
         assert!(parse_url("http://:80").is_err());

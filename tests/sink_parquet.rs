@@ -5,8 +5,7 @@
 //! (requests).
 //!
 //! Requests reach the sink only through the sink stream
-//! (`llem:plugin-ext/sink-stream`), which the kernel delivers once its
-//! streaming support is in: see [`KERNEL_STREAMS_REQUESTS`].
+//! (`llem:plugin-ext/sink-stream`), as the run goes.
 
 #![allow(clippy::unwrap_used)] // test helpers unwrap: a panic is a test failure
 
@@ -15,12 +14,6 @@ use llem_integration_tests::{plugin_dir, venv_python, wasm_artifact, workspace_r
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
-
-/// STREAMING KERNEL: set to true once the kernel calls `begin-run` and
-/// `write-requests` (the kernel's sink-stream branch). Until then the
-/// requests table is checked whenever it exists, and its absence is allowed;
-/// with this true its absence fails the test.
-const KERNEL_STREAMS_REQUESTS: bool = false;
 
 fn plugins() -> tempfile::TempDir {
     plugin_dir(&[
@@ -231,22 +224,15 @@ fn two_runs_into_one_dataset_read_back_with_pyarrow_polars_and_pandas() {
             assert_eq!(row["model"], "fake-model");
             assert_eq!(row["cycle"], result["experiment"]["cycle"]);
         }
-        // Requests (STREAMING KERNEL): the records of requests.jsonl.
-        if data.get("requests").is_some() || KERNEL_STREAMS_REQUESTS {
-            for (run_dir, result) in &runs {
-                let id = result["run_id"].as_str().unwrap();
-                let ours = rows_of(&data["requests"][library], id, REQUEST_COLUMNS);
-                let theirs = requests_jsonl(run_dir, REQUEST_COLUMNS);
-                assert!(!theirs.is_empty());
-                assert_eq!(
-                    ours, theirs,
-                    "{library}: requests of {id} differ from requests.jsonl"
-                );
-            }
-        } else {
-            eprintln!(
-                "note: no requests table: this kernel does not stream requests to sinks yet \
-                 (KERNEL_STREAMS_REQUESTS = false)"
+        // Requests, streamed during the run: the records of requests.jsonl.
+        for (run_dir, result) in &runs {
+            let id = result["run_id"].as_str().unwrap();
+            let ours = rows_of(&data["requests"][library], id, REQUEST_COLUMNS);
+            let theirs = requests_jsonl(run_dir, REQUEST_COLUMNS);
+            assert!(!theirs.is_empty());
+            assert_eq!(
+                ours, theirs,
+                "{library}: requests of {id} differ from requests.jsonl"
             );
         }
     }
@@ -255,16 +241,14 @@ fn two_runs_into_one_dataset_read_back_with_pyarrow_polars_and_pandas() {
     assert_eq!(types["t_ns"], "uint64");
     assert_eq!(types["power_mw"], "uint64");
     assert_eq!(data["results"]["pyarrow_types"]["energy_total_j"], "double");
-    if let Some(requests) = data.get("requests") {
-        assert_eq!(
-            requests["pyarrow_types"]["chunk_ns"],
-            "list<element: uint64 not null>"
-        );
-    }
+    assert_eq!(
+        data["requests"]["pyarrow_types"]["chunk_ns"],
+        "list<element: uint64 not null>"
+    );
     // pandas reads each table directory as one frame of both runs.
     let mut sorted = ids.clone();
     sorted.sort_unstable();
-    for table in ["readings", "results"] {
+    for table in ["readings", "requests", "results"] {
         assert_eq!(
             data[table]["pandas"]["run_ids"],
             serde_json::json!(sorted),

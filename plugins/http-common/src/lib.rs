@@ -254,9 +254,14 @@ impl Client {
         if let Some((_, body)) = body {
             bytes.extend_from_slice(body);
         }
-        stream
-            .write_all(&bytes)
-            .map_err(|e| Failure::Exchange(format!("sending the request: {e}")))?;
+        stream.write_all(&bytes).map_err(|e| match e.kind() {
+            // The connection never came up (see `connected`): a connect failure.
+            ErrorKind::NotConnected => Failure::Connect(std::io::Error::new(
+                ErrorKind::ConnectionRefused,
+                format!("connection refused (the connection was not established: {e})"),
+            )),
+            _ => Failure::Exchange(format!("sending the request: {e}")),
+        })?;
         let raw = read_bounded(&mut stream, deadline, self.timeout)?;
         parse_response(&raw).map_err(Failure::Exchange)
     }
@@ -271,12 +276,30 @@ impl Client {
                 Err(e) if e.kind() == ErrorKind::Unsupported => TcpStream::connect(addr),
                 other => other,
             };
-            match attempt {
+            match attempt.and_then(connected) {
                 Ok(stream) => return Ok(stream),
                 Err(e) => last = e,
             }
         }
         Err(Failure::Connect(last))
+    }
+}
+
+/// `stream` if its connection was really made. On wasm32-wasip2 a connect
+/// that the peer refuses can come back as success (the refusal arrives after
+/// the call returned), and the first write then fails with "socket not
+/// connected": ask the socket now, so the failure is reported as the refused
+/// connection it is.
+fn connected(stream: TcpStream) -> std::io::Result<TcpStream> {
+    if let Ok(Some(e)) = stream.take_error() {
+        return Err(e);
+    }
+    match stream.peer_addr() {
+        Err(e) if e.kind() == ErrorKind::NotConnected => Err(std::io::Error::new(
+            ErrorKind::ConnectionRefused,
+            "connection refused (the connection was not established)",
+        )),
+        _ => Ok(stream),
     }
 }
 

@@ -64,6 +64,10 @@ pub const FILES: &[(&str, &str)] = &[
         "wit/llem-plugin-ext-0.1.0/energy-topology.wit",
         include_str!("../../../../wit/llem-plugin-ext-0.1.0/energy-topology.wit"),
     ),
+    (
+        "wit/llem-plugin-ext-0.1.0/sink-stream.wit",
+        include_str!("../../../../wit/llem-plugin-ext-0.1.0/sink-stream.wit"),
+    ),
 ];
 
 /// `vendor/llem-sdk/Cargo.toml`: the SDK's manifest without the workspace's

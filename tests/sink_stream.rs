@@ -91,7 +91,10 @@ fn calls<'a>(calls: &'a [Value], kind: &str) -> Vec<&'a Value> {
 }
 
 /// timeseries.csv as (t_ns, source, device, energy_uj, power_mw) rows, in file order.
-fn timeseries(run_dir: &Path) -> Vec<(u64, String, String, Option<u64>, Option<u64>)> {
+/// One reading: `t_ns, source, device, energy_uj, power_mw`.
+type Row = (u64, String, String, Option<u64>, Option<u64>);
+
+fn timeseries(run_dir: &Path) -> Vec<Row> {
     let text = std::fs::read_to_string(run_dir.join("timeseries.csv")).unwrap();
     text.lines()
         .skip(1)
@@ -111,9 +114,7 @@ fn timeseries(run_dir: &Path) -> Vec<(u64, String, String, Option<u64>, Option<u
 
 /// The readings of `write-samples` batches (JSON, as the SDK serialises
 /// them) as timeseries rows; checks every batch's bound.
-fn delivered_readings<'a>(
-    batches: impl Iterator<Item = &'a Value>,
-) -> Vec<(u64, String, String, Option<u64>, Option<u64>)> {
+fn delivered_readings<'a>(batches: impl Iterator<Item = &'a Value>) -> Vec<Row> {
     let mut rows = Vec::new();
     for batch in batches {
         let samples = batch["samples"].as_array().unwrap();

@@ -463,7 +463,7 @@ impl<'c> Experiment<'c> {
                 let code = self
                     .catalog
                     .load_path(&plugin.location)
-                    .map_err(|failure| (plugin.instance.clone(), failure))?;
+                    .map_err(|failure| (plugin.instance.clone(), Box::new(failure)))?;
                 Ok(sink_feed::Job {
                     instance: plugin.instance.clone(),
                     plugin: code,

@@ -409,11 +409,13 @@ pub async fn run_observed(
     if warmup > 0 {
         stopped = ctx
             .run_phase(
-                Phase::Warmup,
-                Some(warmup),
-                None,
-                Some(config.max_concurrency.unwrap_or(warmup).min(warmup)),
-                ArrivalTimes::new(Arrival::Closed, None, config.seed),
+                PhaseLoad {
+                    phase: Phase::Warmup,
+                    count: Some(warmup),
+                    duration: None,
+                    concurrency: Some(config.max_concurrency.unwrap_or(warmup).min(warmup)),
+                    arrivals: ArrivalTimes::new(Arrival::Closed, None, config.seed),
+                },
                 &mut on_progress,
                 &mut on_record,
             )
@@ -426,11 +428,13 @@ pub async fn run_observed(
             (None, None) => Some(u32::try_from(prompts.len()).unwrap_or(u32::MAX)),
         };
         ctx.run_phase(
-            Phase::Measured,
-            count,
-            config.duration,
-            config.max_concurrency,
-            ArrivalTimes::new(config.arrival, config.ramp, config.seed),
+            PhaseLoad {
+                phase: Phase::Measured,
+                count,
+                duration: config.duration,
+                concurrency: config.max_concurrency,
+                arrivals: ArrivalTimes::new(config.arrival, config.ramp, config.seed),
+            },
             &mut on_progress,
             &mut on_record,
         )
@@ -487,18 +491,31 @@ async fn acquire(semaphore: &Option<Arc<Semaphore>>) -> Option<OwnedSemaphorePer
     }
 }
 
+/// What one phase sends: how many requests (or for how long), how many at
+/// once, and when.
+struct PhaseLoad {
+    phase: Phase,
+    count: Option<u32>,
+    duration: Option<Duration>,
+    concurrency: Option<u32>,
+    arrivals: ArrivalTimes,
+}
+
 impl PhaseContext<'_> {
     /// Send one phase's requests and collect their records; true if `stop` was set.
     async fn run_phase(
         &mut self,
-        phase: Phase,
-        count: Option<u32>,
-        duration: Option<Duration>,
-        concurrency: Option<u32>,
-        mut arrivals: ArrivalTimes,
+        load: PhaseLoad,
         on_progress: &mut impl FnMut(&Progress),
         on_record: &mut impl FnMut(&RequestRecord),
     ) -> bool {
+        let PhaseLoad {
+            phase,
+            count,
+            duration,
+            concurrency,
+            mut arrivals,
+        } = load;
         let semaphore = concurrency.map(|c| Arc::new(Semaphore::new(c as usize)));
         let mut tasks: JoinSet<RequestRecord> = JoinSet::new();
         // Which request each task is, should one ever panic.

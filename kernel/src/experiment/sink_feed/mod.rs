@@ -159,7 +159,7 @@ impl std::fmt::Debug for SinkHub {
 impl SinkHub {
     /// Start one thread per sink (each opens its sink and calls `begin-run`);
     /// a sink whose plugin could not be loaded is recorded failed at once.
-    pub fn start(jobs: Vec<Result<Job, (String, PluginFailure)>>) -> SinkHub {
+    pub fn start(jobs: Vec<Result<Job, (String, Box<PluginFailure>)>>) -> SinkHub {
         let mut sinks = Vec::with_capacity(jobs.len());
         for job in jobs {
             let lane = Arc::new(Lane::default());

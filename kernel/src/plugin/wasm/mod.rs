@@ -15,6 +15,8 @@ mod net;
 mod store;
 
 pub use cache::default_cache_dir;
+/// The `llem:plugin` WIT version this llem hosts (part of a cached description's key).
+pub(crate) use classify::HOST_VERSION as HOST_WIT_VERSION;
 
 use super::{
     BackendInstance, CallResult, DatasetInstance, EnergyInstance, FailureKind, PluginCode,

@@ -9,7 +9,7 @@ run uses every first-party plugin installed next to `llem`: an energy source
 (energy-cpu-estimate), a backend (vllm, attached: nothing is started) and a
 dataset (jsonl); the others are on the plugin path and must not slow the run.
 
-cold: an empty cache directory each run; warm: the cache from an earlier run.
+cold: an empty cache directory ($COLD_RUNS runs, default 1); warm: the cache from an earlier run.
 Usage: cargo xtask build --release && python3 bench/first_request.py [runs] [llem]
 `llem` defaults to $CARGO_TARGET_DIR (or target/)/release/llem. Prints
 median / mean / min in ms, and the load average before and after.
@@ -27,7 +27,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
-FIRST_POST = {"ns": None}
+FIRST_POST = {"ns": None, "cpu_ms": None, "pid": None}
+TICK_MS = 1000.0 / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_ms(pid):
+    """User + system CPU of every thread of `pid` so far (clock ticks: 10 ms
+    steps), None when it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) * TICK_MS
+    except (OSError, IndexError, ValueError):
+        return None
 ARRIVED = threading.Event()
 
 
@@ -47,6 +59,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         if FIRST_POST["ns"] is None:
             FIRST_POST["ns"] = time.monotonic_ns()
+            FIRST_POST["cpu_ms"] = cpu_ms(FIRST_POST["pid"])
             ARRIVED.set()
         length = int(self.headers.get("Content-Length", "0"))
         self.rfile.read(length)
@@ -95,13 +108,14 @@ max_tokens = 2
 
 
 def one_run(llem, manifest_path, cache_dir):
-    FIRST_POST["ns"] = None
+    FIRST_POST.update(ns=None, cpu_ms=None, pid=None)
     ARRIVED.clear()
     env = dict(os.environ, LLEM_CACHE_DIR=cache_dir, LLEM_PLUGIN_PATH="", NO_COLOR="1")
     env.pop("LLEM_LOG", None)
     start = time.monotonic_ns()
     proc = subprocess.Popen([llem, "run", manifest_path], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    FIRST_POST["pid"] = proc.pid
     # The figure is taken once the request is in: stop the run there (SIGTERM
     # ends it as interrupted) rather than wait for its cool-down.
     arrived = ARRIVED.wait(timeout=60)
@@ -110,7 +124,11 @@ def one_run(llem, manifest_path, cache_dir):
     out, err = proc.communicate()
     if not arrived:
         sys.exit(f"no request arrived (exit {proc.returncode}):\n{err}\n{out}")
+    CPU.append(FIRST_POST["cpu_ms"])
     return (FIRST_POST["ns"] - start) / 1e6
+
+
+CPU = []
 
 
 def loadavg():
@@ -118,9 +136,13 @@ def loadavg():
         return " ".join(f.read().split()[:3])
 
 
-def summary(name, samples):
-    print(f"{name:5}  median {statistics.median(samples):7.1f}  mean {statistics.mean(samples):7.1f}  "
+def summary(name, samples, cpu):
+    print(f"{name:5}  wall: median {statistics.median(samples):7.1f}  mean {statistics.mean(samples):7.1f}  "
           f"min {min(samples):7.1f}  (ms to first request, n={len(samples)})")
+    cpu = [c for c in cpu if c is not None]
+    if cpu:
+        print(f"{'':5}  CPU:  median {statistics.median(cpu):7.1f}  min {min(cpu):7.1f}  "
+              "(ms of llem's CPU until then, 10 ms steps; load-independent)")
 
 
 def main():
@@ -136,19 +158,22 @@ def main():
     path = manifest(work, server.server_address[1])
     print(f"load average before: {loadavg()}")
     cold = []
-    for _ in range(max(1, runs // 3)):
+    for _ in range(int(os.environ.get("COLD_RUNS", "1"))):
         cache = tempfile.mkdtemp(prefix="llem-cold-")
         cold.append(one_run(llem, path, cache))
         shutil.rmtree(cache)
+    cold_cpu = CPU[:]
     warm_cache = tempfile.mkdtemp(prefix="llem-warm-")
     one_run(llem, path, warm_cache)
+    CPU.clear()
     warm = [one_run(llem, path, warm_cache) for _ in range(runs)]
     print(f"load average after:  {loadavg()}")
     shutil.rmtree(warm_cache)
     shutil.rmtree(work)
     server.shutdown()
-    summary("cold", cold)
-    summary("warm", warm)
+    if cold:
+        summary("cold", cold, cold_cpu)
+    summary("warm", warm, CPU)
 
 
 if __name__ == "__main__":

@@ -108,6 +108,43 @@ struct Entry {
     host: String,
     file: FileStamp,
     info: PluginInfo,
+    /// Each option's default, wrapped: `OptionSpec` writes a `null` default
+    /// (vLLM's "the engine decides") and no default (a required option)
+    /// alike, so `info`'s own defaults do not survive the trip.
+    defaults: Vec<Option<StoredDefault>>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredDefault {
+    value: serde_json::Value,
+}
+
+impl Entry {
+    fn new(host: String, file: FileStamp, info: &PluginInfo) -> Entry {
+        let defaults = info
+            .options
+            .iter()
+            .map(|o| o.default.clone().map(|value| StoredDefault { value }))
+            .collect();
+        Entry {
+            host,
+            file,
+            info: info.clone(),
+            defaults,
+        }
+    }
+
+    /// The description as the plugin gave it.
+    fn into_info(self) -> Result<PluginInfo, String> {
+        let mut info = self.info;
+        if self.defaults.len() != info.options.len() {
+            return Err("its option defaults do not match its options".into());
+        }
+        for (option, default) in info.options.iter_mut().zip(self.defaults) {
+            option.default = default.map(|d| d.value);
+        }
+        Ok(info)
+    }
 }
 
 /// Descriptions cached in `<cache dir>/described/`, one file per plugin path.
@@ -180,7 +217,7 @@ impl DescribeCache {
         if entry.file != *file {
             return Err("the plugin file changed since".into());
         }
-        Ok(entry.info)
+        entry.into_info()
     }
 
     /// Cache `info` as the description of the file `stamp` names, unless the
@@ -193,11 +230,7 @@ impl DescribeCache {
             return;
         }
         let entry_path = self.entry_path(&stamp.path);
-        let entry = Entry {
-            host: self.host.clone(),
-            file: stamp,
-            info: info.clone(),
-        };
+        let entry = Entry::new(self.host.clone(), stamp, info);
         let written = private_dir::ensure(&self.dir).and_then(|()| {
             let body = serde_json::to_string(&entry).map_err(|e| e.to_string())?;
             let text = format!("{HEADER} {}\n{body}", hex(&Sha256::digest(body.as_bytes())));
@@ -248,12 +281,22 @@ mod tests {
             kind: PluginKind::Energy,
             version: "1.0.0".into(),
             description: description.into(),
-            options: vec![llem_sdk::OptionSpec::with_default(
-                "scale",
-                llem_sdk::OptionType::Float,
-                0.1 + 0.2,
-                "a float default must come back bit for bit",
-            )],
+            options: vec![
+                llem_sdk::OptionSpec::with_default(
+                    "scale",
+                    llem_sdk::OptionType::Float,
+                    0.1 + 0.2,
+                    "a float default must come back bit for bit",
+                ),
+                // A `null` default is not "required" (vLLM's `dtype`).
+                llem_sdk::OptionSpec::with_default(
+                    "dtype",
+                    llem_sdk::OptionType::String,
+                    serde_json::Value::Null,
+                    "null: the engine decides",
+                ),
+                llem_sdk::OptionSpec::required("model", llem_sdk::OptionType::String, "required"),
+            ],
         }
     }
 

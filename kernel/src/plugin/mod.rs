@@ -188,8 +188,7 @@ impl Plugin {
         sandbox: &Sandbox,
     ) -> CallResult<Box<dyn EnergyInstance>> {
         self.expect_kind(PluginKind::Energy)?;
-        self.code()?
-            .open_energy(&self.config_text(config), sandbox)
+        self.code()?.open_energy(&self.config_text(config), sandbox)
     }
 
     pub fn open_backend(
@@ -218,8 +217,7 @@ impl Plugin {
         sandbox: &Sandbox,
     ) -> CallResult<Box<dyn SinkInstance>> {
         self.expect_kind(PluginKind::Sink)?;
-        self.code()?
-            .open_sink(&self.config_text(config), sandbox)
+        self.code()?.open_sink(&self.config_text(config), sandbox)
     }
 }
 

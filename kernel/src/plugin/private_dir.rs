@@ -106,6 +106,10 @@ mod tests {
         owned_and_private(&file).unwrap();
         let link = root.path().join("link");
         std::os::unix::fs::symlink(&file, &link).unwrap();
-        assert!(owned_and_private(&link).unwrap_err().contains("symbolic link"));
+        assert!(
+            owned_and_private(&link)
+                .unwrap_err()
+                .contains("symbolic link")
+        );
     }
 }

@@ -7,11 +7,8 @@
 //! Run (release-built fixtures):
 //!   cargo build --release -p energy-fixture
 //!   cargo build --release -p energy-fixture --target wasm32-wasip2
-//!   cargo run --release -p llem --example sampler_cost
-//! (`$CARGO_TARGET_DIR` is honoured.) An example of the kernel rather than a
-//! bench of the integration crate: it needs only the kernel, and it reuses
-//! the release build of `llem` (a bench profile, or the integration crate's
-//! dependencies, would build wasmtime once more). `-- native`, `-- wasm` or `-- floor`
+//!   cargo run --release -p llem-bench-sampler-cost
+//! (`$CARGO_TARGET_DIR` is honoured.) `-- native`, `-- wasm` or `-- floor`
 //! runs only those cases (e.g. under `perf record`). Prints the load average
 //! before and after: on a shared machine, compare figures only at similar load.
 
@@ -51,11 +48,7 @@ unsafe extern "C" {
 fn target_dir() -> std::path::PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(Into::into)
-        .unwrap_or_else(|| {
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("..")
-                .join("target")
-        })
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"))
 }
 
 fn loadavg() -> String {

@@ -87,7 +87,12 @@ fn a_plugin_file_swapped_after_caching_is_described_afresh() {
     let (path, replacement) = (&copies[0], &copies[1]);
     let before = fresh_loader(cache.path()).load(path).unwrap();
     assert_eq!(before.name(), "energy-fixture");
-    assert!(!fresh_loader(cache.path()).load(path).unwrap().is_code_loaded());
+    assert!(
+        !fresh_loader(cache.path())
+            .load(path)
+            .unwrap()
+            .is_code_loaded()
+    );
     // An installer's swap: the new file renamed over the old one.
     std::fs::rename(replacement, path).unwrap();
     let after = fresh_loader(cache.path()).load(path).unwrap();
@@ -120,7 +125,11 @@ fn an_altered_entry_is_ignored_or_refused_at_open_never_trusted() {
     let (header, body) = text.split_once('\n').unwrap();
 
     // Altered, digest left as it was: ignored, the plugin is described live.
-    std::fs::write(&entry, format!("{header}\n{}", body.replace("Deterministic", "Forged"))).unwrap();
+    std::fs::write(
+        &entry,
+        format!("{header}\n{}", body.replace("Deterministic", "Forged")),
+    )
+    .unwrap();
     let plugin = fresh_loader(cache.path()).load(path).unwrap();
     assert!(plugin.is_code_loaded());
     assert_eq!(plugin.info(), truth.info());

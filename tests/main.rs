@@ -8,6 +8,7 @@ mod backend_plans;
 mod backend_pytorch;
 mod cli;
 mod datasets;
+mod describe_cache;
 mod energy_amdsmi;
 mod energy_cli;
 mod energy_nvml;

@@ -339,19 +339,28 @@ fn compiled_components_are_cached_and_a_corrupt_entry_is_replaced() {
     let entry = files[0].clone();
     assert!(entry.extension().is_some_and(|e| e == "cwasm"), "{entry:?}");
     assert!(files[1].to_string_lossy().ends_with(".cwasm.sha256"));
+    // Opened, not just loaded: a load whose description is cached (the
+    // describe cache) does not load the code, and so not the compiled entry.
+    let load_code = || {
+        let config = match json!({"devices": 1, "step_uj": 1000, "wrap_uj": 1u64 << 32}) {
+            Value::Object(map) => map,
+            _ => unreachable!(),
+        };
+        llem_integration_tests::fresh_loader(&cache)
+            .load(&wasm)
+            .unwrap()
+            .open_energy(&config, &Sandbox::default())
+            .unwrap();
+    };
     let second = Instant::now();
-    llem_integration_tests::fresh_loader(&cache)
-        .load(&wasm)
-        .unwrap();
+    load_code();
     let warm = second.elapsed();
     assert!(
         warm < cold,
         "cache hit ({warm:?}) must beat a compile ({cold:?})"
     );
     std::fs::write(&entry, b"corrupt").unwrap();
-    llem_integration_tests::fresh_loader(&cache)
-        .load(&wasm)
-        .unwrap();
+    load_code();
     assert!(
         std::fs::metadata(&entry).unwrap().len() > 1000,
         "corrupt entry replaced"

@@ -4,8 +4,11 @@
 //! plugin.
 
 pub mod capabilities;
+mod describe_cache;
 mod error;
+mod lazy;
 pub mod native;
+mod private_dir;
 mod sandbox;
 pub mod sanitize;
 pub mod wasm;
@@ -125,12 +128,16 @@ impl PluginFormat {
     }
 }
 
-/// A loaded plugin: its description and a way to open instances of it.
+/// A plugin: its description and a way to open instances of it. The code
+/// itself may not be loaded yet (the description came from the describe
+/// cache): it is loaded, and checked against this description, on the first
+/// `open_*`.
 #[derive(Clone)]
 pub struct Plugin {
     path: PathBuf,
     format: PluginFormat,
-    code: Arc<dyn PluginCode>,
+    info: Arc<PluginInfo>,
+    code: Arc<lazy::LazyCode>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -145,7 +152,17 @@ impl std::fmt::Debug for Plugin {
 
 impl Plugin {
     pub fn info(&self) -> &PluginInfo {
-        self.code.info()
+        &self.info
+    }
+
+    /// Whether the plugin's code is loaded (false while only its cached
+    /// description has been used).
+    pub fn is_code_loaded(&self) -> bool {
+        self.code.is_loaded()
+    }
+
+    fn code(&self) -> CallResult<&Arc<dyn PluginCode>> {
+        self.code.get(&self.info)
     }
 
     pub fn name(&self) -> &str {
@@ -190,7 +207,7 @@ impl Plugin {
         sandbox: &Sandbox,
     ) -> CallResult<Box<dyn EnergyInstance>> {
         self.expect_kind(PluginKind::Energy)?;
-        self.code.open_energy(&self.config_text(config), sandbox)
+        self.code()?.open_energy(&self.config_text(config), sandbox)
     }
 
     pub fn open_backend(
@@ -199,7 +216,8 @@ impl Plugin {
         sandbox: &Sandbox,
     ) -> CallResult<Box<dyn BackendInstance>> {
         self.expect_kind(PluginKind::Backend)?;
-        self.code.open_backend(&self.config_text(config), sandbox)
+        self.code()?
+            .open_backend(&self.config_text(config), sandbox)
     }
 
     pub fn open_dataset(
@@ -208,7 +226,8 @@ impl Plugin {
         sandbox: &Sandbox,
     ) -> CallResult<Box<dyn DatasetInstance>> {
         self.expect_kind(PluginKind::Dataset)?;
-        self.code.open_dataset(&self.config_text(config), sandbox)
+        self.code()?
+            .open_dataset(&self.config_text(config), sandbox)
     }
 
     pub fn open_sink(
@@ -217,7 +236,7 @@ impl Plugin {
         sandbox: &Sandbox,
     ) -> CallResult<Box<dyn SinkInstance>> {
         self.expect_kind(PluginKind::Sink)?;
-        self.code.open_sink(&self.config_text(config), sandbox)
+        self.code()?.open_sink(&self.config_text(config), sandbox)
     }
 }
 
@@ -230,27 +249,38 @@ fn article(kind: PluginKind) -> String {
 }
 
 /// Loads plugin files with the right host. The WASM engine is created on first
-/// use, so a run with only native plugins never pays for it.
-#[derive(Default)]
+/// use, so a run with only native plugins (or only cached descriptions) never
+/// pays for it. Cheap to clone: clones share the engine and caches.
+#[derive(Clone, Default)]
 pub struct PluginLoader {
+    inner: Arc<LoaderInner>,
+}
+
+#[derive(Default)]
+struct LoaderInner {
     wasm: OnceLock<Result<wasm::WasmHost, String>>,
     cache_dir: Option<PathBuf>,
+    described: Option<describe_cache::DescribeCache>,
 }
 
 impl std::fmt::Debug for PluginLoader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PluginLoader")
-            .field("cache_dir", &self.cache_dir)
+            .field("cache_dir", &self.inner.cache_dir)
             .finish()
     }
 }
 
 impl PluginLoader {
-    /// A loader caching compiled components in `cache_dir` (`None`: no disk cache).
+    /// A loader caching compiled components and plugin descriptions in
+    /// `cache_dir` (`None`: no disk cache, every plugin is loaded to be described).
     pub fn new(cache_dir: Option<PathBuf>) -> Self {
         PluginLoader {
-            wasm: OnceLock::new(),
-            cache_dir,
+            inner: Arc::new(LoaderInner {
+                wasm: OnceLock::new(),
+                described: cache_dir.as_deref().map(describe_cache::DescribeCache::new),
+                cache_dir,
+            }),
         }
     }
 
@@ -261,9 +291,10 @@ impl PluginLoader {
     }
 
     pub fn wasm_host(&self) -> CallResult<&wasm::WasmHost> {
-        self.wasm
+        self.inner
+            .wasm
             .get_or_init(|| {
-                wasm::WasmHost::new(self.cache_dir.clone()).map_err(|e| format!("{e:#}"))
+                wasm::WasmHost::new(self.inner.cache_dir.clone()).map_err(|e| format!("{e:#}"))
             })
             .as_ref()
             .map_err(|e| {
@@ -276,16 +307,56 @@ impl PluginLoader {
             })
     }
 
+    /// The plugin at `path`, described: from the describe cache when it holds
+    /// a description of this very file by this llem (the code is then loaded
+    /// on first use), else by loading it and asking it (and caching the answer).
     pub fn load(&self, path: &Path) -> CallResult<Plugin> {
         let format = PluginFormat::sniff(path)?;
-        let code: Arc<dyn PluginCode> = match format {
-            PluginFormat::Wasm => Arc::new(self.wasm_host()?.load(path)?),
-            PluginFormat::Native => Arc::new(native::NativePlugin::load(path)?),
+        let stamp = match self.inner.described.as_ref().map(|c| c.lookup(path)) {
+            Some(describe_cache::Lookup::Hit(info)) => {
+                return Ok(Plugin {
+                    path: path.to_owned(),
+                    format,
+                    info: Arc::new(info),
+                    code: Arc::new(lazy::LazyCode::deferred(
+                        self.clone(),
+                        path.to_owned(),
+                        format,
+                    )),
+                });
+            }
+            Some(describe_cache::Lookup::Miss(stamp)) => stamp,
+            None => None,
         };
+        let code = self.load_code(path, format)?;
+        let info = code.info().clone();
+        if let (Some(cache), Some(stamp)) = (&self.inner.described, stamp) {
+            cache.store(stamp, &info);
+        }
         Ok(Plugin {
             path: path.to_owned(),
             format,
-            code,
+            info: Arc::new(info),
+            code: Arc::new(lazy::LazyCode::loaded(
+                self.clone(),
+                path.to_owned(),
+                format,
+                code,
+            )),
         })
+    }
+
+    /// Load the code with the host for `format` (which describes it).
+    fn load_code(&self, path: &Path, format: PluginFormat) -> CallResult<Arc<dyn PluginCode>> {
+        Ok(match format {
+            PluginFormat::Wasm => Arc::new(self.wasm_host()?.load(path)?),
+            PluginFormat::Native => Arc::new(native::NativePlugin::load(path)?),
+        })
+    }
+
+    fn forget_description(&self, path: &Path) {
+        if let Some(cache) = &self.inner.described {
+            cache.forget(path);
+        }
     }
 }

@@ -5,6 +5,7 @@ use crate::clock::monotonic_ns;
 use crate::energy::{DeviceAccumulator, Gap};
 use crate::plugin::EnergyInstance;
 use llem_sdk::{Device, Reading};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -24,6 +25,10 @@ pub struct Shared {
     control: Mutex<Control>,
     wake: Condvar,
     read_done: Condvar,
+    /// Threads waiting on `read_done`. A notify is a system call even with
+    /// no one waiting, and reads happen at up to 100 Hz while windows are
+    /// cut a few times per run: a read notifies only when someone waits.
+    read_waiters: AtomicUsize,
 }
 
 impl Shared {
@@ -39,6 +44,7 @@ impl Shared {
             control: Mutex::new(Control::default()),
             wake: Condvar::new(),
             read_done: Condvar::new(),
+            read_waiters: AtomicUsize::new(0),
         }
     }
 
@@ -65,9 +71,20 @@ impl Shared {
     /// may predate what the boundary must include.
     pub fn wait_for_read_since(&self, asked_ns: u64, timeout: Duration) {
         let series = lock(&self.series);
+        // Counted while holding the lock the reader takes to record a read:
+        // a reader that records after this point sees the count and notifies.
+        self.read_waiters.fetch_add(1, Ordering::SeqCst);
         let _ = self.read_done.wait_timeout_while(series, timeout, |s| {
             !s.gave_up && s.last_attempt.is_none_or(|(began, _)| began < asked_ns)
         });
+        self.read_waiters.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Wake the threads waiting for a read, if any.
+    fn read_recorded(&self) {
+        if self.read_waiters.load(Ordering::SeqCst) > 0 {
+            self.read_done.notify_all();
+        }
     }
 }
 
@@ -146,7 +163,7 @@ impl Reader {
         series.last_attempt = Some((before, t_ns));
         let alive = !series.gave_up;
         drop(guard);
-        shared.read_done.notify_all();
+        shared.read_recorded();
         alive
     }
 

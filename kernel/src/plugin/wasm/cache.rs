@@ -16,6 +16,7 @@
 //!   others (a shared `LLEM_CACHE_DIR`), is not used: the component is compiled
 //!   in memory and a warning says why.
 
+use crate::plugin::private_dir::{self, owned_and_private};
 use sha2::{Digest, Sha256};
 use std::hash::Hasher;
 use std::path::{Path, PathBuf};
@@ -115,19 +116,7 @@ impl ComponentCache {
     /// The `components` directory, created private if missing; refused when it
     /// is not the user's own or others may write it.
     fn usable_dir(&self) -> Result<(), String> {
-        if !self.dir.exists() {
-            if let Some(parent) = self.dir.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| format!("cannot create it: {e}"))?;
-            }
-            private_dir_builder()
-                .create(&self.dir)
-                .or_else(|e| {
-                    // Another llem may have created it meanwhile.
-                    if self.dir.is_dir() { Ok(()) } else { Err(e) }
-                })
-                .map_err(|e| format!("cannot create it: {e}"))?;
-        }
-        owned_and_private(&self.dir)
+        private_dir::ensure(&self.dir)
     }
 
     fn store(&self, entry: &Path, source: &str, component: &Component) -> anyhow::Result<()> {
@@ -136,8 +125,8 @@ impl ComponentCache {
             "{SEAL_HEADER}\nsource {source}\ncompiled {}\n",
             hex(&Sha256::digest(&serialized))
         );
-        write_private(entry, &serialized)?;
-        write_private(&seal_path(entry), seal.as_bytes())?;
+        private_dir::write(entry, &serialized)?;
+        private_dir::write(&seal_path(entry), seal.as_bytes())?;
         Ok(())
     }
 }
@@ -173,61 +162,6 @@ fn verified(entry: &Path, source: &str) -> Result<Vec<u8>, String> {
         return Err("its contents are not what llem compiled".into());
     }
     Ok(bytes)
-}
-
-/// Write `bytes` to `path` through a private temporary file and a rename, so a
-/// concurrent llem never maps a half-written file.
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&tmp)?;
-    file.write_all(bytes)?;
-    drop(file);
-    std::fs::rename(&tmp, path)
-}
-
-fn private_dir_builder() -> std::fs::DirBuilder {
-    #[allow(unused_mut)] // mode is Unix-only
-    let mut builder = std::fs::DirBuilder::new();
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder
-}
-
-/// Not a symlink, owned by this user, not writable by group or others.
-#[cfg(unix)]
-fn owned_and_private(path: &Path) -> Result<(), String> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::symlink_metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    if meta.file_type().is_symlink() {
-        return Err(format!("{} is a symbolic link", path.display()));
-    }
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let me = unsafe { libc::geteuid() };
-    if meta.uid() != me {
-        return Err(format!(
-            "{} belongs to user {}, not to this user ({me})",
-            path.display(),
-            meta.uid()
-        ));
-    }
-    if meta.mode() & 0o022 != 0 {
-        return Err(format!(
-            "{} is writable by group or others (mode {:o})",
-            path.display(),
-            meta.mode() & 0o777
-        ));
-    }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-fn owned_and_private(_: &Path) -> Result<(), String> {
-    Ok(())
 }
 
 #[cfg(test)]

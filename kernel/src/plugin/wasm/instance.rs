@@ -51,7 +51,12 @@ fn describe_sandbox() -> Sandbox {
 
 /// Arm the deadline and forget the last memory refusal before a call.
 fn arm(store: &mut Store<StoreState>, timeout: Duration) {
-    let ticks = timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64 + 1;
+    // In u64: a u128 division is a libcall, and this runs on every read.
+    let tick_ns = EPOCH_TICK.as_nanos() as u64;
+    let ticks = u64::try_from(timeout.as_nanos())
+        .unwrap_or(u64::MAX)
+        .div_ceil(tick_ns)
+        .saturating_add(1);
     store.set_epoch_deadline(ticks);
     store.data_mut().limiter.refused = None;
 }

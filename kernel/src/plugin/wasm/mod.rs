@@ -16,6 +16,8 @@ mod store;
 mod stream;
 
 pub use cache::default_cache_dir;
+/// The `llem:plugin` WIT version this llem hosts (part of a cached description's key).
+pub(crate) use classify::HOST_VERSION as HOST_WIT_VERSION;
 
 use super::{
     BackendInstance, CallResult, DatasetInstance, EnergyInstance, FailureKind, PluginCode,

@@ -11,9 +11,11 @@ use std::process::ExitCode;
 pub enum Command {
     /// Every plugin found, where it came from, and whether it loads.
     ///
-    /// Listing loads each plugin to read its description: a WASM plugin runs sandboxed,
-    /// but a native library's constructors run inside llem, with your
-    /// permissions, when it is listed — put only trusted libraries on the path.
+    /// Listing reads each plugin's description from llem's cache when the file
+    /// is unchanged since llem last described it, and otherwise loads the plugin
+    /// to ask it: a WASM plugin runs sandboxed, but a native library's
+    /// constructors run inside llem, with your permissions, when it is listed —
+    /// put only trusted libraries on the path.
     List {
         /// Machine-readable output.
         #[arg(long)]

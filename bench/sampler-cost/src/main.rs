@@ -7,11 +7,13 @@
 //! Run (release-built fixtures):
 //!   cargo build --release -p energy-fixture
 //!   cargo build --release -p energy-fixture --target wasm32-wasip2
-//!   cargo bench -p llem-integration-tests --bench sampler_cost
+//!   cargo run --release -p llem-bench-sampler-cost
+//! (`$CARGO_TARGET_DIR` is honoured.) `-- native`, `-- wasm` or `-- floor`
+//! runs only those cases (e.g. under `perf record`). Prints the load average
+//! before and after: on a shared machine, compare figures only at similar load.
 
-use llem::Sandbox;
 use llem::sampler::{Sampler, SourceConfig};
-use llem_integration_tests::{loader, workspace_root};
+use llem::{PluginLoader, Sandbox};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -43,14 +45,29 @@ unsafe extern "C" {
     fn getrusage(who: i32, usage: *mut libc_rusage) -> i32;
 }
 
+fn target_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(Into::into)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"))
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
 fn measure(label: &str, relative: &str) {
-    let path = workspace_root().join("target").join(relative);
+    let path = target_dir().join(relative);
     assert!(
         path.exists(),
         "{} missing: see the build commands at the top",
         path.display()
     );
-    let plugin = loader().load(&path).expect("fixture loads");
+    let cache = target_dir().join("llem-bench-cache");
+    let plugin = PluginLoader::new(Some(cache))
+        .load(&path)
+        .expect("fixture loads");
     let config = match json!({"devices": 8, "step_uj": 1000, "wrap_uj": 1u64 << 40}) {
         Value::Object(map) => map,
         _ => unreachable!(),
@@ -121,7 +138,20 @@ unsafe extern "C" {
 }
 
 fn main() {
-    baseline();
-    measure("native", "release/libenergy_fixture.so");
-    measure("wasm", "wasm32-wasip2/release/energy_fixture.wasm");
+    let cases: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let wanted = |case: &str| cases.is_empty() || cases.iter().any(|c| c == case);
+    println!("load average before: {}", loadavg());
+    if wanted("floor") {
+        baseline();
+    }
+    if wanted("native") {
+        measure("native", "release/libenergy_fixture.so");
+    }
+    if wanted("wasm") {
+        measure("wasm", "wasm32-wasip2/release/energy_fixture.wasm");
+    }
+    println!("load average after:  {}", loadavg());
 }

@@ -135,28 +135,28 @@ impl StreamServer {
 
     /// Listen on `addr` (port 0: any free port).
     pub fn start_on(addr: SocketAddr, schedule: Schedule) -> std::io::Result<StreamServer> {
+        // Built here so that the listener is registered with it; it then
+        // moves to the server's thread.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let entered = runtime.enter();
         let socket = match addr {
             SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
             SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
         };
         socket.set_reuseaddr(true)?;
         socket.bind(addr)?;
-        // Listening needs no runtime; the listener moves to the server's own one.
-        let listener = socket.listen(BACKLOG)?.into_std()?;
+        let listener = socket.listen(BACKLOG)?;
         let addr = listener.local_addr()?;
+        drop(entered);
         let log = Arc::new(ServerLog::default());
         let (shutdown, mut shutdown_rx) = tokio::sync::oneshot::channel::<()>();
         let thread_log = log.clone();
         let thread = std::thread::Builder::new()
             .name("stream-server".into())
             .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("server runtime");
                 runtime.block_on(async move {
-                    let listener =
-                        tokio::net::TcpListener::from_std(listener).expect("tokio listener");
                     let schedule = Arc::new(schedule);
                     loop {
                         tokio::select! {

@@ -322,7 +322,7 @@ def main():
                 if name == "llem":
                     samples, why = run_llem(args, server, streams)
                 else:
-                    samples, why = None, peer_note(name) or f"{name}: runner not written yet"
+                    samples, why = None, peer_note(name) or "installed, but its runner is not written yet"
                 loads.append(open("/proc/loadavg").read().split()[0])
                 if why:
                     if why not in notes:

@@ -85,15 +85,26 @@ pub struct ServerLog {
     /// Per request key (the prompt text, or the last message's content): the
     /// arrival time and the time each text chunk was handed to the connection.
     pub streams: Mutex<HashMap<String, StreamLog>>,
+    /// Every finished stream in the order it finished, with its key: what
+    /// `token-server` writes out (keys may repeat across requests, so the
+    /// map above cannot hold them all).
+    pub history: Mutex<Vec<(String, StreamLog)>>,
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct StreamLog {
+    /// Arrival order of the request (0, 1, … since the server started).
+    pub order: u32,
     pub arrival_ns: u64,
     pub chunk_ns: Vec<u64>,
 }
 
 impl ServerLog {
+    /// The finished streams so far, emptied (see [`ServerLog::history`]).
+    pub fn take_history(&self) -> Vec<(String, StreamLog)> {
+        std::mem::take(&mut *self.history.lock().expect("server log lock"))
+    }
+
     pub fn stream(&self, key: &str) -> Option<StreamLog> {
         self.streams
             .lock()
@@ -111,26 +122,41 @@ pub struct StreamServer {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// Pending connections the listener queues: enough for 1024+ clients that
+/// connect at once, so that none waits for a SYN retry (1 s, then 3 s…) as it
+/// would behind a short queue (the kernel caps it at `net.core.somaxconn`).
+const BACKLOG: u32 = 8192;
+
 impl StreamServer {
     pub fn start(schedule: Schedule) -> StreamServer {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        listener
-            .set_nonblocking(true)
-            .expect("non-blocking listener");
-        let addr = listener.local_addr().expect("local address");
+        let addr = "127.0.0.1:0".parse().expect("a socket address");
+        Self::start_on(addr, schedule).expect("bind 127.0.0.1:0")
+    }
+
+    /// Listen on `addr` (port 0: any free port).
+    pub fn start_on(addr: SocketAddr, schedule: Schedule) -> std::io::Result<StreamServer> {
+        // Built here so that the listener is registered with it; it then
+        // moves to the server's thread.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let entered = runtime.enter();
+        let socket = match addr {
+            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        let listener = socket.listen(BACKLOG)?;
+        let addr = listener.local_addr()?;
+        drop(entered);
         let log = Arc::new(ServerLog::default());
         let (shutdown, mut shutdown_rx) = tokio::sync::oneshot::channel::<()>();
         let thread_log = log.clone();
         let thread = std::thread::Builder::new()
             .name("stream-server".into())
             .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("server runtime");
                 runtime.block_on(async move {
-                    let listener =
-                        tokio::net::TcpListener::from_std(listener).expect("tokio listener");
                     let schedule = Arc::new(schedule);
                     loop {
                         tokio::select! {
@@ -154,12 +180,12 @@ impl StreamServer {
                 });
             })
             .expect("server thread");
-        StreamServer {
+        Ok(StreamServer {
             addr,
             log,
             shutdown: Some(shutdown),
             thread: Some(thread),
-        }
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -197,7 +223,7 @@ async fn handle(
     let chat = req.uri().path().ends_with("/chat/completions");
     let bytes = req.into_body().collect().await?.to_bytes();
     let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-    log.requests.fetch_add(1, Ordering::SeqCst);
+    let order = log.requests.fetch_add(1, Ordering::SeqCst);
     log.bodies
         .lock()
         .expect("server log lock")
@@ -239,6 +265,7 @@ async fn handle(
     log.streams.lock().expect("server log lock").insert(
         key.clone(),
         StreamLog {
+            order,
             arrival_ns,
             chunk_ns: Vec::with_capacity(chunks as usize),
         },
@@ -248,6 +275,8 @@ async fn handle(
         schedule: schedule.clone(),
         log,
         key,
+        order,
+        arrival_ns,
         chat,
         arrival,
         chunks,
@@ -286,6 +315,8 @@ pub struct ScheduleBody {
     schedule: Arc<Schedule>,
     log: Arc<ServerLog>,
     key: String,
+    order: u32,
+    arrival_ns: u64,
     chat: bool,
     arrival: Instant,
     chunks: u32,
@@ -307,6 +338,8 @@ impl ScheduleBody {
             schedule: Arc::new(Schedule::default()),
             log: Arc::new(ServerLog::default()),
             key: String::new(),
+            order: 0,
+            arrival_ns: 0,
             chat: false,
             arrival: Instant::now(),
             chunks: 0,
@@ -373,8 +406,20 @@ impl ScheduleBody {
                 .expect("server log lock")
                 .get_mut(&self.key)
             {
-                stream.chunk_ns = sends;
+                stream.chunk_ns.clone_from(&sends);
             }
+            // From this stream's own fields: another request with the same key
+            // may have replaced its entry in `streams` meanwhile.
+            let finished = StreamLog {
+                order: self.order,
+                arrival_ns: self.arrival_ns,
+                chunk_ns: sends,
+            };
+            self.log
+                .history
+                .lock()
+                .expect("server log lock")
+                .push((std::mem::take(&mut self.key), finished));
         }
     }
 }

@@ -1,253 +1,266 @@
-//! One streaming request over HTTP/1.1 (hyper's connection API, a small
-//! keep-alive pool), and the parsing of OpenAI-compatible stream chunks.
+//! One streaming request over HTTP/1.1, on a keep-alive pool of connections
+//! that the request's own task reads: the bytes of a chunk wake that task
+//! and no other (one task hop per chunk), and each read carries the kernel's
+//! receive time of its bytes ([`super::stamped`]).
 //!
 //! Plain `http://` only for now: TLS would wrap the `TcpStream` in
-//! [`Client::connect`] and nothing else changes.
+//! [`Client::connect`] and the reads in [`super::stamped`].
 
-use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Mutex;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue};
-use hyper::{Method, Request};
-use hyper_util::rt::TokioIo;
-use serde::Deserialize;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 
+use super::RequestRecord;
+use super::chunk::StreamState;
+use super::http1::{BodyDecoder, parse_head};
 use super::sse::SseParser;
-use super::{Api, LoadError, RequestRecord};
+use super::stamped;
 use crate::clock::monotonic_ns;
 
-/// Where requests go: parsed once from `base_url`.
-#[derive(Debug, Clone)]
-pub(crate) struct Endpoint {
-    pub(crate) host: String,
-    pub(crate) port: u16,
-    authority: HeaderValue,
-    pub(crate) path: String,
+/// Read buffer of a connection: a paced stream's chunk is ~200 bytes, and a
+/// server sending flat out fills a few KiB between two reads.
+const READ_BUF: usize = 16 * 1024;
+/// Bytes of an error response's body kept in the record.
+const EXCERPT: usize = 1024;
+
+/// One connection and its read buffer.
+struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
 }
 
-impl Endpoint {
-    /// `http://host[:port][/base]` + `/completions` or `/chat/completions`.
-    pub(crate) fn parse(base_url: &str, api: Api) -> Result<Self, LoadError> {
-        let invalid = |why: &str| LoadError::InvalidConfig(format!("base_url `{base_url}`: {why}"));
-        let rest = if let Some(rest) = base_url.strip_prefix("http://") {
-            rest
-        } else if base_url.starts_with("https://") {
-            return Err(invalid(
-                "https is not supported yet (engines are local: use http://)",
-            ));
-        } else {
-            return Err(invalid(
-                "expected http://HOST[:PORT]/PATH, e.g. http://127.0.0.1:8000/v1",
-            ));
-        };
-        let (authority, base_path) = match rest.find('/') {
-            Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
-            None => (rest, ""),
-        };
-        if authority.is_empty() || authority.contains('@') {
-            return Err(invalid("no host, or credentials in the URL"));
-        }
-        let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
-            let (host, after) = bracketed
-                .split_once(']')
-                .ok_or_else(|| invalid("unterminated [IPv6] host"))?;
-            let port = match after.strip_prefix(':') {
-                Some(p) => Some(p),
-                None if after.is_empty() => None,
-                None => return Err(invalid("junk after the [IPv6] host")),
-            };
-            (host, port)
-        } else {
-            match authority.rsplit_once(':') {
-                Some((h, p)) => (h, Some(p)),
-                None => (authority, None),
-            }
-        };
-        let port = match port {
-            Some(p) => p
-                .parse::<u16>()
-                .map_err(|_| invalid(&format!("`{p}` is not a port number")))?,
-            None => 80,
-        };
-        let suffix = match api {
-            Api::Completions => "/completions",
-            Api::Chat => "/chat/completions",
-        };
-        Ok(Endpoint {
-            host: host.to_owned(),
-            port,
-            authority: HeaderValue::from_str(authority)
-                .map_err(|_| invalid("the host is not a valid header value"))?,
-            path: format!("{base_path}{suffix}"),
-        })
-    }
+/// How an attempt failed.
+enum Failure {
+    /// Nothing came back: on a kept-alive connection, the server had closed
+    /// it while idle, and the request can go again on a new one.
+    Unanswered(String),
+    Other(String),
 }
 
 /// A keep-alive pool of HTTP/1 connections to one address.
 pub(crate) struct Client {
     addr: SocketAddr,
-    endpoint: Endpoint,
-    auth: Option<HeaderValue>,
-    idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
+    idle: Mutex<Vec<Conn>>,
 }
 
 impl Client {
-    pub(crate) fn new(
-        addr: SocketAddr,
-        endpoint: Endpoint,
-        api_key: Option<&str>,
-    ) -> Result<Self, LoadError> {
-        let auth = api_key
-            .map(|key| {
-                HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| {
-                    LoadError::InvalidConfig("api_key is not a valid header value".into())
-                })
-            })
-            .transpose()?;
-        Ok(Client {
+    pub(crate) fn new(addr: SocketAddr) -> Self {
+        Client {
             addr,
-            endpoint,
-            auth,
             idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    async fn connect(addr: SocketAddr) -> Result<Conn, String> {
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connecting to {addr}: {e}"))?;
+        stream.set_nodelay(true).ok();
+        stamped::enable(&stream);
+        Ok(Conn {
+            stream,
+            buf: vec![0; READ_BUF],
         })
     }
 
-    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, String> {
-        let stream = tokio::net::TcpStream::connect(self.addr)
-            .await
-            .map_err(|e| format!("connecting to {}: {e}", self.addr))?;
-        stream.set_nodelay(true).ok();
-        let (sender, conn) = hyper::client::conn::http1::Builder::new()
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("HTTP handshake with {}: {e}", self.addr))?;
-        tokio::spawn(async move {
-            // Ends when the peer closes or the sender and any response body are dropped.
-            let _ = conn.await;
-        });
-        Ok(sender)
+    /// Open `n` connections at once and keep them for the requests to come,
+    /// so that the first wave's TTFTs do not include connection set-up (the
+    /// handshakes of hundreds of connections opened at the same instant, a
+    /// queue on the server's listen backlog). Failures are left to the
+    /// requests, which then connect themselves and record why they could not.
+    pub(crate) async fn prewarm(&self, n: usize) {
+        let mut opening = tokio::task::JoinSet::new();
+        for _ in 0..n {
+            opening.spawn(Self::connect(self.addr));
+        }
+        let mut opened = Vec::with_capacity(n);
+        while let Some(joined) = opening.join_next().await {
+            if let Ok(Ok(conn)) = joined {
+                opened.push(conn);
+            }
+        }
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.extend(opened);
+        }
     }
 
-    async fn checkout(&self) -> Result<SendRequest<Full<Bytes>>, String> {
+    /// A kept connection the server has not closed, if there is one.
+    fn checkout(&self) -> Option<Conn> {
         loop {
-            let idle = match self.idle.lock() {
-                Ok(mut pool) => pool.pop(),
-                Err(_) => None,
-            };
-            match idle {
-                Some(sender) if sender.is_ready() => return Ok(sender),
-                Some(_) => continue, // closed while idle
-                None => return self.connect().await,
+            let conn = self.idle.lock().ok()?.pop()?;
+            // An idle connection has nothing to read: a close (0 bytes), an
+            // error or stray bytes mean it cannot carry a request.
+            if let Err(e) = conn.stream.try_read(&mut [0u8; 1])
+                && e.kind() == std::io::ErrorKind::WouldBlock
+            {
+                return Some(conn);
             }
         }
     }
 
-    fn checkin(&self, sender: SendRequest<Full<Bytes>>) {
-        if sender.is_ready()
-            && let Ok(mut pool) = self.idle.lock()
-        {
-            pool.push(sender);
+    fn checkin(&self, conn: Conn) {
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.push(conn);
         }
     }
 
-    fn request(&self, body: Bytes) -> Result<Request<Full<Bytes>>, String> {
-        let mut builder = Request::builder()
-            .method(Method::POST)
-            .uri(self.endpoint.path.as_str())
-            .header(HOST, self.endpoint.authority.clone())
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .header(ACCEPT, HeaderValue::from_static("text/event-stream"));
-        if let Some(auth) = &self.auth {
-            builder = builder.header(AUTHORIZATION, auth.clone());
-        }
-        builder
-            .body(Full::new(body))
-            .map_err(|e| format!("building the request: {e}"))
-    }
-
-    /// Send one request and read its stream into `rec` (timestamps, text, usage).
-    /// `Err` carries what went wrong; whatever was received before stays in `rec`.
+    /// Send one request (`request`: the whole HTTP request, written at once)
+    /// and read its stream into `rec` (timestamps, text, usage). `Err`
+    /// carries what went wrong; whatever was received before stays in `rec`.
     pub(crate) async fn exchange(
         &self,
-        body: Bytes,
+        request: &[u8],
         rec: &mut RequestRecord,
         text: &mut String,
     ) -> Result<(), String> {
         rec.send_ns = monotonic_ns();
-        let mut sender = self.checkout().await?;
-        let request = self.request(body)?;
-        let response = sender
-            .send_request(request)
+        loop {
+            let (conn, kept) = match self.checkout() {
+                Some(conn) => (conn, true),
+                None => (Self::connect(self.addr).await?, false),
+            };
+            match self.attempt(conn, request, rec, text).await {
+                Ok(()) => return Ok(()),
+                Err(Failure::Unanswered(_)) if kept => continue,
+                Err(Failure::Unanswered(e) | Failure::Other(e)) => return Err(e),
+            }
+        }
+    }
+
+    async fn attempt(
+        &self,
+        mut conn: Conn,
+        request: &[u8],
+        rec: &mut RequestRecord,
+        text: &mut String,
+    ) -> Result<(), Failure> {
+        conn.stream
+            .write_all(request)
             .await
-            .map_err(|e| format!("sending the request: {e}"))?;
-        let status = response.status();
-        let mut body = response.into_body();
-        if !status.is_success() {
-            let excerpt = read_excerpt(&mut body).await;
-            return Err(format!("HTTP {status}: {excerpt}"));
+            .map_err(|e| Failure::Unanswered(format!("sending the request: {e}")))?;
+
+        // The response head; the first bytes of the body may come with it.
+        let mut filled = 0;
+        let (head, head_len, mut t) = loop {
+            if filled == conn.buf.len() {
+                conn.buf.resize(conn.buf.len() * 2, 0);
+            }
+            let (n, t) = stamped::read(&conn.stream, &mut conn.buf[filled..])
+                .await
+                .map_err(|e| {
+                    let e = format!("reading the response: {e}");
+                    if filled == 0 {
+                        Failure::Unanswered(e)
+                    } else {
+                        Failure::Other(e)
+                    }
+                })?;
+            if n == 0 {
+                let e = "the server closed the connection without a response".to_owned();
+                return Err(if filled == 0 {
+                    Failure::Unanswered(e)
+                } else {
+                    Failure::Other(e)
+                });
+            }
+            filled += n;
+            if let Some((head, len)) = parse_head(&conn.buf[..filled]).map_err(Failure::Other)? {
+                break (head, len, t);
+            }
+        };
+        let mut decoder = BodyDecoder::new(head.framing);
+        if !(200..300).contains(&head.status) {
+            let excerpt = read_excerpt(&mut conn, &mut decoder, head_len, filled).await;
+            return Err(Failure::Other(format!(
+                "HTTP {} {}: {excerpt}",
+                head.status, head.reason
+            )));
         }
 
         let mut parser = SseParser::new();
         let mut stream = StreamState::default();
+        let mut reusable = !head.close;
+        let (mut start, mut end) = (head_len, filled);
+        // Times never go backwards within a request, nor before its send:
+        // kernel stamps converted between clocks can jitter by nanoseconds.
+        let mut last = rec.send_ns;
         loop {
-            let Some(frame) = body.frame().await else {
-                // End of body without [DONE]: accepted (some servers just close).
-                let now = monotonic_ns();
-                parser.finish(&mut |event| stream.event(event, now, rec, text));
-                rec.end_ns = now;
-                break;
-            };
-            let frame = frame.map_err(|e| format!("reading the stream: {e}"))?;
-            let now = monotonic_ns();
-            if let Ok(data) = frame.into_data() {
-                parser.feed(&data, &mut |event| stream.event(event, now, rec, text));
+            t = t.max(last);
+            last = t;
+            let extra = decoder
+                .feed(&conn.buf[start..end], &mut |data| {
+                    parser.feed(data, &mut |event| stream.event(event, t, rec, text));
+                })
+                .map_err(|e| Failure::Other(format!("reading the stream: {e}")))?;
+            if extra > 0 {
+                reusable = false; // bytes after the body: the connection is out of step
             }
             if let Some(error) = stream.error.take() {
-                rec.end_ns = now;
-                return Err(error);
+                rec.end_ns = t;
+                return Err(Failure::Other(error));
             }
-            if stream.done {
-                rec.end_ns = now;
-                // Read the body's end so the connection can be reused.
-                while let Some(frame) = body.frame().await {
-                    if frame.is_err() {
-                        return Ok(());
-                    }
-                }
-                self.checkin(sender);
+            if stream.done && rec.end_ns == 0 {
+                rec.end_ns = t;
+            }
+            if decoder.is_done() {
                 break;
             }
+            let (n, at) = stamped::read(&conn.stream, &mut conn.buf)
+                .await
+                .map_err(|e| Failure::Other(format!("reading the stream: {e}")))?;
+            t = at;
+            if n == 0 {
+                reusable = false;
+                decoder
+                    .at_close()
+                    .map_err(|e| Failure::Other(format!("reading the stream: {e}")))?;
+                break;
+            }
+            (start, end) = (0, n);
+        }
+        // End of body without [DONE]: accepted (some servers just close).
+        let t = t.max(last);
+        parser.finish(&mut |event| stream.event(event, t, rec, text));
+        if rec.end_ns == 0 {
+            rec.end_ns = t;
         }
         if let Some(error) = stream.error.take() {
-            return Err(error);
+            return Err(Failure::Other(error));
+        }
+        if reusable {
+            self.checkin(conn);
         }
         if rec.chunk_ns.is_empty() {
-            return Err("the stream ended without any text".into());
+            return Err(Failure::Other("the stream ended without any text".into()));
         }
         Ok(())
     }
 }
 
-/// Up to 1 KiB of an error response's body, as text.
-async fn read_excerpt(body: &mut hyper::body::Incoming) -> String {
-    const LIMIT: usize = 1024;
+/// Up to [`EXCERPT`] bytes of an error response's body, as text.
+async fn read_excerpt(
+    conn: &mut Conn,
+    decoder: &mut BodyDecoder,
+    mut start: usize,
+    mut end: usize,
+) -> String {
     let mut bytes = Vec::new();
-    while bytes.len() < LIMIT {
-        match body.frame().await {
-            Some(Ok(frame)) => {
-                if let Ok(data) = frame.into_data() {
-                    bytes.extend_from_slice(&data);
-                }
-            }
+    loop {
+        let fed = decoder.feed(&conn.buf[start..end], &mut |data| {
+            bytes.extend_from_slice(data);
+        });
+        if fed.is_err() || decoder.is_done() || bytes.len() > EXCERPT {
+            break;
+        }
+        match stamped::read(&conn.stream, &mut conn.buf).await {
+            Ok((n, _)) if n > 0 => (start, end) = (0, n),
             _ => break,
         }
     }
-    let truncated = bytes.len() > LIMIT;
-    bytes.truncate(LIMIT);
+    let truncated = bytes.len() > EXCERPT;
+    bytes.truncate(EXCERPT);
     let mut text = String::from_utf8_lossy(&bytes).trim().to_owned();
     if truncated {
         text.push('…');
@@ -256,206 +269,5 @@ async fn read_excerpt(body: &mut hyper::body::Incoming) -> String {
         "(empty body)".into()
     } else {
         text
-    }
-}
-
-#[derive(Default)]
-struct StreamState {
-    done: bool,
-    error: Option<String>,
-}
-
-impl StreamState {
-    fn event(&mut self, data: &[u8], now: u64, rec: &mut RequestRecord, text: &mut String) {
-        if self.done || self.error.is_some() {
-            return;
-        }
-        if data == b"[DONE]" {
-            self.done = true;
-            return;
-        }
-        let chunk: StreamChunk = match serde_json::from_slice(data) {
-            Ok(chunk) => chunk,
-            Err(e) => {
-                self.error = Some(format!("malformed stream event ({e}): {}", excerpt(data)));
-                return;
-            }
-        };
-        if let Some(error) = chunk.error {
-            self.error = Some(format!("server error in the stream: {error}"));
-            return;
-        }
-        let before = text.len();
-        for choice in chunk.choices.iter().flatten() {
-            if let Some(t) = &choice.text {
-                text.push_str(t);
-            }
-            if let Some(delta) = &choice.delta {
-                for part in [&delta.content, &delta.reasoning_content, &delta.reasoning]
-                    .into_iter()
-                    .flatten()
-                {
-                    text.push_str(part);
-                }
-            }
-        }
-        if text.len() > before {
-            rec.chunk_ns.push(now);
-            rec.first_token_ns.get_or_insert(now);
-        }
-        if let Some(usage) = chunk.usage {
-            if let Some(n) = usage.completion_tokens {
-                rec.output_tokens = Some(n);
-                rec.tokens_from_usage = true;
-            }
-            if let Some(n) = usage.prompt_tokens {
-                rec.input_tokens = Some(n);
-            }
-        }
-    }
-}
-
-fn excerpt(data: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&data[..data.len().min(200)]).into_owned();
-    if data.len() > 200 { text + "…" } else { text }
-}
-
-/// The parts of a completions / chat-completions stream chunk llem reads.
-#[derive(Deserialize)]
-struct StreamChunk<'a> {
-    #[serde(borrow, default)]
-    choices: Option<Vec<Choice<'a>>>,
-    #[serde(default)]
-    usage: Option<Usage>,
-    #[serde(default)]
-    error: Option<serde_json::Value>,
-}
-
-#[derive(Deserialize)]
-struct Choice<'a> {
-    #[serde(borrow, default)]
-    text: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    delta: Option<Delta<'a>>,
-}
-
-#[derive(Deserialize)]
-struct Delta<'a> {
-    #[serde(borrow, default)]
-    content: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    reasoning_content: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    reasoning: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct Usage {
-    #[serde(default)]
-    prompt_tokens: Option<u32>,
-    #[serde(default)]
-    completion_tokens: Option<u32>,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn endpoints() {
-        let e = Endpoint::parse("http://127.0.0.1:8000/v1", Api::Completions).unwrap();
-        assert_eq!(
-            (e.host.as_str(), e.port, e.path.as_str()),
-            ("127.0.0.1", 8000, "/v1/completions")
-        );
-        let e = Endpoint::parse("http://localhost/v1/", Api::Chat).unwrap();
-        assert_eq!(
-            (e.host.as_str(), e.port, e.path.as_str()),
-            ("localhost", 80, "/v1/chat/completions")
-        );
-        let e = Endpoint::parse("http://[::1]:9/", Api::Chat).unwrap();
-        assert_eq!(
-            (e.host.as_str(), e.port, e.path.as_str()),
-            ("::1", 9, "/chat/completions")
-        );
-        assert!(Endpoint::parse("https://x/v1", Api::Chat).is_err());
-        assert!(Endpoint::parse("127.0.0.1:8000", Api::Chat).is_err());
-        assert!(Endpoint::parse("http://h:port/v1", Api::Chat).is_err());
-    }
-
-    fn record() -> RequestRecord {
-        RequestRecord {
-            index: 0,
-            prompt_id: "p".into(),
-            phase: super::super::Phase::Measured,
-            send_ns: 0,
-            first_token_ns: None,
-            chunk_ns: Vec::new(),
-            end_ns: 0,
-            input_tokens: None,
-            output_tokens: None,
-            tokens_from_usage: false,
-            output_text_len: 0,
-            output_text: None,
-            success: false,
-            error: None,
-        }
-    }
-
-    #[test]
-    fn chunks_with_text_count_role_only_chunks_do_not() {
-        let mut rec = record();
-        let mut text = String::new();
-        let mut s = StreamState::default();
-        s.event(
-            br#"{"choices":[{"delta":{"role":"assistant","content":""}}]}"#,
-            1,
-            &mut rec,
-            &mut text,
-        );
-        s.event(
-            br#"{"choices":[{"delta":{"content":"Hi \u00e9"}}]}"#,
-            2,
-            &mut rec,
-            &mut text,
-        );
-        s.event(
-            br#"{"choices":[{"text":" there","logprobs":null,"finish_reason":"length"}]}"#,
-            3,
-            &mut rec,
-            &mut text,
-        );
-        s.event(
-            br#"{"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}"#,
-            4,
-            &mut rec,
-            &mut text,
-        );
-        assert_eq!(rec.chunk_ns, [2, 3]);
-        assert_eq!(rec.first_token_ns, Some(2));
-        assert_eq!(text, "Hi é there");
-        assert_eq!(
-            (rec.input_tokens, rec.output_tokens, rec.tokens_from_usage),
-            (Some(5), Some(2), true)
-        );
-        s.event(b"[DONE]", 5, &mut rec, &mut text);
-        assert!(s.done && s.error.is_none());
-    }
-
-    #[test]
-    fn malformed_and_error_events() {
-        let mut rec = record();
-        let mut text = String::new();
-        let mut s = StreamState::default();
-        s.event(b"{not json", 1, &mut rec, &mut text);
-        assert!(s.error.unwrap().starts_with("malformed stream event"));
-        let mut s = StreamState::default();
-        s.event(
-            br#"{"error":{"message":"out of memory","code":500}}"#,
-            1,
-            &mut rec,
-            &mut text,
-        );
-        assert!(s.error.unwrap().contains("out of memory"));
     }
 }

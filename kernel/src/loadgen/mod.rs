@@ -27,9 +27,13 @@
 //! ```
 
 mod arrival;
+mod chunk;
 mod client;
 mod decoding;
+mod endpoint;
+mod http1;
 mod sse;
+mod stamped;
 mod summary;
 
 use std::collections::HashMap;
@@ -51,11 +55,15 @@ pub use decoding::Decoding;
 pub use summary::{Goodput, LatencySummary, Metric, Stats, parse_slo, percentile, summarize};
 
 use crate::clock::monotonic_ns;
-use client::{Client, Endpoint};
+use client::Client;
+use endpoint::{Endpoint, valid_header};
 
 /// How often the stop flag is looked at. Coarse on purpose: each wake-up costs
 /// CPU that lands in what llem measures (see docs/architecture.md, deadlines).
 const STOP_POLL: Duration = Duration::from_millis(50);
+
+/// Connections opened before the first request at most (see [`prewarm_count`]).
+const MAX_PREWARM: u32 = 4096;
 
 /// Which OpenAI-compatible endpoint to call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -230,12 +238,14 @@ pub struct RequestRecord {
     pub prompt_id: String,
     pub phase: Phase,
     /// Just before the connection is taken from the pool (or opened) and the
-    /// request written, as `vllm bench serve` starts its clock.
+    /// request written (in one write), as `vllm bench serve` starts its clock.
     pub send_ns: u64,
     /// Arrival of the first chunk carrying text.
     pub first_token_ns: Option<u64>,
-    /// Arrival of every chunk carrying text (chunks that arrived in one read
-    /// share its time).
+    /// Arrival of every chunk carrying text: when the kernel received the
+    /// bytes (the socket's receive timestamp, so not delayed by the client
+    /// waiting for a CPU), else when the read returned. Chunks that arrived
+    /// in one read share the time of its latest packet.
     pub chunk_ns: Vec<u64>,
     /// Arrival of `data: [DONE]` (or the end of the body); for a failure, when
     /// it was noticed.
@@ -286,6 +296,42 @@ pub enum LoadError {
     },
     #[error("cannot start the async runtime: {0}")]
     Runtime(#[source] std::io::Error),
+}
+
+/// One request, rendered once: the HTTP head and the JSON body, written in
+/// one piece when sent.
+fn render(
+    config: &LoadConfig,
+    endpoint: &Endpoint,
+    auth: Option<&str>,
+    prompt: &Prompt,
+) -> Result<Bytes, LoadError> {
+    let body = request_body(config, prompt)?;
+    Ok(http1::render_request(
+        &endpoint.path,
+        &endpoint.authority,
+        auth,
+        &body,
+    ))
+}
+
+/// Connections to open before the first request ([`Client::prewarm`]): as
+/// many as can be in flight at once, when that is known (a cap, or a closed
+/// loop's whole count); none for open-loop arrivals without a cap.
+fn prewarm_count(config: &LoadConfig, prompts: usize) -> usize {
+    let requests = match (config.num_requests, config.duration) {
+        (Some(n), _) => Some(n),
+        (None, Some(_)) => None,
+        (None, None) => Some(u32::try_from(prompts).unwrap_or(u32::MAX)),
+    };
+    let most = requests.map(|n| n.max(config.warmup_requests));
+    let in_flight = match (config.max_concurrency, most) {
+        (Some(cap), Some(n)) => cap.min(n),
+        (Some(cap), None) => cap,
+        (None, Some(n)) if config.arrival == Arrival::Closed => n,
+        (None, _) => 0,
+    };
+    in_flight.min(MAX_PREWARM) as usize
 }
 
 /// The JSON body of one request.
@@ -383,16 +429,29 @@ pub async fn run_observed(
         return Err(LoadError::NoPrompts);
     }
     let endpoint = Endpoint::parse(&config.base_url, config.api)?;
+    let auth = config
+        .api_key
+        .as_deref()
+        .map(|key| {
+            valid_header(&format!("Bearer {key}")).ok_or_else(|| {
+                LoadError::InvalidConfig("api_key is not a valid header value".into())
+            })
+        })
+        .transpose()?;
     let bodies = prompts
         .iter()
-        .map(|p| request_body(config, p))
+        .map(|p| render(config, &endpoint, auth.as_deref(), p))
         .collect::<Result<Vec<_>, _>>()?;
     let addr = resolve(&endpoint).await?;
     let shared = Arc::new(Shared {
-        client: Client::new(addr, endpoint, config.api_key.as_deref())?,
+        client: Client::new(addr),
         timeout: config.request_timeout,
         keep_text: config.keep_output_text,
     });
+    shared
+        .client
+        .prewarm(prewarm_count(config, prompts.len()))
+        .await;
     let (cancel, _) = watch::channel(false);
     let mut ctx = PhaseContext {
         shared: &shared,
@@ -646,7 +705,7 @@ impl PhaseContext<'_> {
 
 async fn request_task(
     shared: Arc<Shared>,
-    body: Bytes,
+    request: Bytes,
     mut rec: RequestRecord,
     permit: Option<OwnedSemaphorePermit>,
     mut cancel: watch::Receiver<bool>,
@@ -657,7 +716,7 @@ async fn request_task(
         biased;
         result = tokio::time::timeout(
             shared.timeout,
-            shared.client.exchange(body, &mut rec, &mut text),
+            shared.client.exchange(&request, &mut rec, &mut text),
         ) => match result {
             Ok(result) => result,
             Err(_) => Err(format!("timed out after {:.3} s", shared.timeout.as_secs_f64())),
@@ -740,6 +799,24 @@ mod tests {
         }]);
         config.api = Api::Completions;
         assert!(request_body(&config, &prompt(chat, None)).is_err());
+    }
+
+    #[test]
+    fn prewarm_opens_what_can_be_in_flight() {
+        let mut c = LoadConfig::new("http://127.0.0.1:1/v1", Api::Chat, "m");
+        assert_eq!(prewarm_count(&c, 10), 10); // closed loop, no cap: all at once
+        c.max_concurrency = Some(4);
+        assert_eq!(prewarm_count(&c, 10), 4);
+        c.num_requests = Some(2);
+        c.warmup_requests = 3;
+        assert_eq!(prewarm_count(&c, 10), 3);
+        c.max_concurrency = None;
+        c.arrival = Arrival::Poisson { rate: 5.0 };
+        assert_eq!(prewarm_count(&c, 10), 0); // open loop: unknown
+        c.max_concurrency = Some(100_000);
+        c.num_requests = None;
+        c.duration = Some(Duration::from_secs(1));
+        assert_eq!(prewarm_count(&c, 10), MAX_PREWARM as usize);
     }
 
     #[test]

@@ -101,20 +101,7 @@ fn requests_jsonl(run_dir: &Path, columns: &[&str]) -> Vec<Value> {
     rows
 }
 
-const REQUEST_COLUMNS: &[&str] = &[
-    "index",
-    "prompt_id",
-    "phase",
-    "send_ns",
-    "first_token_ns",
-    "chunk_ns",
-    "end_ns",
-    "input_tokens",
-    "output_tokens",
-    "tokens_from_usage",
-    "success",
-    "error",
-];
+const REQUEST_COLUMNS: &[&str] = &llem_integration_tests::REQUEST_FIELDS;
 
 /// A results row against result.json: every headline figure, by the
 /// pointer it stands for (numbers compared as f64: polars and pyarrow give
@@ -159,6 +146,17 @@ fn two_runs_into_one_dataset_read_back_with_pyarrow_polars_and_pandas() {
     );
     let mut runs = Vec::new();
     for out in ["out1", "out2"] {
+        // Run ids name the second a run started: two runs in one second into
+        // different output directories share an id (the sink then keeps both
+        // files, `<id>.parquet` and `<id>~2.parquet`; unit-tested). Start the
+        // second run in the next second so the rows tell the runs apart.
+        if !runs.is_empty() {
+            let ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_millis();
+            std::thread::sleep(std::time::Duration::from_millis(u64::from(1_050 - ms)));
+        }
         let (code, stdout, stderr, run) = run_any(plugins.path(), &path, &dir.path().join(out));
         assert!(code == 0 || code == 3, "exit {code}\n{stderr}\n{stdout}");
         let sink = run.1["sinks"]

@@ -157,20 +157,7 @@ fn phase_edges(result: &Value) -> Vec<Value> {
 
 /// requests.jsonl lines with the fields of the sink contract, by index.
 fn request_lines(run_dir: &Path) -> Vec<Value> {
-    const FIELDS: [&str; 12] = [
-        "index",
-        "prompt_id",
-        "phase",
-        "send_ns",
-        "first_token_ns",
-        "chunk_ns",
-        "end_ns",
-        "input_tokens",
-        "output_tokens",
-        "tokens_from_usage",
-        "success",
-        "error",
-    ];
+    const FIELDS: [&str; 12] = llem_integration_tests::REQUEST_FIELDS;
     let mut out: Vec<Value> = lines(&run_dir.join("requests.jsonl"))
         .into_iter()
         .map(|line| {

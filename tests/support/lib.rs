@@ -315,3 +315,20 @@ fn walk_keys(v: &serde_json::Value, path: &str, out: &mut std::collections::BTre
         _ => {}
     }
 }
+
+/// The fields of a request record a sink receives (`sink-stream`'s
+/// `request-record`), as named in requests.jsonl.
+pub const REQUEST_FIELDS: [&str; 12] = [
+    "index",
+    "prompt_id",
+    "phase",
+    "send_ns",
+    "first_token_ns",
+    "chunk_ns",
+    "end_ns",
+    "input_tokens",
+    "output_tokens",
+    "tokens_from_usage",
+    "success",
+    "error",
+];

@@ -119,22 +119,7 @@ mod tests {
     use super::*;
 
     fn record() -> RequestRecord {
-        RequestRecord {
-            index: 0,
-            prompt_id: "p".into(),
-            phase: super::super::Phase::Measured,
-            send_ns: 0,
-            first_token_ns: None,
-            chunk_ns: Vec::new(),
-            end_ns: 0,
-            input_tokens: None,
-            output_tokens: None,
-            tokens_from_usage: false,
-            output_text_len: 0,
-            output_text: None,
-            success: false,
-            error: None,
-        }
+        RequestRecord::pending(0, "p".into(), super::super::Phase::Measured)
     }
 
     #[test]

@@ -267,6 +267,28 @@ pub struct RequestRecord {
     pub error: Option<String>,
 }
 
+impl RequestRecord {
+    /// A request about to be sent: nothing measured yet, not (yet) a success.
+    pub fn pending(index: u32, prompt_id: String, phase: Phase) -> Self {
+        RequestRecord {
+            index,
+            prompt_id,
+            phase,
+            send_ns: 0,
+            first_token_ns: None,
+            chunk_ns: Vec::new(),
+            end_ns: 0,
+            input_tokens: None,
+            output_tokens: None,
+            tokens_from_usage: false,
+            output_text_len: 0,
+            output_text: None,
+            success: false,
+            error: None,
+        }
+    }
+}
+
 /// Passed to the progress callback after every send and every completion.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub struct Progress {
@@ -680,26 +702,12 @@ impl PhaseContext<'_> {
     }
 
     fn new_record(&self, index: u32, prompt: usize, phase: Phase) -> RequestRecord {
-        RequestRecord {
-            index,
-            prompt_id: self
-                .prompts
-                .get(prompt)
-                .map(|p| p.id.clone())
-                .unwrap_or_default(),
-            phase,
-            send_ns: 0,
-            first_token_ns: None,
-            chunk_ns: Vec::new(),
-            end_ns: 0,
-            input_tokens: None,
-            output_tokens: None,
-            tokens_from_usage: false,
-            output_text_len: 0,
-            output_text: None,
-            success: false,
-            error: None,
-        }
+        let prompt_id = self
+            .prompts
+            .get(prompt)
+            .map(|p| p.id.clone())
+            .unwrap_or_default();
+        RequestRecord::pending(index, prompt_id, phase)
     }
 }
 

@@ -317,6 +317,23 @@ impl TableFile {
         self.writer
             .close()
             .map_err(|e| parquet_error(&self.path, e))?;
+        // Never replace a finished file: run ids name a second, and two runs
+        // started in the same second into one dataset would otherwise lose
+        // the first run's rows. The later file takes the next free name.
+        let mut n = 2;
+        while self.path.exists() {
+            let stem = self
+                .path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let stem = stem
+                .rsplit_once('~')
+                .map_or(stem.as_str(), |(base, _)| base)
+                .to_owned();
+            self.path = self.path.with_file_name(format!("{stem}~{n}.parquet"));
+            n += 1;
+        }
         std::fs::rename(&self.partial, &self.path).map_err(|e| {
             PluginError::io(
                 format_args!(

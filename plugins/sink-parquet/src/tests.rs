@@ -255,3 +255,23 @@ fn run_ids_never_become_paths() {
     assert_eq!(file_stem("../x/y"), "run.._x_y");
     assert_eq!(file_stem(""), "run");
 }
+
+#[test]
+fn a_second_file_of_the_same_name_never_replaces_the_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fields = [table::Field::required("a", table::Type::U64)];
+    let settings = table::Settings {
+        compression: Compression::UNCOMPRESSED,
+        row_group_rows: 16,
+    };
+    for _ in 0..3 {
+        let t = table::TableFile::create(tmp.path(), "r1", "t", &fields, settings).unwrap();
+        t.close().unwrap();
+    }
+    let mut names: Vec<String> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["r1.parquet", "r1~2.parquet", "r1~3.parquet"]);
+}

@@ -34,26 +34,15 @@ fn plugins(extra: &[PathBuf]) -> tempfile::TempDir {
 /// answer `tokens` tokens `token_ms` apart, two warm-up requests, then
 /// `tail` (load options, sinks …).
 fn manifest(dir: &Path, prompts: usize, tokens: u32, token_ms: u32, tail: &str) -> PathBuf {
-    let data = dir.join("prompts.jsonl");
-    let lines: String = (0..prompts)
-        .map(|i| format!("{{\"prompt\": \"prompt number {i}\"}}\n"))
-        .collect();
-    std::fs::write(&data, lines).unwrap();
-    let engines = workspace_root().join("tests/fixtures/engines");
-    let server = engines.join("fake_openai_server.py");
-    let text = format!(
-        "[experiment]\nname = \"stream\"\nmodel = \"fake-model\"\nsample_interval_ms = 20\n\n\
-         [plugins.fixture]\n\n\
-         [plugins.jsonl]\nfile = \"prompts.jsonl\"\nmax_output_tokens = {tokens}\n\n\
-         [plugins.command]\ncommand = [\"python3\", {server:?}, \"--port\", \"{{port}}\", \"--token-ms\", \"{token_ms}\"]\n\
-         sandbox = {{ programs = [\"python3\"], engine_read = [{engines:?}] }}\n\n\
-         [load]\nmax_concurrency = 2\nwarmup_requests = 2\n\n{tail}\n",
-        server = server.display().to_string(),
-        engines = engines.display().to_string(),
-    );
-    let path = dir.join("experiment.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    crate::sinks::fake_server_manifest(
+        dir,
+        "stream",
+        prompts,
+        tokens,
+        token_ms,
+        "max_concurrency = 2\nwarmup_requests = 2",
+        tail,
+    )
 }
 
 fn command(plugins: &Path, manifest: &Path, out: &Path) -> std::process::Command {

@@ -21,20 +21,35 @@ fn plugins() -> tempfile::TempDir {
 
 /// A short server run against the fake OpenAI server, with `sinks` appended.
 pub(crate) fn manifest(dir: &Path, sinks: &str) -> PathBuf {
+    fake_server_manifest(dir, "sinks", 8, 8, 2, "max_concurrency = 4", sinks)
+}
+
+/// A run of experiment `name` against the fake OpenAI server: `prompts`
+/// prompts of `tokens` output tokens, one every `token_ms`, `[load]` set to
+/// `load`, then `tail` (sinks, more tables) appended.
+pub(crate) fn fake_server_manifest(
+    dir: &Path,
+    name: &str,
+    prompts: usize,
+    tokens: u32,
+    token_ms: u32,
+    load: &str,
+    tail: &str,
+) -> PathBuf {
     let data = dir.join("prompts.jsonl");
-    let lines: String = (0..8)
+    let lines: String = (0..prompts)
         .map(|i| format!("{{\"prompt\": \"prompt number {i}\"}}\n"))
         .collect();
     std::fs::write(&data, lines).unwrap();
     let engines = workspace_root().join("tests/fixtures/engines");
     let server = engines.join("fake_openai_server.py");
     let text = format!(
-        "[experiment]\nname = \"sinks\"\nmodel = \"fake-model\"\nsample_interval_ms = 20\n\n\
+        "[experiment]\nname = \"{name}\"\nmodel = \"fake-model\"\nsample_interval_ms = 20\n\n\
          [plugins.fixture]\n\n\
-         [plugins.jsonl]\nfile = \"prompts.jsonl\"\nmax_output_tokens = 8\n\n\
-         [plugins.command]\ncommand = [\"python3\", {server:?}, \"--port\", \"{{port}}\", \"--token-ms\", \"2\"]\n\
+         [plugins.jsonl]\nfile = \"prompts.jsonl\"\nmax_output_tokens = {tokens}\n\n\
+         [plugins.command]\ncommand = [\"python3\", {server:?}, \"--port\", \"{{port}}\", \"--token-ms\", \"{token_ms}\"]\n\
          sandbox = {{ programs = [\"python3\"], engine_read = [{engines:?}] }}\n\n\
-         [load]\nmax_concurrency = 4\n\n{sinks}\n",
+         [load]\n{load}\n\n{tail}\n",
         server = server.display().to_string(),
         engines = engines.display().to_string(),
     );

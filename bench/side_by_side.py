@@ -256,22 +256,180 @@ def run_llem(args, server, streams):
 
 # ---------------------------------------------------------------- peers
 
+def served_figures(served, keys):
+    """What the server saw of one peer run: chunks sent and mean server TTFT
+    over the streams whose prompt is one of `keys` (a peer's probes and
+    warm-up requests carry other text), and tokens/s over the server's own
+    span (first arrival .. last chunk sent)."""
+    streams = [s for k, logs in served.items() if k in keys for s in logs]
+    chunks = sum(len(s["chunk_ns"]) for s in streams)
+    ttft = [(s["chunk_ns"][0] - s["arrival_ns"]) / 1e6 for s in streams if s["chunk_ns"]]
+    if not streams or not chunks:
+        return None
+    span = (max(s["chunk_ns"][-1] for s in streams if s["chunk_ns"]) - min(s["arrival_ns"] for s in streams)) / 1e9
+    return {"chunks": chunks, "requests": len(streams), "server_ttft_mean_ms": statistics.mean(ttft),
+            "tokens_per_s": chunks / span}
+
+
+def peer_row(client_ttft_ms, served):
+    """The table's fields for a peer: the TTFT error as the difference of
+    means over the same requests (a peer's per-request records are not all
+    matched to the server's here); per-chunk and send errors unknown."""
+    nan = float("nan")
+    return {"chunks": served["chunks"], "tokens_per_s": served["tokens_per_s"],
+            "ttft_err_mean_ms": client_ttft_ms - served["server_ttft_mean_ms"],
+            "chunk_err_p50_us": nan, "chunk_err_p99_us": nan, "chunk_err_max_us": nan,
+            "send_err_mean_us": nan, "send_err_p50_us": nan, "send_err_p99_us": nan}
+
+
+def find_exe(explicit, name, venv_dirs):
+    for exe in [explicit, shutil.which(name)] + [os.path.join(v, "bin", name) for v in venv_dirs]:
+        if exe and os.path.exists(exe):
+            return exe
+    return None
+
+
+class GuideLLM:
+    """GuideLLM (`guidellm run`, 0.8): the concurrent profile at `streams`,
+    a JSON-lines file of the same kind of prompts with their output length
+    (`output_tokens_count`, which makes it send `max_tokens` + `ignore_eos`),
+    the completions API, results as JSON."""
+    name = "guidellm"
+
+    def __init__(self, args):
+        self.exe = find_exe(args.guidellm, "guidellm", [os.environ.get("PEER_VENV", "/work/peer-venv")])
+        self.chunks = args.chunks
+
+    def available(self):
+        return None if self.exe else "GuideLLM not installed (bench/install_peers.sh, or --guidellm PATH)"
+
+    def run(self, server, work, streams, requests, tag):
+        prompts = [f"req {tag}-{i} hello" for i in range(requests)]
+        data = os.path.join(work, "prompts.jsonl")
+        with open(data, "w") as f:
+            for text in prompts:
+                f.write(json.dumps({"prompt": text, "prompt_tokens_count": 3,
+                                    "output_tokens_count": self.chunks}) + "\n")
+        out = os.path.join(work, "guidellm.json")
+        base = server.base_url[:-len("/v1")]
+        argv = [self.exe, "run",
+                "--backend", f"kind=openai_http,target={base},model=m,request_format=/v1/completions",
+                "--profile", f"kind=concurrent,streams={streams}",
+                "--constraint", f"kind=max_requests,count={requests}",
+                "--data", f"kind=json_file,path={data}",
+                "--output", f"kind=json,path={out}",
+                "--disable-console"]
+        env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+        res = run_client(argv, env=env, cwd=work)
+        if res is None:
+            return None
+        cpu, wall, _ = res
+        return cpu, wall, self.client_ttft_ms(out), set(prompts)
+
+    @staticmethod
+    def client_ttft_ms(path):
+        with open(path) as f:
+            report = json.load(f)
+        bench = report["benchmarks"][0]
+        ttft = bench["metrics"]["time_to_first_token_ms"]["successful"]["mean"]
+        return float(ttft)
+
+
+class AIPerf:
+    """NVIDIA AIPerf (`aiperf profile`): `--concurrency streams`, a
+    single-turn JSON-lines file of the same kind of prompts, the completions
+    API streaming, `max_tokens` + `ignore_eos` as extra inputs, a local
+    tokenizer (made here: nothing is downloaded)."""
+    name = "aiperf"
+
+    def __init__(self, args):
+        venv = os.environ.get("PEER_VENV", "/work/peer-venv")
+        self.exe = find_exe(args.aiperf, "aiperf", [os.path.join(venv, "aiperf-venv"), "/work/aiperf-venv"])
+        self.chunks = args.chunks
+        self.tokenizer = args.tokenizer
+
+    def available(self):
+        if not self.exe:
+            return "AIPerf not installed (bench/install_peers.sh, or --aiperf PATH)"
+        if not self.tokenizer:
+            return "AIPerf needs a local tokenizer (--tokenizer DIR; made from tests/python when the venv exists)"
+        return None
+
+    def run(self, server, work, streams, requests, tag):
+        prompts = [f"req {tag}-{i} hello" for i in range(requests)]
+        data = os.path.join(work, "prompts.jsonl")
+        with open(data, "w") as f:
+            for text in prompts:
+                f.write(json.dumps({"text": text, "output_length": self.chunks}) + "\n")
+        out = os.path.join(work, "aiperf")
+        argv = [self.exe, "profile", "--model", "m", "--url", server.base_url[:-len("/v1")],
+                "--endpoint-type", "completions", "--streaming",
+                "--input-file", data, "--custom-dataset-type", "single_turn",
+                "--dataset-sampling-strategy", "sequential",
+                "--concurrency", str(streams), "--request-count", str(requests),
+                "--extra-inputs", "ignore_eos:true", "--extra-inputs", f"max_tokens:{self.chunks}",
+                "--use-legacy-max-tokens", "--use-server-token-count",
+                "--tokenizer", self.tokenizer, "--output-artifact-dir", out,
+                "--ui-type", "none", "--no-auto-plot"]
+        env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+        res = run_client(argv, env=env, cwd=work)
+        if res is None:
+            return None
+        cpu, wall, _ = res
+        return cpu, wall, self.client_ttft_ms(out), set(prompts)
+
+    @staticmethod
+    def client_ttft_ms(out):
+        for root, _, files in os.walk(out):
+            for name in files:
+                if name.endswith("_aiperf.json") or name == "profile_export_aiperf.json":
+                    with open(os.path.join(root, name)) as f:
+                        report = json.load(f)
+                    metric = report.get("time_to_first_token") or report["records"]["time_to_first_token"]
+                    return float(metric["avg"])
+        raise RuntimeError(f"no AIPerf summary under {out}")
+
+
+PEERS = {"guidellm": GuideLLM, "aiperf": AIPerf}
+
+
+def run_peer(args, server, streams, cls):
+    client = cls(args)
+    why = client.available()
+    if why:
+        return None, why
+    samples = []
+    for rep in range(args.repeat):
+        point = {}
+        for size, requests in [("small", streams), ("large", streams * args.waves)]:
+            work = tempfile.mkdtemp(prefix=f"{client.name}-sbs-{streams}-")
+            server.dump(os.path.join(work, "discard.jsonl"))
+            try:
+                got = client.run(server, work, streams, requests, f"{rep}{size}")
+            except Exception as e:  # noqa: BLE001 - a peer's output format is not ours
+                return None, f"its output could not be read: {type(e).__name__}: {e}"
+            if got is None:
+                return None, f"{client.name} failed (see above)"
+            cpu, wall, client_ttft, keys = got
+            served = served_figures(server.dump(os.path.join(work, "server.jsonl")), keys)
+            if served is None:
+                return None, "the server saw none of its requests"
+            figures = peer_row(client_ttft, served)
+            figures.update(cpu_s=cpu, wall_s=wall)
+            point[size] = figures
+            shutil.rmtree(work, ignore_errors=True)
+        samples.append(point)
+    return samples, None
+
+
 def peer_note(name):
-    """Why a peer is skipped, or None when it can run."""
-    venv = os.environ.get("PEER_VENV", "/work/peer-venv")
-    if name == "guidellm":
-        exe = shutil.which("guidellm") or os.path.join(venv, "bin", "guidellm")
-        return None if os.path.exists(exe) else "GuideLLM not installed (pip install guidellm)"
-    if name == "aiperf":
-        for exe in [shutil.which("aiperf"), os.path.join(venv, "aiperf-venv", "bin", "aiperf")]:
-            if exe and os.path.exists(exe):
-                return None
-        return "AIPerf not installed (pip install aiperf)"
+    """Why a peer without a runner here is skipped."""
     if name == "vllm":
-        return None if shutil.which("vllm") else "vllm not installed (`vllm bench serve` needs the vllm package)"
+        return "`vllm bench serve` not run: it needs the vllm package (CUDA wheels, several GB; not installed here)" \
+            if not shutil.which("vllm") else "vllm is installed, but its runner is not written yet"
     if name == "inference-benchmarker":
-        return None if shutil.which("inference-benchmarker") else \
-            "inference-benchmarker not installed (a Rust project not on crates.io: build it from github.com/huggingface/inference-benchmarker)"
+        return "inference-benchmarker not run: a Rust project not on crates.io (build it from github.com/huggingface/inference-benchmarker)" \
+            if not shutil.which("inference-benchmarker") else "inference-benchmarker is installed, but its runner is not written yet"
     return f"unknown client {name}"
 
 
@@ -294,6 +452,23 @@ def summarise(samples, streams, chunks):
     return out
 
 
+def make_tokenizer():
+    """A local tokenizer for AIPerf, which tokenizes prompts and outputs:
+    the tiny test tokenizer (tests/python/make_tiny_model.py), saved to a
+    temporary directory; None without the project's .venv."""
+    python = os.path.join(ROOT, ".venv", "bin", "python")
+    if not os.path.exists(python):
+        return None
+    out = tempfile.mkdtemp(prefix="sbs-tokenizer-")
+    done = subprocess.run([python, "-c", "import sys, make_tiny_model as m; m.make_tokenizer(500).save_pretrained(sys.argv[1])", out],
+                          cwd=os.path.join(ROOT, "tests", "python"), capture_output=True, text=True)
+    return out if done.returncode == 0 else None
+
+
+def cell(value, fmt):
+    return "—" if value != value else format(value, fmt)  # NaN: not measured for this client
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--streams", default="64,256,1024")
@@ -306,10 +481,16 @@ def main():
     ap.add_argument("--server", default=os.path.join(TARGET, "release", "token-server"))
     ap.add_argument("--plugins", default=os.path.join(TARGET, "release", "plugins"))
     ap.add_argument("--clients", default="llem,guidellm,aiperf,vllm,inference-benchmarker")
+    ap.add_argument("--guidellm", default=None, help="the guidellm executable (default: on PATH, or $PEER_VENV)")
+    ap.add_argument("--aiperf", default=None, help="the aiperf executable (default: on PATH, or $PEER_VENV/aiperf-venv)")
+    ap.add_argument("--tokenizer", default=None,
+                    help="a local Hugging Face tokenizer directory for AIPerf (default: made with the .venv)")
     ap.add_argument("--json", default=None, help="write the results here")
     ap.add_argument("--label", default="", help="a name for this set of results (e.g. before/after)")
     args = ap.parse_args()
 
+    if args.tokenizer is None and "aiperf" in args.clients.split(","):
+        args.tokenizer = make_tokenizer()
     if not os.path.exists(args.server):
         sys.exit(f"{args.server} is missing: cargo build --release -p llem-integration-tests --bin token-server")
     loads = [open("/proc/loadavg").read().split()[0]]
@@ -321,8 +502,10 @@ def main():
             for streams in [int(s) for s in args.streams.split(",")]:
                 if name == "llem":
                     samples, why = run_llem(args, server, streams)
+                elif name in PEERS:
+                    samples, why = run_peer(args, server, streams, PEERS[name])
                 else:
-                    samples, why = None, peer_note(name) or "installed, but its runner is not written yet"
+                    samples, why = None, peer_note(name)
                 loads.append(open("/proc/loadavg").read().split()[0])
                 if why:
                     if why not in notes:
@@ -333,7 +516,7 @@ def main():
                 results.append(row)
                 print(f"  {name} {streams} streams: {row['cpu_us_per_chunk']:.2f} µs/chunk "
                       f"(runs {', '.join(f'{x:.2f}' for x in row['cpu_us_per_chunk_all'])}), "
-                      f"TTFT err {row['ttft_err_mean_ms']:+.2f} ms, chunk p99 {row['chunk_err_p99_us']:.0f} µs",
+                      f"TTFT err {row['ttft_err_mean_ms']:+.2f} ms, chunk p99 {cell(row['chunk_err_p99_us'], '.0f')} µs",
                       file=sys.stderr, flush=True)
     finally:
         server.stop()
@@ -344,8 +527,8 @@ def main():
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         print(f"| {r['client']} | {r['streams']} | {r['cpu_us_per_chunk']:.2f} | {r['tokens_per_s']:,.0f} | "
-              f"{r['ttft_err_mean_ms']:+.2f} | {r['chunk_err_p50_us']:.0f} | {r['chunk_err_p99_us']:.0f} | "
-              f"{r['chunk_err_max_us']:.0f} | {-r['send_err_mean_us']:.0f} | {r['send_err_p99_us']:.0f} |")
+              f"{r['ttft_err_mean_ms']:+.2f} | {cell(r['chunk_err_p50_us'], '.0f')} | {cell(r['chunk_err_p99_us'], '.0f')} | "
+              f"{cell(r['chunk_err_max_us'], '.0f')} | {cell(-r['send_err_mean_us'], '.0f')} | {cell(r['send_err_p99_us'], '.0f')} |")
     for n in notes:
         print(f"skipped: {n}")
     if args.json:

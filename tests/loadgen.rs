@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use llem::loadgen::{
     Api, Arrival, ArrivalTimes, LoadConfig, Metric, Phase, RequestRecord, run, run_blocking,
-    summarize,
+    run_blocking_observed, summarize,
 };
 use llem_integration_tests::stream_server::{Framing, Schedule, StreamServer};
 use llem_sdk::{ChatMessage, Prompt, PromptBody};
@@ -262,6 +262,48 @@ fn closed_loop_never_exceeds_max_concurrency() {
     );
     // Indices are send order.
     assert!(records.iter().enumerate().all(|(i, r)| r.index == i as u32));
+}
+
+#[test]
+fn connections_are_open_before_the_ready_call_and_no_request_is_sent_before_it() {
+    // A measured window opens in `on_ready`: the connections it pre-warms
+    // must be established by then (their set-up is not in the window), and no
+    // request may go out before it. The client is single-threaded and blocked
+    // in `on_ready` for a while: a connection the server accepts by the end
+    // of that pause was connected before it.
+    let server = StreamServer::start(Schedule {
+        first_token: Duration::from_millis(2),
+        interval: Duration::from_millis(1),
+        chunks: 3,
+        ..Schedule::default()
+    });
+    let mut config = config(&server, Api::Completions);
+    config.max_concurrency = Some(6);
+    config.num_requests = Some(12);
+    let mut seen = None;
+    let mut ready_ns = 0;
+    let records = run_blocking_observed(
+        &config,
+        &prompts(4, None),
+        &no_stop(),
+        || {
+            std::thread::sleep(Duration::from_millis(300));
+            let log = server.log();
+            seen = Some((
+                log.accepted.load(Ordering::SeqCst),
+                log.requests.load(Ordering::SeqCst),
+            ));
+            ready_ns = llem::clock::monotonic_ns();
+        },
+        |_| {},
+        |_| {},
+    )
+    .unwrap();
+    assert_eq!(seen, Some((6, 0)), "(connections accepted, requests seen)");
+    assert_eq!(records.len(), 12);
+    assert!(records.iter().all(|r| r.success && r.send_ns >= ready_ns));
+    // The measured requests reuse those connections.
+    assert_eq!(server.log().accepted.load(Ordering::SeqCst), 6);
 }
 
 #[test]

@@ -9,7 +9,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -21,6 +21,8 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 /// CLOCK_MONOTONIC ns (the same clock as `llem::clock::monotonic_ns`).
@@ -77,6 +79,8 @@ impl Default for Schedule {
 /// What the server saw and did.
 #[derive(Debug, Default)]
 pub struct ServerLog {
+    /// Connections accepted.
+    pub accepted: AtomicU32,
     pub requests: AtomicU32,
     pub in_flight: AtomicU32,
     pub max_in_flight: AtomicU32,
@@ -95,6 +99,9 @@ pub struct ServerLog {
 pub struct StreamLog {
     /// Arrival order of the request (0, 1, … since the server started).
     pub order: u32,
+    /// When the request's first bytes reached the server's socket (the
+    /// kernel's receive stamp; the handler's start where the kernel gave
+    /// none), not when the server got round to them.
     pub arrival_ns: u64,
     pub chunk_ns: Vec<u64>,
 }
@@ -163,15 +170,18 @@ impl StreamServer {
                             _ = &mut shutdown_rx => break,
                             accepted = listener.accept() => {
                                 let Ok((stream, _)) = accepted else { continue };
+                                thread_log.accepted.fetch_add(1, Ordering::SeqCst);
                                 stream.set_nodelay(true).ok();
                                 let schedule = schedule.clone();
                                 let log = thread_log.clone();
+                                let conn = StampedConn::new(stream);
+                                let arrivals = conn.first_read_ns.clone();
                                 tokio::spawn(async move {
                                     let service = service_fn(move |req| {
-                                        handle(req, schedule.clone(), log.clone())
+                                        handle(req, schedule.clone(), log.clone(), arrivals.clone())
                                     });
                                     let _ = hyper::server::conn::http1::Builder::new()
-                                        .serve_connection(TokioIo::new(stream), service)
+                                        .serve_connection(TokioIo::new(conn), service)
                                         .await;
                                 });
                             }
@@ -213,15 +223,120 @@ impl Drop for StreamServer {
     }
 }
 
+/// The answer to a GET: the model list for `…/models`, an empty 200 for
+/// `/health`, 404 otherwise (there is no metrics page: llem's scraper,
+/// seeing none, does not poll one).
+fn probe_answer(path: &str) -> Response<ScheduleBody> {
+    let (status, body) = if path.ends_with("/models") {
+        (
+            StatusCode::OK,
+            r#"{"object":"list","data":[{"id":"m","object":"model","owned_by":"llem","created":0}]}"#,
+        )
+    } else if path == "/health" {
+        (StatusCode::OK, "{}")
+    } else {
+        (StatusCode::NOT_FOUND, r#"{"error":"not found"}"#)
+    };
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(ScheduleBody::once(Bytes::from(body)))
+        .expect("valid response")
+}
+
+/// A chat message's text: a string, or the `text` of its content parts
+/// joined (the OpenAI content-part form some clients send).
+fn message_text(content: &serde_json::Value) -> String {
+    match content {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p["text"].as_str())
+            .collect::<Vec<_>>()
+            .join(""),
+        _ => String::new(),
+    }
+}
+
+/// A server connection whose reads carry the kernel's receive stamp: the
+/// first read after a request was handled marks the next request's arrival
+/// at the socket (clients here send one request at a time per connection).
+struct StampedConn {
+    stream: TcpStream,
+    /// Arrival (CLOCK_MONOTONIC ns) of the first bytes not yet claimed by a
+    /// request; 0 when none.
+    first_read_ns: Arc<AtomicU64>,
+}
+
+impl StampedConn {
+    fn new(stream: TcpStream) -> StampedConn {
+        llem::loadgen::stamped::enable(&stream);
+        StampedConn {
+            stream,
+            first_read_ns: Arc::new(AtomicU64::new(0)),
+        }
+    }
+}
+
+impl AsyncRead for StampedConn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let at = std::task::ready!(llem::loadgen::stamped::poll_read(&self.stream, cx, buf))?;
+        if buf.filled().len() > before {
+            // Only the first read of a request counts: a body read later
+            // must not move its arrival.
+            let _ = self
+                .first_read_ns
+                .compare_exchange(0, at, Ordering::SeqCst, Ordering::SeqCst);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for StampedConn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
 async fn handle(
     req: Request<Incoming>,
     schedule: Arc<Schedule>,
     log: Arc<ServerLog>,
+    arrivals: Arc<AtomicU64>,
 ) -> Result<Response<ScheduleBody>, hyper::Error> {
-    let arrival = Instant::now();
-    let arrival_ns = now_ns();
+    let handled = Instant::now();
+    let handled_ns = now_ns();
+    if req.method() == hyper::Method::GET {
+        arrivals.store(0, Ordering::SeqCst);
+        // Peer clients probe before they start: GuideLLM asks `/health` and
+        // `/v1/models`, AIPerf `/v1/models`. Neither is a stream nor logged.
+        return Ok(probe_answer(req.uri().path()));
+    }
     let chat = req.uri().path().ends_with("/chat/completions");
     let bytes = req.into_body().collect().await?.to_bytes();
+    // The request's arrival at the socket, and the schedule counted from it:
+    // the server's TTFT is the configured one even when its handler ran late.
+    let (arrival, arrival_ns) = match arrivals.swap(0, Ordering::SeqCst) {
+        at if at != 0 && at <= handled_ns => (handled - Duration::from_nanos(handled_ns - at), at),
+        _ => (handled, handled_ns),
+    };
     let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
     let order = log.requests.fetch_add(1, Ordering::SeqCst);
     log.bodies
@@ -246,13 +361,16 @@ async fn handle(
         body["messages"]
             .as_array()
             .and_then(|m| m.last())
-            .and_then(|m| m["content"].as_str())
+            .map(|m| message_text(&m["content"]))
             .unwrap_or_default()
-            .to_owned()
     } else {
         body["prompt"].as_str().unwrap_or_default().to_owned()
     };
-    let max_tokens = body["max_tokens"].as_u64().map(|n| n as u32);
+    // Chat clients may send the newer name (GuideLLM does).
+    let max_tokens = body["max_tokens"]
+        .as_u64()
+        .or_else(|| body["max_completion_tokens"].as_u64())
+        .map(|n| n as u32);
     let chunks = match (max_tokens, body["ignore_eos"] == true) {
         (Some(n), true) => n,
         (Some(n), false) => n.min(schedule.chunks),

@@ -443,12 +443,13 @@ pub fn run_batch(
             if batch.closed_loop {
                 config.arrival = Arrival::Closed;
             }
-            let mut opened = false;
-            on_first_send_once(&mut opened, on_first_send);
+            // The window opens once the client's connections are open and
+            // its requests rendered, right before the first one is written.
             loadgen::run_blocking_observed(
                 &config,
                 batch.prompts,
                 stop,
+                on_first_send,
                 |progress| {
                     on_event(Event::Requests {
                         warmup,
@@ -476,8 +477,7 @@ pub fn run_batch(
                 decoding: loadgen::Decoding::from_load(load),
                 max_concurrency: load.max_concurrency,
             };
-            let mut opened = false;
-            on_first_send_once(&mut opened, on_first_send);
+            on_first_send();
             let total = prompts.len() as u32;
             let records = session
                 .run(process, &prompts, &submit, stop, |done, _, finished| {
@@ -510,13 +510,6 @@ pub fn run_batch(
         on_record(r);
     }
     Ok(records)
-}
-
-fn on_first_send_once(opened: &mut bool, f: &mut dyn FnMut()) {
-    if !*opened {
-        *opened = true;
-        f();
-    }
 }
 
 /// Coefficient of variation (std / mean) of the end-to-end latency of the

@@ -33,7 +33,7 @@ mod decoding;
 mod endpoint;
 mod http1;
 mod sse;
-mod stamped;
+pub mod stamped;
 mod summary;
 
 use std::collections::HashMap;
@@ -434,15 +434,19 @@ pub async fn run(
     stop: &AtomicBool,
     on_progress: impl FnMut(&Progress),
 ) -> Result<Vec<RequestRecord>, LoadError> {
-    run_observed(config, prompts, stop, on_progress, |_| {}).await
+    run_observed(config, prompts, stop, || {}, on_progress, |_| {}).await
 }
 
-/// [`run`], also handing each record to `on_record` as its request
-/// completes (fails, or is cancelled), in completion order.
+/// [`run`], also calling `on_ready` once, when the connections are open and
+/// the first request is about to be sent (a measured window opens there, so
+/// that it holds no connection set-up), and handing each record to
+/// `on_record` as its request completes (fails, or is cancelled), in
+/// completion order.
 pub async fn run_observed(
     config: &LoadConfig,
     prompts: &[Prompt],
     stop: &AtomicBool,
+    on_ready: impl FnOnce(),
     mut on_progress: impl FnMut(&Progress),
     mut on_record: impl FnMut(&RequestRecord),
 ) -> Result<Vec<RequestRecord>, LoadError> {
@@ -474,6 +478,7 @@ pub async fn run_observed(
         .client
         .prewarm(prewarm_count(config, prompts.len()))
         .await;
+    on_ready();
     let (cancel, _) = watch::channel(false);
     let mut ctx = PhaseContext {
         shared: &shared,
@@ -545,6 +550,7 @@ pub fn run_blocking_observed(
     config: &LoadConfig,
     prompts: &[Prompt],
     stop: &AtomicBool,
+    on_ready: impl FnOnce(),
     on_progress: impl FnMut(&Progress),
     on_record: impl FnMut(&RequestRecord),
 ) -> Result<Vec<RequestRecord>, LoadError> {
@@ -552,7 +558,14 @@ pub fn run_blocking_observed(
         .enable_all()
         .build()
         .map_err(LoadError::Runtime)?;
-    runtime.block_on(run_observed(config, prompts, stop, on_progress, on_record))
+    runtime.block_on(run_observed(
+        config,
+        prompts,
+        stop,
+        on_ready,
+        on_progress,
+        on_record,
+    ))
 }
 
 struct PhaseContext<'a> {

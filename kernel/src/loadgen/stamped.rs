@@ -27,7 +27,7 @@ const MAX_AGE_NS: u64 = 1_000_000_000;
 
 /// Ask the kernel to stamp what `stream` receives. False when it refuses
 /// (reads then use their return time).
-pub(crate) fn enable(stream: &TcpStream) -> bool {
+pub fn enable(stream: &TcpStream) -> bool {
     let on: libc::c_int = 1;
     // SAFETY: a valid socket descriptor and a pointer to a c_int of the given size.
     let rc = unsafe {
@@ -54,6 +54,33 @@ pub(crate) async fn read(stream: &TcpStream, buf: &mut [u8]) -> io::Result<(usiz
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => stream.readable().await?,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
+        }
+    }
+}
+
+/// [`read`] for a poll-based reader (an `AsyncRead` over the socket, as a
+/// server wraps its connections in): fills `buf` and gives the bytes'
+/// arrival time (CLOCK_MONOTONIC ns). Nothing filled: the peer closed.
+pub fn poll_read(
+    stream: &TcpStream,
+    cx: &mut std::task::Context<'_>,
+    buf: &mut tokio::io::ReadBuf<'_>,
+) -> std::task::Poll<io::Result<u64>> {
+    use std::task::Poll;
+    loop {
+        if let Err(e) = std::task::ready!(stream.poll_read_ready(cx)) {
+            return Poll::Ready(Err(e));
+        }
+        // Zeroes only what was never initialised (a reused buffer: nothing).
+        let slice = buf.initialize_unfilled();
+        match stream.try_io(Interest::READABLE, || recv(stream.as_raw_fd(), slice)) {
+            Ok((n, stamp)) => {
+                buf.advance(n);
+                return Poll::Ready(Ok(arrival(stamp)));
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Poll::Ready(Err(e)),
         }
     }
 }

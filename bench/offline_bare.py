@@ -35,6 +35,9 @@ def main():
     ap.add_argument("--max-tokens", type=int, required=True)
     ap.add_argument("--warmup-batches", type=int, default=1)
     ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--with-hooks", action="store_true",
+                    help="also pass generate a streamer that does nothing and a stopping criterion "
+                         "like the worker's: the cost of asking transformers for per-step callbacks")
     args = ap.parse_args()
 
     import torch
@@ -58,10 +61,29 @@ def main():
         encoded = [tokenizer(p)["input_ids"] for p in batch]
         inputs = tokenizer.pad({"input_ids": encoded}, padding=True, return_tensors="pt")
         prompt_len = inputs["input_ids"].shape[1]
+        hooks = {}
+        if args.with_hooks:
+            from transformers import StoppingCriteria, StoppingCriteriaList
+            from transformers.generation.streamers import BaseStreamer
+
+            class Nothing(BaseStreamer):
+                def put(self, value):
+                    pass
+
+                def end(self):
+                    pass
+
+            limit = torch.tensor([args.max_tokens] * len(batch))
+
+            class RowLimit(StoppingCriteria):
+                def __call__(self, input_ids, scores, **kwargs):
+                    return (input_ids.shape[1] - prompt_len) >= limit
+
+            hooks = {"streamer": Nothing(), "stopping_criteria": StoppingCriteriaList([RowLimit()])}
         with torch.inference_mode():
             out = model.generate(**inputs, max_new_tokens=args.max_tokens, do_sample=False,
                                  temperature=None, top_p=None, top_k=None,
-                                 eos_token_id=None, pad_token_id=pad_id)
+                                 eos_token_id=None, pad_token_id=pad_id, **hooks)
         return (out.shape[1] - prompt_len) * out.shape[0]
 
     warm = batches[:args.warmup_batches]

@@ -138,6 +138,8 @@ def main():
     ap.add_argument("--python", default=os.path.join(ROOT, ".venv", "bin", "python"))
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
+    # Runs happen in their own directories: paths given relative to here must not move.
+    args.llem, args.plugins, args.python = (os.path.abspath(p) for p in (args.llem, args.plugins, args.python))
     for path, fix in [(args.llem, "cargo xtask build --release"),
                       (args.python, "bash tests/python/setup-venv.sh")]:
         if not os.path.exists(path):

@@ -488,6 +488,8 @@ def main():
     ap.add_argument("--json", default=None, help="write the results here")
     ap.add_argument("--label", default="", help="a name for this set of results (e.g. before/after)")
     args = ap.parse_args()
+    # Clients run in their own directories: paths given relative to here must not move.
+    args.llem, args.server, args.plugins = (os.path.abspath(p) for p in (args.llem, args.server, args.plugins))
 
     if args.tokenizer is None and "aiperf" in args.clients.split(","):
         args.tokenizer = make_tokenizer()

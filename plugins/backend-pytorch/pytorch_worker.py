@@ -50,6 +50,7 @@ class StepStreamer:
     row's new token; emits first_token/token events for rows still going."""
 
     def __init__(self, out, requests, max_new, eos_ids, clock=time.monotonic_ns):
+        self.out = out
         self.progress = [Progress(out, r.id) for r in requests]
         self.max_new = max_new
         self.eos_ids = set(eos_ids)
@@ -64,16 +65,18 @@ class StepStreamer:
             return
         self.seen_prompt = True
         t_ns = self.clock()
-        tokens = value.reshape(len(self.progress), -1)
-        for row, progress in enumerate(self.progress):
-            if self.finished[row]:
-                continue
-            for token in tokens[row].tolist():
-                self.counts[row] += 1
-                if token in self.eos_ids or self.counts[row] >= self.max_new[row]:
-                    self.finished[row] = True
-                    break
-            progress.advance(t_ns, self.counts[row])
+        # One conversion per step (not one per row), one write per step.
+        rows = value.reshape(len(self.progress), -1).tolist()
+        with self.out.batch():
+            for row, progress in enumerate(self.progress):
+                if self.finished[row]:
+                    continue
+                for token in rows[row]:
+                    self.counts[row] += 1
+                    if token in self.eos_ids or self.counts[row] >= self.max_new[row]:
+                        self.finished[row] = True
+                        break
+                progress.advance(t_ns, self.counts[row])
 
     def end(self):
         pass
@@ -217,14 +220,19 @@ class Engine:
         inputs = {k: v.to(self.model.device) for k, v in inputs.items()}
         prompt_len = inputs["input_ids"].shape[1]
 
+        limit = torch.tensor(max_new, device=self.model.device)
+
         class RowMaxNewTokens(StoppingCriteria):
             """Each row stops at its own max_tokens (generate has one max_new_tokens)."""
 
             def __call__(self, input_ids, scores, **kwargs):
-                limit = torch.tensor(max_new, device=input_ids.device)
                 return (input_ids.shape[1] - prompt_len) >= limit
 
         kwargs = self.generate_kwargs(batch[0])
+        if len(set(max_new)) > 1:
+            # Only rows with different limits need the per-step check;
+            # otherwise max_new_tokens is the limit of every row.
+            kwargs["stopping_criteria"] = StoppingCriteriaList([RowMaxNewTokens()])
         eos_ids = set() if ignore_eos else set(self.eos_ids)
         streamer = StepStreamer(out, batch, max_new, eos_ids)
         try:
@@ -232,7 +240,6 @@ class Engine:
                 sequences = self.model.generate(
                     **inputs,
                     max_new_tokens=max(max_new),
-                    stopping_criteria=StoppingCriteriaList([RowMaxNewTokens()]),
                     streamer=streamer,
                     **kwargs,
                 )
@@ -242,6 +249,11 @@ class Engine:
                 out.error(request.id, f"generate failed: {type(e).__name__}: {e}")
             return
         t_ns = time.monotonic_ns()
+        with out.batch():
+            self.finish(streamer, sequences, prompt_len, encoded, max_new, eos_ids, t_ns)
+
+    def finish(self, streamer, sequences, prompt_len, encoded, max_new, eos_ids, t_ns):
+        """The batch's `done` lines (and any tokens the streamer missed)."""
         for row, progress in enumerate(streamer.progress):
             new_ids = sequences[row, prompt_len:].tolist()
             n = count_new_tokens(new_ids, max_new[row], eos_ids)

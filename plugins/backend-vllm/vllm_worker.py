@@ -177,14 +177,16 @@ class VllmWorker(Worker):
         """One engine step; its events all carry the time the step returned."""
         outputs = self.engine.step()
         t_ns = self.clock()
-        for o in outputs:
-            progress = self.active.get(o.id)
-            if progress is None:
-                continue
-            progress.advance(t_ns, o.output_tokens, o.input_tokens)
-            if o.finished:
-                del self.active[o.id]
-                progress.done(t_ns)
+        # The step's lines in one write (one system call per step).
+        with self.out.batch():
+            for o in outputs:
+                progress = self.active.get(o.id)
+                if progress is None:
+                    continue
+                progress.advance(t_ns, o.output_tokens, o.input_tokens)
+                if o.finished:
+                    del self.active[o.id]
+                    progress.done(t_ns)
         if self.active and not self.engine.has_unfinished():
             for rid in list(self.active):
                 self.error(rid, "the engine dropped the request without finishing it")

@@ -118,7 +118,64 @@ def test_progress_turns_cumulative_counts_into_events_ending_at_the_last_token()
         {"type": "token", "id": "r", "t_ns": 400, "n": 3},
         {"type": "done", "id": "r", "t_ns": 400, "input_tokens": 9, "output_tokens": 5},
     ]
+    # Ids are JSON strings whatever they hold (the hot lines are formatted, not json.dumps'ed).
+    out = io.StringIO()
+    odd = 'q"\\ü\n{}'
+    progress = w.Progress(w.Channel(out), odd)
+    progress.advance(7, 1)
+    assert events_of(out) == [{"type": "first_token", "id": odd, "t_ns": 7},
+                              {"type": "token", "id": odd, "t_ns": 7, "n": 1}]
     out = io.StringIO()
     w.Progress(w.Channel(out), "empty").done(900, text="")
     assert events_of(out) == [{"type": "done", "id": "empty", "t_ns": 900, "input_tokens": 0, "output_tokens": 0,
                                "text": ""}]
+
+
+class CountingStream(io.StringIO):
+    """A stream that counts what reaches the pipe: writes and flushes."""
+
+    def __init__(self):
+        super().__init__()
+        self.writes = 0
+        self.flushes = 0
+        self.flushed = ""
+
+    def write(self, text):
+        self.writes += 1
+        return super().write(text)
+
+    def flush(self):
+        self.flushes += 1
+        self.flushed = self.getvalue()
+
+
+def test_a_batch_is_one_write_and_holds_progress_lines_only_briefly():
+    stream = CountingStream()
+    channel = w.Channel(stream)
+    rows = [w.Progress(channel, f"r{i}") for i in range(8)]
+    # The first step: 16 lines, one write; flushed (nothing was flushed for 50 ms).
+    with channel.batch():
+        for p in rows:
+            p.advance(10, 1)
+    assert (stream.writes, stream.flushes) == (1, 1)
+    assert len(stream.flushed.splitlines()) == 16
+    # The next steps within 50 ms: written, not flushed yet...
+    with channel.batch():
+        for p in rows:
+            p.advance(20, 2)
+    assert (stream.writes, stream.flushes) == (2, 1)
+    # ...until a line the kernel must see at once: a `done` flushes it all.
+    with channel.batch():
+        rows[0].done(30)
+    assert (stream.writes, stream.flushes) == (3, 2)
+    events = [json.loads(line) for line in stream.flushed.splitlines()]
+    assert [e["type"] for e in events[16:]] == ["token"] * 8 + ["done"]
+    assert events[-1] == {"type": "done", "id": "r0", "t_ns": 20, "input_tokens": 0, "output_tokens": 2}
+    # Outside a batch every line is written and flushed at once, as before.
+    channel.error("r1", "boom")
+    assert (stream.writes, stream.flushes) == (4, 3)
+    # Progress lines wait at most FLUSH_INTERVAL_NS.
+    channel.last_flush_ns -= w.Channel.FLUSH_INTERVAL_NS
+    with channel.batch():
+        rows[2].advance(40, 3)
+    assert stream.flushes == 4

@@ -99,7 +99,7 @@ def run_client(argv, env=None, cwd=None, timeout=900):
     wall = time.monotonic() - t0
     cpu = children_cpu_s() - cpu0
     if done.returncode != 0:
-        print(f"  ! {' '.join(argv[:3])}… exited {done.returncode}:\n{done.stderr[-2000:]}",
+        print(f"  ! {' '.join(argv[:3])}… exited {done.returncode}:\n{done.stderr[-2000:]}\n{done.stdout[-3000:]}",
               file=sys.stderr)
         return None
     return cpu, wall, done.stdout + done.stderr
@@ -371,8 +371,9 @@ class AIPerf:
                 "--use-legacy-max-tokens", "--use-server-token-count",
                 "--tokenizer", self.tokenizer, "--output-artifact-dir", out,
                 "--ui-type", "none", "--no-auto-plot"]
-        env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-        res = run_client(argv, env=env, cwd=work)
+        # Not HF_HUB_OFFLINE: with it, AIPerf 0.13 refuses a local tokenizer
+        # directory as an invalid repository id.
+        res = run_client(argv, cwd=work)
         if res is None:
             return None
         cpu, wall, _ = res

@@ -282,6 +282,16 @@ def peer_row(client_ttft_ms, served):
             "send_err_mean_us": nan, "send_err_p50_us": nan, "send_err_p99_us": nan}
 
 
+def run_peer_client(argv, work, prompts, client_ttft_ms, env=None):
+    """One peer run: (CPU s, wall s, its mean TTFT in ms, the prompts it
+    sent), or None when it failed."""
+    res = run_client(argv, env=env, cwd=work)
+    if res is None:
+        return None
+    cpu, wall, _ = res
+    return cpu, wall, client_ttft_ms(), set(prompts)
+
+
 def find_exe(explicit, name, venv_dirs):
     for exe in [explicit, shutil.which(name)] + [os.path.join(v, "bin", name) for v in venv_dirs]:
         if exe and os.path.exists(exe):
@@ -320,11 +330,7 @@ class GuideLLM:
                 "--output", f"kind=json,path={out}",
                 "--disable-console"]
         env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-        res = run_client(argv, env=env, cwd=work)
-        if res is None:
-            return None
-        cpu, wall, _ = res
-        return cpu, wall, self.client_ttft_ms(out), set(prompts)
+        return run_peer_client(argv, work, prompts, lambda: self.client_ttft_ms(out), env=env)
 
     @staticmethod
     def client_ttft_ms(path):
@@ -373,11 +379,7 @@ class AIPerf:
                 "--ui-type", "none", "--no-auto-plot"]
         # Not HF_HUB_OFFLINE: with it, AIPerf 0.13 refuses a local tokenizer
         # directory as an invalid repository id.
-        res = run_client(argv, cwd=work)
-        if res is None:
-            return None
-        cpu, wall, _ = res
-        return cpu, wall, self.client_ttft_ms(out), set(prompts)
+        return run_peer_client(argv, work, prompts, lambda: self.client_ttft_ms(out))
 
     @staticmethod
     def client_ttft_ms(out):

@@ -194,11 +194,13 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_drained_read_still_wakes_for_the_next_bytes() {
-        // After a short read the reactor is told the socket is empty; the
-        // next bytes must still wake the reader, whether they come after the
-        // reader is waiting or before it asks again.
+    /// Run `body` with a connected loopback pair (client, server) on a
+    /// single-threaded runtime, as the load generator runs.
+    fn on_loopback<F, Fut>(body: F)
+    where
+        F: FnOnce(TcpStream, TcpStream) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -209,6 +211,16 @@ mod tests {
                 .await
                 .unwrap();
             let (server, _) = listener.accept().await.unwrap();
+            body(client, server).await;
+        });
+    }
+
+    #[test]
+    fn a_drained_read_still_wakes_for_the_next_bytes() {
+        // After a short read the reactor is told the socket is empty; the
+        // next bytes must still wake the reader, whether they come after the
+        // reader is waiting or before it asks again.
+        on_loopback(|client, server| async move {
             let server = std::sync::Arc::new(server);
             let mut buf = [0u8; 64];
             for round in 0..50u32 {
@@ -240,16 +252,8 @@ mod tests {
 
     #[test]
     fn loopback_reads_carry_a_plausible_kernel_stamp() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            let client = TcpStream::connect(addr).await.unwrap();
+        on_loopback(|client, server| async move {
             assert!(enable(&client));
-            let (server, _) = listener.accept().await.unwrap();
             // The kernel turns stamping on for the whole machine in a deferred
             // work item when the first socket asks: the first exchange may
             // come before it; the second cannot.

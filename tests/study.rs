@@ -317,6 +317,54 @@ fn fixture_study(dir: &Path, study: &str, sweep: &str) -> PathBuf {
 }
 
 #[test]
+fn a_streaming_sink_is_told_the_study_and_configuration_of_each_run() {
+    let plugins = plugin_dir(&[
+        wasm_artifact("energy-fixture"),
+        wasm_artifact("sink-stream"),
+    ]);
+    let work = tempfile::tempdir().unwrap();
+    let study = fixture_study(
+        work.path(),
+        "cycles = 1
+
+[plugins.rec]
+plugin = \"sink-stream\"",
+        "\"fixture.step_uj\" = [1000, 2000]",
+    );
+    let (code, stdout, stderr) = output(
+        llem(plugins.path())
+            .current_dir(work.path())
+            .arg("run")
+            .arg(&study),
+    );
+    assert_eq!(code, 0, "{stderr}\n{stdout}");
+    let doc = read_json(&work.path().join("out/fx/study.json"));
+    let configs = doc["configs"].as_array().unwrap();
+    assert_eq!(configs.len(), 2);
+    let mut seen = Vec::new();
+    for config in configs {
+        let run = Path::new(config["runs"][0]["run_dir"].as_str().unwrap());
+        // The recorder's first line is the run's begin_run, as the sink got it.
+        let calls = std::fs::read_to_string(run.join("calls.jsonl")).unwrap();
+        let first: Value = serde_json::from_str(calls.lines().next().unwrap()).unwrap();
+        assert_eq!(first["call"], "begin_run", "{first}");
+        let id = config["id"].as_str().unwrap();
+        assert_eq!(
+            first["run"]["labels"],
+            serde_json::json!([["study", "fx"], ["config", id]]),
+            "{first}"
+        );
+        seen.push(id.to_owned());
+    }
+    seen.dedup();
+    assert_eq!(
+        seen.len(),
+        2,
+        "each run names its own configuration: {seen:?}"
+    );
+}
+
+#[test]
 fn a_point_a_plugin_refuses_is_skipped_with_its_reason() {
     let plugins = plugin_dir(&[wasm_artifact("energy-fixture")]);
     let work = tempfile::tempdir().unwrap();

@@ -151,12 +151,7 @@ fn a_study_interrupted_after_a_few_runs_resumes_without_repeating_a_run() {
     );
 
     // Resumed to completion: the finished runs are not run again.
-    let (code, stdout, stderr) = output(
-        llem(plugins.path())
-            .current_dir(work.path())
-            .arg("run")
-            .arg(&study),
-    );
+    let (code, stdout, stderr) = run_study(plugins.path(), work.path(), &study);
     assert_eq!(code, 0, "{stderr}\n{stdout}");
     assert!(stdout.contains("[complete: not run again]"), "{stdout}");
     let after = states(&dir);
@@ -291,18 +286,18 @@ fn a_study_interrupted_after_a_few_runs_resumes_without_repeating_a_run() {
         .unwrap()
         .replace("[1, 2]\n\"load", "[1, 3]\n\"load");
     std::fs::write(&study, text).unwrap();
-    let (code, _, stderr) = output(
-        llem(plugins.path())
-            .current_dir(work.path())
-            .arg("run")
-            .arg(&study),
-    );
+    let (code, _, stderr) = run_study(plugins.path(), work.path(), &study);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("--ignore-design-change"), "{stderr}");
     assert!(
         stderr.contains(doc["hash"].as_str().unwrap()),
         "names the recorded design: {stderr}"
     );
+}
+
+/// `llem run STUDY` from the study's directory: (exit code, stdout, stderr).
+fn run_study(plugins: &Path, work: &Path, study: &Path) -> (i32, String, String) {
+    output(llem(plugins).current_dir(work).arg("run").arg(study))
 }
 
 /// An energy-only study of the fixture source.
@@ -325,18 +320,10 @@ fn a_streaming_sink_is_told_the_study_and_configuration_of_each_run() {
     let work = tempfile::tempdir().unwrap();
     let study = fixture_study(
         work.path(),
-        "cycles = 1
-
-[plugins.rec]
-plugin = \"sink-stream\"",
+        "cycles = 1\n\n[plugins.rec]\nplugin = \"sink-stream\"",
         "\"fixture.step_uj\" = [1000, 2000]",
     );
-    let (code, stdout, stderr) = output(
-        llem(plugins.path())
-            .current_dir(work.path())
-            .arg("run")
-            .arg(&study),
-    );
+    let (code, stdout, stderr) = run_study(plugins.path(), work.path(), &study);
     assert_eq!(code, 0, "{stderr}\n{stdout}");
     let doc = read_json(&work.path().join("out/fx/study.json"));
     let configs = doc["configs"].as_array().unwrap();
@@ -373,12 +360,7 @@ fn a_point_a_plugin_refuses_is_skipped_with_its_reason() {
         "cycles = 1",
         "\"fixture.step_uj\" = [1000, \"lots\", 2000]",
     );
-    let (code, stdout, stderr) = output(
-        llem(plugins.path())
-            .current_dir(work.path())
-            .arg("run")
-            .arg(&study),
-    );
+    let (code, stdout, stderr) = run_study(plugins.path(), work.path(), &study);
     assert_eq!(code, 0, "{stderr}\n{stdout}");
     assert!(stdout.contains("2 configs × 1 cycle = 2 runs"), "{stdout}");
     assert!(
@@ -428,12 +410,7 @@ fn consecutive_failures_stop_the_study_and_a_run_time_limit_fails_the_run() {
         [sweep]\n\"load.max_concurrency\" = [1, 2, 3]\n";
     let study = work.path().join("study.toml");
     std::fs::write(&study, text).unwrap();
-    let (code, _, stderr) = output(
-        llem(plugins.path())
-            .current_dir(work.path())
-            .arg("run")
-            .arg(&study),
-    );
+    let (code, _, stderr) = run_study(plugins.path(), work.path(), &study);
     assert_eq!(code, 1, "{stderr}");
     assert!(
         stderr.contains("3 runs in a row failed ([study].max_consecutive_failures = 3)"),
@@ -460,12 +437,7 @@ fn consecutive_failures_stop_the_study_and_a_run_time_limit_fails_the_run() {
         "\"experiment.duration_s\" = [5.0]",
     );
     let started = Instant::now();
-    let (code, _, stderr) = output(
-        llem(plugins.path())
-            .current_dir(work.path())
-            .arg("run")
-            .arg(&study),
-    );
+    let (code, _, stderr) = run_study(plugins.path(), work.path(), &study);
     assert!(
         started.elapsed() < Duration::from_secs(4),
         "the limit fired"

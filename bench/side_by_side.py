@@ -223,6 +223,26 @@ def llem_figures(records, text_of, served):
     }
 
 
+def sample_points(args, server, streams, name, one_run):
+    """`args.repeat` × (a small run of one wave, a large one of `args.waves`),
+    each in a fresh directory with the server's log emptied first:
+    `one_run(work, requests, tag)` gives a run's figures or why it failed.
+    ([{"small": figures, "large": figures}, ...], None), or (None, why)."""
+    samples = []
+    for rep in range(args.repeat):
+        point = {}
+        for size, requests in [("small", streams), ("large", streams * args.waves)]:
+            work = tempfile.mkdtemp(prefix=f"{name}-sbs-{streams}-")
+            server.dump(os.path.join(work, "discard.jsonl"))
+            figures, why = one_run(work, requests, f"{rep}{size}")
+            if why:
+                return None, why
+            point[size] = figures
+            shutil.rmtree(work, ignore_errors=True)
+        samples.append(point)
+    return samples, None
+
+
 def run_llem(args, server, streams):
     client = Llem(args)
     why = client.available()
@@ -234,24 +254,19 @@ def run_llem(args, server, streams):
     client.run(server, work, streams, streams, "warm")
     server.dump(os.path.join(work, "discard.jsonl"))
     shutil.rmtree(work, ignore_errors=True)
-    samples = []
-    for rep in range(args.repeat):
-        point = {}
-        for size, requests in [("small", streams), ("large", streams * args.waves)]:
-            work = tempfile.mkdtemp(prefix=f"llem-sbs-{streams}-")
-            server.dump(os.path.join(work, "discard.jsonl"))
-            got = client.run(server, work, streams, requests, f"{rep}{size}")
-            if got is None:
-                return None, "llem run failed (see above)"
-            cpu, wall, records, text_of = got
-            served = server.dump(os.path.join(work, "server.jsonl"))
-            figures = llem_figures(records, text_of, served)
-            figures.update(cpu_s=cpu, wall_s=wall)
-            point[size] = figures
-            shutil.rmtree(work, ignore_errors=True)
-        samples.append(point)
+
+    def one_run(work, requests, tag):
+        got = client.run(server, work, streams, requests, tag)
+        if got is None:
+            return None, "llem run failed (see above)"
+        cpu, wall, records, text_of = got
+        figures = llem_figures(records, text_of, server.dump(os.path.join(work, "server.jsonl")))
+        figures.update(cpu_s=cpu, wall_s=wall)
+        return figures, None
+
+    samples, why = sample_points(args, server, streams, "llem", one_run)
     shutil.rmtree(client.cache, ignore_errors=True)
-    return samples, None
+    return samples, why
 
 
 # ---------------------------------------------------------------- peers
@@ -401,28 +416,23 @@ def run_peer(args, server, streams, cls):
     why = client.available()
     if why:
         return None, why
-    samples = []
-    for rep in range(args.repeat):
-        point = {}
-        for size, requests in [("small", streams), ("large", streams * args.waves)]:
-            work = tempfile.mkdtemp(prefix=f"{client.name}-sbs-{streams}-")
-            server.dump(os.path.join(work, "discard.jsonl"))
-            try:
-                got = client.run(server, work, streams, requests, f"{rep}{size}")
-            except Exception as e:  # noqa: BLE001 - a peer's output format is not ours
-                return None, f"its output could not be read: {type(e).__name__}: {e}"
-            if got is None:
-                return None, f"{client.name} failed (see above)"
-            cpu, wall, client_ttft, keys = got
-            served = served_figures(server.dump(os.path.join(work, "server.jsonl")), keys)
-            if served is None:
-                return None, "the server saw none of its requests"
-            figures = peer_row(client_ttft, served)
-            figures.update(cpu_s=cpu, wall_s=wall)
-            point[size] = figures
-            shutil.rmtree(work, ignore_errors=True)
-        samples.append(point)
-    return samples, None
+
+    def one_run(work, requests, tag):
+        try:
+            got = client.run(server, work, streams, requests, tag)
+        except Exception as e:  # noqa: BLE001 - a peer's output format is not ours
+            return None, f"its output could not be read: {type(e).__name__}: {e}"
+        if got is None:
+            return None, f"{client.name} failed (see above)"
+        cpu, wall, client_ttft, keys = got
+        served = served_figures(server.dump(os.path.join(work, "server.jsonl")), keys)
+        if served is None:
+            return None, "the server saw none of its requests"
+        figures = peer_row(client_ttft, served)
+        figures.update(cpu_s=cpu, wall_s=wall)
+        return figures, None
+
+    return sample_points(args, server, streams, client.name, one_run)
 
 
 def peer_note(name):

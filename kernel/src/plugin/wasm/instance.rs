@@ -178,7 +178,7 @@ struct Live<B> {
     /// Keeps the epoch advancing while this store exists — also on an
     /// abandoned call's thread, so a plugin that wakes up there still traps
     /// at its (expired) deadline instead of running on.
-    _ticker: Arc<EpochTicker>,
+    ticker: Arc<EpochTicker>,
 }
 
 /// A store, its bindings and the plugin's resource, poisoned after a trap
@@ -260,7 +260,10 @@ impl<B: Send + 'static> Guest<B> {
         let timeout = self.timeout;
         let live = self.live(call)?;
         arm(&mut live.store, timeout);
+        // In flight without waking the ticker: see `ticker`'s doc.
+        let in_flight = live.ticker.call(false);
         let result = f(&live.bindings, &mut live.store, live.resource);
+        drop(in_flight);
         self.outcome(call, result)
     }
 
@@ -289,7 +292,10 @@ impl<B: Send + 'static> Guest<B> {
         };
         arm(&mut live.store, timeout);
         let ran = bounded::run(timeout, move || {
+            let ticker = live.ticker.clone();
+            let in_flight = ticker.call(true);
             let result = f(&live.bindings, &mut live.store, live.resource);
+            drop(in_flight);
             (live, result)
         });
         match ran {
@@ -319,6 +325,8 @@ impl<B: Send + 'static> Drop for Guest<B> {
         let name = self.name.clone();
         arm(&mut live.store, self.timeout);
         let dropped = bounded::run(self.timeout, move || {
+            let ticker = live.ticker.clone();
+            let _in_flight = ticker.call(true);
             live.resource
                 .resource_drop(&mut live.store)
                 .err()
@@ -352,7 +360,7 @@ impl OpenJob {
             pre: code.pre.clone(),
             config: config.to_owned(),
             sandbox: sandbox.clone(),
-            ticker: code._ticker.clone(),
+            ticker: code.ticker.clone(),
         }
     }
 
@@ -382,6 +390,8 @@ macro_rules! open_guest {
         OpenJob::new($code, $config, $sandbox).run(|job: OpenJob| {
             let name = job.name.as_str();
             let timeout = job.sandbox.call_timeout;
+            let ticker = job.ticker.clone();
+            let _in_flight = ticker.call(true);
             let mut store = new_store(&job.engine, name, &job.sandbox)
                 .map_err(|e| PluginFailure::new(name, "open", FailureKind::PermissionDenied, e))?;
             arm(&mut store, timeout);
@@ -414,7 +424,7 @@ macro_rules! open_guest {
                 instance,
                 bindings,
                 resource,
-                _ticker: job.ticker.clone(),
+                ticker: job.ticker.clone(),
             })
         })?
     }};
@@ -433,9 +443,9 @@ pub(super) fn describe(code: &Code) -> CallResult<PluginInfo> {
         code.kind,
     );
     let plugin = name.clone();
-    let ticker = code._ticker.clone();
+    let ticker = code.ticker.clone();
     bounded::run(timeout, move || {
-        let _ticker = ticker; // the epoch keeps advancing while this thread runs
+        let _in_flight = ticker.call(true); // and the epoch advances while this thread runs
         let name = name.as_str();
         let mut store = new_store(&engine, name, &sandbox)
             .map_err(|e| PluginFailure::new(name, "describe", FailureKind::Other, e))?;

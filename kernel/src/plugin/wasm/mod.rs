@@ -14,6 +14,7 @@ mod limits;
 mod net;
 mod store;
 mod stream;
+mod ticker;
 
 pub use cache::default_cache_dir;
 /// The `llem:plugin` WIT version this llem hosts (part of a cached description's key).
@@ -26,46 +27,11 @@ use super::{
 use llem_sdk::{PluginInfo, PluginKind};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 use store::StoreState;
+pub use ticker::EPOCH_TICK;
+use ticker::EpochTicker;
 use wasmtime::component::{Component, HasSelf, InstancePre, Linker};
 use wasmtime::{Config, Engine};
-
-/// How often the engine's epoch advances; deadlines are whole ticks, so a
-/// call may overrun its deadline by up to one tick. Every tick wakes a thread,
-/// and on a VM one wake-up costs tens of µs of CPU, so the tick is as coarse
-/// as deadline precision allows: 50 ms against deadlines of seconds.
-pub const EPOCH_TICK: Duration = Duration::from_millis(50);
-
-/// Advances the engine's epoch while anything can still call into it: held by
-/// the host and by every loaded plugin, so plugins keep their deadlines even
-/// after the loader that made them is gone.
-struct EpochTicker {
-    stop: Arc<AtomicBool>,
-}
-
-impl EpochTicker {
-    fn start(engine: Engine) -> anyhow::Result<Arc<EpochTicker>> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        std::thread::Builder::new()
-            .name("llem-wasm-epoch".into())
-            .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(EPOCH_TICK);
-                    engine.increment_epoch();
-                }
-            })?;
-        Ok(Arc::new(EpochTicker { stop }))
-    }
-}
-
-impl Drop for EpochTicker {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
 
 /// One wasmtime engine and linker shared by every WASM plugin in the process.
 pub struct WasmHost {
@@ -134,7 +100,7 @@ impl WasmHost {
             pre,
             kind,
             name: name.clone(),
-            _ticker: self.ticker.clone(),
+            ticker: self.ticker.clone(),
         });
         let info = instance::describe(&code)?;
         if info.kind != kind {
@@ -152,7 +118,7 @@ impl WasmHost {
                 engine: code.engine.clone(),
                 pre: code.pre.clone(),
                 kind,
-                _ticker: self.ticker.clone(),
+                ticker: self.ticker.clone(),
             }),
             info,
         })
@@ -166,7 +132,7 @@ pub(crate) struct Code {
     engine: Engine,
     pre: InstancePre<StoreState>,
     kind: PluginKind,
-    _ticker: Arc<EpochTicker>,
+    ticker: Arc<EpochTicker>,
 }
 
 /// A loaded WASM plugin.

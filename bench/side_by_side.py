@@ -28,7 +28,9 @@ llem runs as `llem run` in attach mode (`[load].endpoint`) with the
 `energy-cpu-estimate` source sampling, the `dataset-jsonl` prompts and the
 `backend-vllm` plan: the whole process, energy sampling included. Peers run
 when installed (GuideLLM and AIPerf from their own venvs, `vllm bench serve`,
-HF `inference-benchmarker`); the others are skipped with a note.
+HF `inference-benchmarker`); the others are skipped with a note. `floor` is
+`recv-floor` (tests/bin/recv_floor.rs): the kernel's share of a chunk, with
+the least user-space work a client can do.
 
 Usage (after building, see docs/performance.md):
   python3 bench/side_by_side.py [--streams 64,256,1024] [--waves 4] [--repeat 3]
@@ -408,7 +410,33 @@ class AIPerf:
         raise RuntimeError(f"no AIPerf summary under {out}")
 
 
-PEERS = {"guidellm": GuideLLM, "aiperf": AIPerf}
+class Floor:
+    """Not a peer: `recv-floor` (tests/bin/recv_floor.rs), the least a
+    streaming client can do per chunk on this machine — raw epoll, one
+    `recvmsg` with its kernel timestamp per readable socket, events found by
+    their blank line, no parsing or records — so that llem's figure can be
+    read against the kernel's share."""
+    name = "floor"
+
+    def __init__(self, args):
+        self.exe = os.path.join(os.path.dirname(args.server), "recv-floor")
+        self.chunks = args.chunks
+
+    def available(self):
+        return None if os.path.exists(self.exe) else \
+            f"{self.exe} is missing (cargo build --release -p llem-integration-tests --bin recv-floor)"
+
+    def run(self, server, work, streams, requests, tag):
+        prompts = [f"req {tag}-{i} hello" for i in range(requests)]
+        addr = server.base_url[len("http://"):-len("/v1")]
+        res = run_client([self.exe, addr, str(streams), str(requests), tag, str(self.chunks)], cwd=work)
+        if res is None:
+            return None
+        cpu, wall, out = res
+        return cpu, wall, json.loads(out.strip().splitlines()[-1])["ttft_mean_ms"], set(prompts)
+
+
+PEERS = {"guidellm": GuideLLM, "aiperf": AIPerf, "floor": Floor}
 
 
 def run_peer(args, server, streams, cls):

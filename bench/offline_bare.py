@@ -36,8 +36,8 @@ def main():
     ap.add_argument("--warmup-batches", type=int, default=1)
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--with-hooks", action="store_true",
-                    help="also pass generate a streamer that does nothing and a stopping criterion "
-                         "like the worker's: the cost of asking transformers for per-step callbacks")
+                    help="also pass generate a streamer that does nothing, as llem's worker passes "
+                         "its own: the engine's cost of calling back once per step")
     args = ap.parse_args()
 
     import torch
@@ -63,7 +63,6 @@ def main():
         prompt_len = inputs["input_ids"].shape[1]
         hooks = {}
         if args.with_hooks:
-            from transformers import StoppingCriteria, StoppingCriteriaList
             from transformers.generation.streamers import BaseStreamer
 
             class Nothing(BaseStreamer):
@@ -73,13 +72,9 @@ def main():
                 def end(self):
                     pass
 
-            limit = torch.tensor([args.max_tokens] * len(batch))
-
-            class RowLimit(StoppingCriteria):
-                def __call__(self, input_ids, scores, **kwargs):
-                    return (input_ids.shape[1] - prompt_len) >= limit
-
-            hooks = {"streamer": Nothing(), "stopping_criteria": StoppingCriteriaList([RowLimit()])}
+            # What llem's worker asks of generate when every row has the same
+            # max_tokens (as here): a streamer, called once per step.
+            hooks = {"streamer": Nothing()}
         with torch.inference_mode():
             out = model.generate(**inputs, max_new_tokens=args.max_tokens, do_sample=False,
                                  temperature=None, top_p=None, top_k=None,

@@ -20,6 +20,13 @@ so that drifts of a shared machine hit both alike, `--repeat` times:
   .. last end), and result.json's `inference.latency.output_token_throughput`
   (over the measured window) beside it.
 
+With `--hooks`, a third arm: the bare script passing `generate` a streamer
+that does nothing (`offline_bare.py --with-hooks`) — what the engine itself
+costs when asked for a callback per step, which any harness that times each
+token pays. With `--alone`, another: llem's worker driven over its pipes by
+bench/offline_worker_alone.py, without the llem process (the worker's own
+cost: streamer, event lines, pipe).
+
 Overhead = 1 - llem / bare, from the medians. The llem figure includes
 everything the harness adds on the engine's path: the worker's per-step
 streamer and per-token events, the stopping criterion that gives each row its
@@ -60,14 +67,14 @@ def make_prompts(path, count):
             f.write(json.dumps({"id": f"p{i}", "prompt": text}) + "\n")
 
 
-def run_bare(args, model, prompts):
+def run_bare(args, model, prompts, hooks=False, script="offline_bare.py"):
     done = subprocess.run(
-        [args.python, os.path.join(ROOT, "bench", "offline_bare.py"), model, prompts,
+        [args.python, os.path.join(ROOT, "bench", script), model, prompts,
          "--batch-size", str(args.batch_size), "--max-tokens", str(args.max_tokens),
-         "--warmup-batches", "1"],
+         "--warmup-batches", "1"] + (["--with-hooks"] if hooks else []),
         capture_output=True, text=True, timeout=1800)
     if done.returncode != 0:
-        sys.exit(f"offline_bare.py failed:\n{done.stderr[-3000:]}")
+        sys.exit(f"{script} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -136,6 +143,12 @@ def main():
     ap.add_argument("--llem", default=os.path.join(TARGET, "release", "llem"))
     ap.add_argument("--plugins", default=os.path.join(TARGET, "release", "plugins"))
     ap.add_argument("--python", default=os.path.join(ROOT, ".venv", "bin", "python"))
+    ap.add_argument("--hooks", action="store_true",
+                    help="a third arm: the bare script with a streamer that does nothing "
+                         "(the engine's own cost of per-step callbacks, which any per-token timing pays)")
+    ap.add_argument("--alone", action="store_true",
+                    help="a fourth arm: llem's worker driven over its pipes by bench/offline_worker_alone.py, "
+                         "without the llem process (the worker's own cost)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     # Runs happen in their own directories: paths given relative to here must not move.
@@ -161,14 +174,20 @@ def main():
                             "import sys, make_tiny_model as m; "
                             f"m.build(sys.argv[1], layers={layers}, hidden={hidden}, heads={heads})", model],
                            check=True, cwd=os.path.join(ROOT, "tests", "python"))
-            bare, llem = [], []
+            bare, llem, hooked, alone = [], [], [], []
             for rep in range(args.repeat):
                 bare.append(run_bare(args, model, prompts))
+                if args.hooks:
+                    hooked.append(run_bare(args, model, prompts, hooks=True))
+                if args.alone:
+                    alone.append(run_bare(args, model, prompts, script="offline_worker_alone.py"))
                 run_dir = os.path.join(work, f"llem-{size}-{rep}")
                 os.makedirs(run_dir)
                 llem.append(run_llem(args, model, prompts, run_dir))
                 loads.append(loadavg())
                 print(f"  {size} #{rep}: bare {bare[-1]['tokens_per_s']:.1f} tok/s, "
+                      + (f"bare + streamer {hooked[-1]['tokens_per_s']:.1f} tok/s, " if hooked else "")
+                      + (f"worker alone {alone[-1]['tokens_per_s']:.1f} tok/s, " if alone else "") +
                       f"llem {llem[-1]['tokens_per_s']:.1f} tok/s "
                       f"(window {llem[-1]['window_tokens_per_s']:.1f}, {llem[-1]['status']})",
                       file=sys.stderr, flush=True)
@@ -182,6 +201,16 @@ def main():
                          "bare_runs": [b["tokens_per_s"] for b in bare],
                          "llem_runs": [r["tokens_per_s"] for r in llem],
                          "torch": bare[0]["torch"], "threads": bare[0]["threads"]})
+            if hooked:
+                med_hooked = statistics.median(h["tokens_per_s"] for h in hooked)
+                rows[-1].update(hooked_tokens_per_s=med_hooked,
+                                hooks_overhead_pct=(1 - med_hooked / med_bare) * 100,
+                                hooked_runs=[h["tokens_per_s"] for h in hooked])
+            if alone:
+                med_alone = statistics.median(a["tokens_per_s"] for a in alone)
+                rows[-1].update(alone_tokens_per_s=med_alone,
+                                alone_overhead_pct=(1 - med_alone / med_bare) * 100,
+                                alone_runs=[a["tokens_per_s"] for a in alone])
 
     print(f"\n{started}, load average {min(loads)}–{max(loads)}; {args.requests} requests "
           f"(+{args.batch_size} warm-up), batch {args.batch_size}, {args.max_tokens} tokens each; "
@@ -193,6 +222,15 @@ def main():
               f"{r['llem_tokens_per_s']:.1f} | {r['llem_window_tokens_per_s']:.1f} | "
               f"{r['overhead_pct']:+.2f} % | {', '.join(f'{x:.0f}' for x in r['bare_runs'])} | "
               f"{', '.join(f'{x:.0f}' for x in r['llem_runs'])} |")
+    for r in rows:
+        if "hooked_tokens_per_s" in r:
+            print(f"{r['size']}: bare + a streamer that does nothing {r['hooked_tokens_per_s']:.1f} tokens/s "
+                  f"({r['hooks_overhead_pct']:+.2f} % against bare; runs "
+                  f"{', '.join(f'{x:.0f}' for x in r['hooked_runs'])})")
+        if "alone_tokens_per_s" in r:
+            print(f"{r['size']}: llem's worker alone {r['alone_tokens_per_s']:.1f} tokens/s "
+                  f"({r['alone_overhead_pct']:+.2f} % against bare; runs "
+                  f"{', '.join(f'{x:.0f}' for x in r['alone_runs'])})")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"started": started, "loadavg": loads, "requests": args.requests,

@@ -276,6 +276,16 @@ class Channel:
             self.stream.write(line)
             self.stream.flush()
 
+    def emit_lines(self, lines):
+        """Several protocol lines, already encoded, in order."""
+        held = getattr(self._local, "held", None)
+        if held is not None:
+            held.extend(lines)
+            return
+        with self.lock:
+            self.stream.write("".join(lines))
+            self.stream.flush()
+
     @contextlib.contextmanager
     def batch(self):
         """Lines emitted on this thread inside the block are written together
@@ -311,7 +321,7 @@ class Progress:
     first increase gives `first_token`, every increase a `token` line (n: the
     increase), and `done` carries the time of the last increase."""
 
-    __slots__ = ("out", "id", "emitted", "input_tokens", "last_ns", "_id_json")
+    __slots__ = ("out", "id", "emitted", "input_tokens", "last_ns", "_id_json", "_token_head")
 
     def __init__(self, out, request_id):
         self.out = out
@@ -322,6 +332,7 @@ class Progress:
         # The hot lines (one per request per step) are formatted, not
         # json.dumps'ed: the id is encoded once, the rest are integers.
         self._id_json = json.dumps(request_id)
+        self._token_head = '{"type":"token","id":%s,"t_ns":' % self._id_json
 
     def advance(self, t_ns, output_tokens, input_tokens=None):
         if input_tokens is not None:
@@ -334,6 +345,17 @@ class Progress:
             self.out.emit_line('{"type":"first_token","id":%s,"t_ns":%d}\n' % (self._id_json, t_ns))
         self.out.emit_line('{"type":"token","id":%s,"t_ns":%d,"n":%d}\n' % (self._id_json, t_ns, new))
         self.emitted = output_tokens
+        self.last_ns = t_ns
+
+    def one_more(self, t_ns, t_text, lines):
+        """``advance(t_ns, emitted + 1)`` with its lines appended to ``lines``
+        instead of emitted: for an engine step that gave every row of a batch
+        one token, whose rows' lines are then written with one join
+        (``t_text``: ``str(t_ns)``, formatted once per step)."""
+        if self.emitted == 0:
+            lines.append('{"type":"first_token","id":%s,"t_ns":%s}\n' % (self._id_json, t_text))
+        lines.append(self._token_head + t_text + ',"n":1}\n')
+        self.emitted += 1
         self.last_ns = t_ns
 
     def done(self, t_ns, **extra):

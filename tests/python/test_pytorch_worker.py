@@ -76,6 +76,38 @@ def test_count_new_tokens_stops_after_the_first_eos_and_at_max():
     assert w.count_new_tokens([2, 2], 10, {2}) == 1
 
 
+def test_the_step_without_eos_writes_the_same_lines_as_the_per_row_path():
+    """`one_token_each` (no end-of-sequence, every row open) skips the ids:
+    its lines must be those of the general path, which looks at every token,
+    including the step where rows reach their max_tokens and after it."""
+    import io
+
+    w = load_worker("pytorch")
+
+    class Request:
+        def __init__(self, rid):
+            self.id = rid
+
+    def lines(eos_ids):
+        out = w.Channel(io.StringIO())
+        requests = [Request(f"r{i}") for i in range(3)]
+        clock = iter(range(1000, 100000, 1000))
+        streamer = w.StepStreamer(out, requests, [2, 4, 4], eos_ids, clock=lambda: next(clock))
+        streamer.put(torch.zeros((3, 5), dtype=torch.long))  # the prompt
+        for step in range(5):
+            streamer.put(torch.tensor([7, 8, 9]) + step)
+        return out.stream.getvalue().splitlines(), streamer.counts, streamer.finished
+
+    fast = lines(set())
+    general = lines({999})  # an end-of-sequence id never produced: the per-row path
+    assert fast == general
+    got, counts, finished = fast
+    assert counts == [2, 4, 4] and finished == [True, True, True]
+    assert got[:3] == ['{"type":"first_token","id":"r0","t_ns":1000}', '{"type":"token","id":"r0","t_ns":1000,"n":1}',
+                       '{"type":"first_token","id":"r1","t_ns":1000}']
+    assert sum(line.startswith('{"type":"token"') for line in got) == 10
+
+
 # ------------------------------------------------------------ the real thing
 
 

@@ -177,16 +177,29 @@ class VllmWorker(Worker):
         """One engine step; its events all carry the time the step returned."""
         outputs = self.engine.step()
         t_ns = self.clock()
-        # The step's lines in one write (one system call per step).
+        # The step's lines in one write (one system call per step): requests
+        # that got one token share one `tokens` line; `done` lines come after
+        # it, so that no request's last token follows its end.
+        stepped, ended = [], []
         with self.out.batch():
             for o in outputs:
                 progress = self.active.get(o.id)
                 if progress is None:
                     continue
-                progress.advance(t_ns, o.output_tokens, o.input_tokens)
+                if o.output_tokens == progress.emitted + 1:
+                    if o.input_tokens is not None:
+                        progress.input_tokens = o.input_tokens
+                    progress.one_more(t_ns)
+                    stepped.append(progress)
+                else:
+                    progress.advance(t_ns, o.output_tokens, o.input_tokens)
                 if o.finished:
                     del self.active[o.id]
-                    progress.done(t_ns)
+                    ended.append(progress)
+            if stepped:
+                self.out.emit_line(tokens_line(t_ns, stepped))
+            for progress in ended:
+                progress.done(t_ns)
         if self.active and not self.engine.has_unfinished():
             for rid in list(self.active):
                 self.error(rid, "the engine dropped the request without finishing it")

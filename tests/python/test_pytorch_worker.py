@@ -6,6 +6,7 @@ process with the same settings (greedy)."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -13,7 +14,7 @@ import time
 import pytest
 
 from conftest import load_worker, require, write_worker
-from worker_driver import WorkerProcess, by_id, check_request_events, generate
+from worker_driver import WorkerProcess, by_id, check_request_events, expand, generate
 
 torch = require("torch")
 require("transformers")
@@ -76,10 +77,11 @@ def test_count_new_tokens_stops_after_the_first_eos_and_at_max():
     assert w.count_new_tokens([2, 2], 10, {2}) == 1
 
 
-def test_the_step_without_eos_writes_the_same_lines_as_the_per_row_path():
-    """`one_token_each` (no end-of-sequence, every row open) skips the ids:
-    its lines must be those of the general path, which looks at every token,
-    including the step where rows reach their max_tokens and after it."""
+def test_the_step_without_eos_is_one_tokens_line_standing_for_the_per_row_lines():
+    """`one_token_each` (no end-of-sequence) skips the ids
+    and writes one `tokens` line per step: per request, what it stands for
+    must be the general path's lines, which look at every token, including the
+    step where rows reach their max_tokens and after it."""
     import io
 
     w = load_worker("pytorch")
@@ -96,16 +98,19 @@ def test_the_step_without_eos_writes_the_same_lines_as_the_per_row_path():
         streamer.put(torch.zeros((3, 5), dtype=torch.long))  # the prompt
         for step in range(5):
             streamer.put(torch.tensor([7, 8, 9]) + step)
-        return out.stream.getvalue().splitlines(), streamer.counts, streamer.finished
+        raw = out.stream.getvalue().splitlines()
+        return raw, expand([json.loads(line) for line in raw]), streamer.counts, streamer.finished
 
-    fast = lines(set())
-    general = lines({999})  # an end-of-sequence id never produced: the per-row path
-    assert fast == general
-    got, counts, finished = fast
+    fast_raw, fast, counts, finished = lines(set())
+    general_raw, general, *_ = lines({999})  # an end-of-sequence id never produced: the per-row path
+    assert fast_raw[0] == '{"type":"tokens","t_ns":1000,"ids":["r0","r1","r2"]}', "one line per step"
+    # Steps 1-4 (no row open at step 5); the general path: 3 first_token and 10 token lines.
+    assert len(fast_raw) == 4 and len(general_raw) == 13
+    # Per request, the fast path's tokens lines stand for the general path's lines.
+    assert sorted(fast, key=lambda e: (e["id"], e["t_ns"], e["type"])) == sorted(
+        general, key=lambda e: (e["id"], e["t_ns"], e["type"]))
     assert counts == [2, 4, 4] and finished == [True, True, True]
-    assert got[:3] == ['{"type":"first_token","id":"r0","t_ns":1000}', '{"type":"token","id":"r0","t_ns":1000,"n":1}',
-                       '{"type":"first_token","id":"r1","t_ns":1000}']
-    assert sum(line.startswith('{"type":"token"') for line in got) == 10
+    assert sum(e["n"] for e in fast if e["type"] == "token" and e["id"] == "r0") == 2
 
 
 # ------------------------------------------------------------ the real thing

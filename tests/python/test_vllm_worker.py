@@ -15,7 +15,7 @@ import time
 from conftest import load_worker
 from worker_driver import SHUTDOWN_LINE as SHUTDOWN
 from worker_driver import StepClock as Clock
-from worker_driver import generate_line, hello_line as hello
+from worker_driver import expand, generate_line, hello_line as hello
 
 w = load_worker("vllm")
 
@@ -87,7 +87,7 @@ def run(lines, engine_args=None, gather_s=0.0, **engine_kwargs):
         inbox.put(line + "\n")
     inbox.put(None)
     assert worker.serve(inbox) == 0
-    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    events = expand([json.loads(line) for line in out.getvalue().splitlines()])
     return events, (engines[0] if engines else None)
 
 

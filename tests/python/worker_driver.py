@@ -11,6 +11,28 @@ import threading
 import time
 
 
+def expand(events, started=None):
+    """Protocol events with each `tokens` line (one token at its `t_ns` for
+    each of its ids) written out as the per-request lines it stands for:
+    `first_token` for a request that had none yet, then `token` with n 1 — as
+    the kernel reads it (kernel/src/engine/worker.rs). `started`: the ids that
+    already had a first token (kept across calls)."""
+    started = set() if started is None else started
+    out = []
+    for e in events:
+        if e.get("type") == "tokens":
+            for rid in e["ids"]:
+                if rid not in started:
+                    started.add(rid)
+                    out.append({"type": "first_token", "id": rid, "t_ns": e["t_ns"]})
+                out.append({"type": "token", "id": rid, "t_ns": e["t_ns"], "n": 1})
+            continue
+        if e.get("type") == "first_token":
+            started.add(e["id"])
+        out.append(e)
+    return out
+
+
 class WorkerProcess:
     """A started worker: send lines, read events."""
 
@@ -23,6 +45,8 @@ class WorkerProcess:
         )
         self.raw = []
         self.lines: queue.Queue = queue.Queue()
+        self.pending: list = []  # events of a `tokens` line not yet returned
+        self.started: set = set()  # ids that had their first token
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self):
@@ -37,8 +61,13 @@ class WorkerProcess:
         self.proc.stdin.flush()
 
     def next(self, timeout=120):
-        line = self.lines.get(timeout=timeout)
-        return None if line is None else json.loads(line)
+        """The next event, a `tokens` line expanded per request (`expand`)."""
+        while not self.pending:
+            line = self.lines.get(timeout=timeout)
+            if line is None:
+                return None
+            self.pending = expand([json.loads(line)], self.started)
+        return self.pending.pop(0)
 
     def start(self, hello):
         """Send `hello` and return `ready`."""

@@ -10,7 +10,10 @@
 //! worker → kernel: `ready` {protocol, engine, engine_version, device,
 //! versions?} once the model is loaded (`versions`: [`SoftwareVersions`]);
 //! per request `first_token` {id, t_ns}, `token` {id, t_ns, n},
-//! `done` {id, t_ns, input_tokens, output_tokens}; `error` {id|null, message}.
+//! `done` {id, t_ns, input_tokens, output_tokens}; `error` {id|null, message};
+//! and per engine step `tokens` {t_ns, ids}: one more token at `t_ns` for each
+//! request in `ids` (its first token when it had none) — one line for a step
+//! of hundreds of requests instead of one or two each.
 //! Every `t_ns` is `time.monotonic_ns()`: CLOCK_MONOTONIC, the sampler's clock.
 //! `done`'s `t_ns` is the time of the request's own last token — in a static
 //! batch, not the time the batch ended — so a record's E2E, and TPOT =
@@ -133,6 +136,11 @@ enum Event {
         t_ns: u64,
         #[serde(default = "one")]
         n: u32,
+    },
+    /// One token at `t_ns` for each of `ids` (a step's requests).
+    Tokens {
+        t_ns: u64,
+        ids: Vec<String>,
     },
     Done {
         id: String,
@@ -404,13 +412,24 @@ impl Session {
                 break;
             }
             match self.events.recv_timeout(Duration::from_millis(100)) {
+                Ok(Line::Event(Event::Tokens { t_ns, ids })) => {
+                    for id in &ids {
+                        let record = index_of.get(id).and_then(|&p| records.get_mut(p));
+                        if let Some(record) = record
+                            && record.end_ns.is_none()
+                        {
+                            record.first_token_ns.get_or_insert(t_ns);
+                            record.chunks.push((t_ns, 1));
+                        }
+                    }
+                }
                 Ok(Line::Event(event)) => {
                     let id = match &event {
                         Event::FirstToken { id, .. }
                         | Event::Token { id, .. }
                         | Event::Done { id, .. } => Some(id),
                         Event::Error { id, .. } => id.as_ref(),
-                        Event::Ready { .. } => None,
+                        Event::Ready { .. } | Event::Tokens { .. } => None,
                     };
                     let Some(position) = id.and_then(|id| index_of.get(id)).copied() else {
                         if let Event::Error { message, .. } = event {
@@ -445,7 +464,7 @@ impl Session {
                             finished += 1;
                             on_done(finished, prompts.len(), Finished { position, record });
                         }
-                        Event::Ready { .. } => {}
+                        Event::Ready { .. } | Event::Tokens { .. } => {}
                     }
                 }
                 Ok(Line::Garbage(line)) => {
@@ -575,6 +594,47 @@ done
             assert!(r.first_token_ns.is_some() && r.end_ns.is_some());
         }
         assert_eq!(progress.last(), Some(&(4, 4)));
+    }
+
+    /// A worker that answers two generates with per-step `tokens` lines
+    /// naming both requests (times 100, 200, 300), one request's own `token`
+    /// line in between, and a `done` each; an unknown id and a line for a
+    /// request already done are ignored.
+    const STEP_WORKER: &str = r#"
+read hello
+echo '{"type":"ready","protocol":1,"engine":"fake","engine_version":"0.0","device":"cpu"}'
+read a; read b
+a=$(echo "$a" | sed 's/.*"id":"\([^"]*\)".*/\1/')
+b=$(echo "$b" | sed 's/.*"id":"\([^"]*\)".*/\1/')
+echo "{\"type\":\"tokens\",\"t_ns\":100,\"ids\":[\"$a\",\"$b\",\"nobody\"]}"
+echo "{\"type\":\"tokens\",\"t_ns\":200,\"ids\":[\"$a\",\"$b\"]}"
+echo "{\"type\":\"token\",\"id\":\"$b\",\"t_ns\":250,\"n\":2}"
+echo "{\"type\":\"done\",\"id\":\"$a\",\"t_ns\":200,\"input_tokens\":5,\"output_tokens\":2}"
+echo "{\"type\":\"tokens\",\"t_ns\":300,\"ids\":[\"$a\",\"$b\"]}"
+echo "{\"type\":\"done\",\"id\":\"$b\",\"t_ns\":300,\"input_tokens\":5,\"output_tokens\":5}"
+read shutdown
+"#;
+
+    #[test]
+    fn a_tokens_line_gives_each_named_request_one_token_at_its_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut engine = EngineProcess::spawn(&plan(STEP_WORKER), &sh(), dir.path(), true).unwrap();
+        let stop = AtomicBool::new(false);
+        let (_, records) = run(
+            &mut engine,
+            job("tiny", &prompts(2), Duration::from_secs(5)),
+            &stop,
+            |_, _| {},
+        )
+        .unwrap();
+        let (p0, p1) = (&records[0], &records[1]);
+        assert_eq!(p0.first_token_ns, Some(100));
+        assert_eq!(p0.chunks, [(100, 1), (200, 1)], "nothing after its done");
+        assert_eq!(p0.end_ns, Some(200));
+        assert_eq!(p1.first_token_ns, Some(100));
+        assert_eq!(p1.chunks, [(100, 1), (200, 1), (250, 2), (300, 1)]);
+        assert_eq!(p1.output_tokens, Some(5));
+        assert!(p0.error.is_none() && p1.error.is_none());
     }
 
     #[test]

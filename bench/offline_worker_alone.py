@@ -64,7 +64,7 @@ def main():
                 line = proc.stdout.readline()
                 if not line:
                     sys.exit("the worker exited early")
-                if line.startswith('{"type":"token"') or line.startswith('{"type":"first_token"'):
+                if line.startswith(('{"type":"token"', '{"type":"tokens"', '{"type":"first_token"')):
                     continue  # progress: only the done lines are counted
                 event = json.loads(line)
                 if event["type"] == "error":

@@ -239,6 +239,10 @@ def cuda_device():
     return "unknown"
 
 
+# How progress lines begin: the lines `Channel.batch` may hold back briefly.
+PROGRESS_PREFIXES = ('{"type":"token"', '{"type":"tokens"', '{"type":"first_token"')
+
+
 class Channel:
     """The protocol channel: one JSON object per line, whole lines only (a
     lock, as engines may report from their own threads)."""
@@ -283,7 +287,7 @@ class Channel:
     @contextlib.contextmanager
     def batch(self):
         """Lines emitted on this thread inside the block are written together
-        at its end. Only `first_token` and `token` lines (progress, whose
+        at its end. Only `first_token`, `token` and `tokens` lines (progress, whose
         `t_ns` was taken when their step ended) may then wait in the buffer,
         for at most ``FLUSH_INTERVAL_NS``: a decoding step costs the kernel
         one wake-up every 50 ms instead of one per request per step, and
@@ -298,7 +302,7 @@ class Channel:
         finally:
             lines, self._local.held = self._local.held, None
             if lines:
-                urgent = any(not line.startswith(('{"type":"token"', '{"type":"first_token"')) for line in lines)
+                urgent = any(not line.startswith(PROGRESS_PREFIXES) for line in lines)
                 with self.lock:
                     self.stream.write("".join(lines))
                     now = time.monotonic_ns()

@@ -179,3 +179,15 @@ def test_a_batch_is_one_write_and_holds_progress_lines_only_briefly():
     with channel.batch():
         rows[2].advance(40, 3)
     assert stream.flushes == 4
+    # A step's `tokens` line is progress too: written, held like the others.
+    for p in rows:
+        p.one_more(50)
+    with channel.batch():
+        channel.emit_line(w.tokens_line(50, rows))
+    assert (stream.writes, stream.flushes) == (6, 4)
+    channel.last_flush_ns -= w.Channel.FLUSH_INTERVAL_NS
+    with channel.batch():
+        channel.emit_line(w.tokens_line(60, rows[:1]))
+    assert stream.flushes == 5
+    assert stream.flushed.splitlines()[-2:] == ['{"type":"tokens","t_ns":50,"ids":["r0","r1","r2","r3","r4","r5","r6","r7"]}',
+                                                '{"type":"tokens","t_ns":60,"ids":["r0"]}']

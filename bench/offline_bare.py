@@ -27,7 +27,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
-def main():
+def arguments():
+    """The command line, shared with offline_worker_alone.py (offline_overhead.py
+    runs both with the same arguments)."""
     ap = argparse.ArgumentParser()
     ap.add_argument("model")
     ap.add_argument("prompts")
@@ -38,7 +40,11 @@ def main():
     ap.add_argument("--with-hooks", action="store_true",
                     help="also pass generate a streamer that does nothing, as llem's worker passes "
                          "its own: the engine's cost of calling back once per step")
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def main():
+    args = arguments()
 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer

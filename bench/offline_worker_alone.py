@@ -15,7 +15,6 @@ Tokens/s = output tokens of the measured requests / (first measured send ..
 last `done` t_ns), as offline_overhead.py computes llem's from requests.jsonl.
 Prints one JSON object.
 """
-import argparse
 import json
 import os
 import subprocess
@@ -28,15 +27,9 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "python"))
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("model")
-    ap.add_argument("prompts")
-    ap.add_argument("--batch-size", type=int, required=True)
-    ap.add_argument("--max-tokens", type=int, required=True)
-    ap.add_argument("--warmup-batches", type=int, default=1)
-    ap.add_argument("--dtype", default="float32")
-    ap.add_argument("--with-hooks", action="store_true", help=argparse.SUPPRESS)  # offline_bare.py's; unused
-    args = ap.parse_args()
+    from offline_bare import arguments  # the same command line (`--with-hooks` unused here)
+
+    args = arguments()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     from conftest import write_worker  # the kernel's assembly of the worker

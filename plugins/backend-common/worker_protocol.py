@@ -344,10 +344,12 @@ class Progress:
         self.emitted = output_tokens
         self.last_ns = t_ns
 
-    def one_more(self, t_ns):
-        """``advance(t_ns, emitted + 1)`` without a line of its own: the step's
-        ``tokens`` line (``tokens_line``) carries it, with the other requests
-        that got one token at the same time."""
+    def one_more(self, t_ns, input_tokens=None):
+        """``advance(t_ns, emitted + 1, input_tokens)`` without a line of its
+        own: the step's ``tokens`` line (``tokens_line``) carries it, with the
+        other requests that got one token at the same time."""
+        if input_tokens is not None:
+            self.input_tokens = input_tokens
         self.emitted += 1
         self.last_ns = t_ns
 

@@ -187,9 +187,7 @@ class VllmWorker(Worker):
                 if progress is None:
                     continue
                 if o.output_tokens == progress.emitted + 1:
-                    if o.input_tokens is not None:
-                        progress.input_tokens = o.input_tokens
-                    progress.one_more(t_ns)
+                    progress.one_more(t_ns, o.input_tokens)
                     stepped.append(progress)
                 else:
                     progress.advance(t_ns, o.output_tokens, o.input_tokens)

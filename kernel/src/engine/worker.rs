@@ -596,6 +596,21 @@ done
         assert_eq!(progress.last(), Some(&(4, 4)));
     }
 
+    /// Two prompts run through the scripted worker `script`.
+    fn two_requests_through(script: &str) -> Vec<WorkerRecord> {
+        let dir = tempfile::tempdir().unwrap();
+        let mut engine = EngineProcess::spawn(&plan(script), &sh(), dir.path(), true).unwrap();
+        let stop = AtomicBool::new(false);
+        let (_, records) = run(
+            &mut engine,
+            job("tiny", &prompts(2), Duration::from_secs(5)),
+            &stop,
+            |_, _| {},
+        )
+        .unwrap();
+        records
+    }
+
     /// A worker that answers two generates with per-step `tokens` lines
     /// naming both requests (times 100, 200, 300), one request's own `token`
     /// line in between, and a `done` each; an unknown id and a line for a
@@ -617,16 +632,7 @@ read shutdown
 
     #[test]
     fn a_tokens_line_gives_each_named_request_one_token_at_its_time() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut engine = EngineProcess::spawn(&plan(STEP_WORKER), &sh(), dir.path(), true).unwrap();
-        let stop = AtomicBool::new(false);
-        let (_, records) = run(
-            &mut engine,
-            job("tiny", &prompts(2), Duration::from_secs(5)),
-            &stop,
-            |_, _| {},
-        )
-        .unwrap();
+        let records = two_requests_through(STEP_WORKER);
         let (p0, p1) = (&records[0], &records[1]);
         assert_eq!(p0.first_token_ns, Some(100));
         assert_eq!(p0.chunks, [(100, 1), (200, 1)], "nothing after its done");
@@ -713,18 +719,7 @@ read shutdown
 
     #[test]
     fn each_request_of_a_batch_has_its_own_end_and_tpot() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut engine =
-            EngineProcess::spawn(&plan(BATCH_WORKER), &sh(), dir.path(), true).unwrap();
-        let stop = AtomicBool::new(false);
-        let (_, records) = run(
-            &mut engine,
-            job("tiny", &prompts(2), Duration::from_secs(5)),
-            &stop,
-            |_, _| {},
-        )
-        .unwrap();
-        let records: Vec<RequestRecord> = records
+        let records: Vec<RequestRecord> = two_requests_through(BATCH_WORKER)
             .into_iter()
             .enumerate()
             .map(|(i, r)| r.into_request_record(i))

@@ -368,6 +368,37 @@ class Progress:
         )
 
 
+class LoopTurn:
+    """``Channel.batch`` for a worker whose requests are asyncio tasks (the
+    TensorRT-LLM worker streams each request in a task of its own): the lines
+    emitted on the loop's thread during one turn of the loop are written
+    together when the turn ends, under ``batch``'s rules (progress lines may
+    wait up to ``FLUSH_INTERVAL_NS``; a ``done`` or ``error`` line is flushed
+    with them at once). A decoding step wakes every running request's task
+    in the same turn or the next few, so the kernel gets a few writes per
+    step instead of one or two flushed lines per request; timestamps are
+    taken when each chunk arrives, before any of this."""
+
+    def __init__(self, out, loop):
+        self.out = out
+        self.loop = loop
+        self._open = None
+
+    def hold(self):
+        """Hold this turn's lines from now on (idempotent within a turn)."""
+        if self._open is None:
+            self._open = self.out.batch()
+            self._open.__enter__()
+            self.loop.call_soon(self.release)
+
+    def release(self):
+        """Write what this turn held; also called when the worker stops, so
+        that no line is left behind if the loop ends before its next turn."""
+        held, self._open = self._open, None
+        if held is not None:
+            held.__exit__(None, None, None)
+
+
 def tokens_line(t_ns, progresses):
     """The ``tokens`` line of a step that gave each of ``progresses`` one
     token at ``t_ns`` (each one's ``one_more`` called): one line per step

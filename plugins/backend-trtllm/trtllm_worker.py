@@ -120,6 +120,7 @@ class TrtllmWorker(Worker):
         super().__init__(make_engine, out, llm_args, clock)
         self.tasks = {}  # id -> asyncio.Task
         self.status = 0
+        self.turn = None  # LoopTurn, made on the loop's thread by `serve`
 
     async def handle_line(self, line):
         """Act on one line; False once the worker should stop."""
@@ -144,6 +145,7 @@ class TrtllmWorker(Worker):
         try:
             async for chunk in self.engine.stream(request):
                 t_ns = self.clock()
+                self.turn.hold()  # this turn's lines leave together (see LoopTurn)
                 progress.advance(t_ns, chunk.output_tokens, chunk.input_tokens)
                 if chunk.finished:
                     progress.done(t_ns)
@@ -167,6 +169,7 @@ class TrtllmWorker(Worker):
         wait. If serving itself fails, requests in flight are cancelled.
         """
         finished = False
+        self.turn = LoopTurn(self.out, asyncio.get_running_loop())
         try:
             while True:
                 line = await inbox.get()
@@ -182,6 +185,7 @@ class TrtllmWorker(Worker):
                     task.cancel()
                 if pending:
                     await asyncio.gather(*pending, return_exceptions=True)
+            self.turn.release()
             if self.engine is not None:
                 try:
                     self.engine.shutdown()

@@ -232,3 +232,55 @@ def test_hello_decoding_fills_what_generate_leaves_out():
 def test_an_old_kernel_without_decoding_or_max_tokens_gets_greedy_256():
     line = json.dumps({"type": "generate", "id": "a", "prompt": "p", "max_tokens": None})
     assert params_received([hello(), line]) == [{"max_tokens": 256, "ignore_eos": False, "top_k": 1}]
+
+class CountingStream(io.StringIO):
+    """A stream that counts its writes and flushes (each flush wakes the kernel's reader)."""
+
+    def __init__(self):
+        super().__init__()
+        self.writes = 0
+        self.flushes = 0
+
+    def write(self, text):
+        self.writes += 1
+        return super().write(text)
+
+    def flush(self):
+        self.flushes += 1
+        return super().flush()
+
+
+def test_a_turn_of_the_loop_is_one_write_not_a_line_per_request():
+    # 32 requests in lock step, 8 chunks each: 32 × (first_token + 8 token + done) lines.
+    ids = [f"r{i}" for i in range(32)]
+    out = CountingStream()
+    engines = []
+
+    def make_engine(model, args):
+        engines.append(FakeEngine(model, args))
+        return engines[-1]
+
+    worker = w.TrtllmWorker(make_engine, w.Channel(out), clock=Clock())
+    assert serve(worker, [hello()] + [generate(i, max_tokens=8) for i in ids]) == 0
+    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    progress = [e for e in events if e["type"] in ("first_token", "token")]
+    done = [e for e in events if e["type"] == "done"]
+    assert len(progress) == 32 * 9 and sorted(e["id"] for e in done) == sorted(ids)
+    # Every line arrived, in far fewer writes than lines: one per turn of the
+    # loop (the fake engine advances every stream once per turn), not one per line.
+    assert out.writes <= 8 + 4, f"{out.writes} writes for {len(events)} lines"
+    # Each request's own lines stay in order, with times that never go back.
+    for rid in ids:
+        mine = by_id(events, rid)
+        assert [e["type"] for e in mine] == ["first_token"] + ["token"] * 8 + ["done"]
+        times = [e["t_ns"] for e in mine]
+        assert times == sorted(times)
+
+
+def test_lines_held_in_a_turn_are_written_when_the_worker_stops():
+    # The loop ends right after the last chunk: nothing may be left in the hold.
+    out = CountingStream()
+    worker = w.TrtllmWorker(lambda model, args: FakeEngine(model, args), w.Channel(out), clock=Clock())
+    assert serve(worker, [hello(), generate("a", max_tokens=2)]) == 0
+    assert [json.loads(line)["type"] for line in out.getvalue().splitlines()][-1] == "done"
+    assert worker.turn._open is None

@@ -3,7 +3,7 @@
 smallest script that does the same work, with no harness around it.
 
     python offline_bare.py MODEL_DIR PROMPTS_JSONL --batch-size B --max-tokens N
-        [--warmup-batches 1] [--dtype float32]
+        [--warmup-batches 1] [--dtype float32] [--device cpu]
 
 It loads the model and tokenizer exactly as llem's PyTorch worker does
 (``AutoModelForCausalLM.from_pretrained(..., dtype=...)``, left padding, pad =
@@ -37,6 +37,9 @@ def arguments():
     ap.add_argument("--max-tokens", type=int, required=True)
     ap.add_argument("--warmup-batches", type=int, default=1)
     ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--device", default="cpu",
+                    help="where the model goes: `cpu`, or a device_map for from_pretrained "
+                         "(`cuda:0`, `auto`), as backend-pytorch's `device_map`")
     ap.add_argument("--with-hooks", action="store_true",
                     help="also pass generate a streamer that does nothing, as llem's worker passes "
                          "its own: the engine's cost of calling back once per step")
@@ -51,7 +54,10 @@ def main():
 
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[args.dtype]
     tokenizer = AutoTokenizer.from_pretrained(args.model)
-    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=dtype).eval()
+    # As llem's worker loads it: device_map only when the model leaves the CPU.
+    placement = {} if args.device == "cpu" else {"device_map": args.device}
+    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=dtype, **placement).eval()
+    cuda = model.device.type == "cuda"
     tokenizer.padding_side = "left"
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -66,6 +72,7 @@ def main():
     def generate(batch):
         encoded = [tokenizer(p)["input_ids"] for p in batch]
         inputs = tokenizer.pad({"input_ids": encoded}, padding=True, return_tensors="pt")
+        inputs = {k: v.to(model.device) for k, v in inputs.items()}
         prompt_len = inputs["input_ids"].shape[1]
         hooks = {}
         if args.with_hooks:
@@ -93,13 +100,19 @@ def main():
         generate(batch)
     tokens = 0
     t0 = time.monotonic_ns()
+    if cuda:
+        torch.cuda.synchronize()
     for batch in measured:
         tokens += generate(batch)
+    if cuda:
+        torch.cuda.synchronize()  # the last step's kernels are done, as llem's `done` says
     t1 = time.monotonic_ns()
     seconds = (t1 - t0) / 1e9
     json.dump({"output_tokens": tokens, "requests": sum(len(b) for b in measured),
                "seconds": seconds, "tokens_per_s": tokens / seconds,
-               "torch": torch.__version__, "threads": torch.get_num_threads()}, sys.stdout)
+               "torch": torch.__version__, "threads": torch.get_num_threads(),
+               "device": str(model.device),
+               "device_name": torch.cuda.get_device_name(model.device) if cuda else "cpu"}, sys.stdout)
     print()
 
 

@@ -36,6 +36,7 @@ energy sampling thread, which share the machine's cores with the engine.
 Usage (after `cargo xtask build --release` and tests/python/setup-venv.sh):
   python3 bench/offline_overhead.py [--sizes tiny,small] [--requests 64]
       [--batch-size 8] [--max-tokens 64] [--repeat 5] [--json out.json]
+      [--device cuda:0 --dtype bfloat16 --energy nvml --sizes gpu]   (a GPU: tests/gpu/run.sh)
 """
 import argparse
 import datetime
@@ -52,7 +53,9 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "python"))
 
 # (layers, hidden, heads): "tiny" is the test model; "small" makes a decoding
 # step cost a few ms on a CPU, closer to what a harness sits next to.
-SIZES = {"tiny": (2, 64, 4), "small": (4, 512, 8), "medium": (8, 1024, 16)}
+# "gpu" (16 layers, hidden 2048: ~0.7 B parameters) is what tests/gpu/run.sh
+# measures on a lent GPU, where a smaller model's step is all kernel launches.
+SIZES = {"tiny": (2, 64, 4), "small": (4, 512, 8), "medium": (8, 1024, 16), "gpu": (16, 2048, 16)}
 
 
 def loadavg():
@@ -71,7 +74,8 @@ def run_bare(args, model, prompts, hooks=False, script="offline_bare.py"):
     done = subprocess.run(
         [args.python, os.path.join(ROOT, "bench", script), model, prompts,
          "--batch-size", str(args.batch_size), "--max-tokens", str(args.max_tokens),
-         "--warmup-batches", "1"] + (["--with-hooks"] if hooks else []),
+         "--warmup-batches", "1", "--dtype", args.dtype, "--device", args.device]
+        + (["--with-hooks"] if hooks else []),
         capture_output=True, text=True, timeout=1800)
     if done.returncode != 0:
         sys.exit(f"{script} failed:\n{done.stderr[-3000:]}")
@@ -80,12 +84,13 @@ def run_bare(args, model, prompts, hooks=False, script="offline_bare.py"):
 
 def run_llem(args, model, prompts, work):
     manifest = os.path.join(work, "experiment.toml")
+    placement = "" if args.device == "cpu" else f"device_map = {json.dumps(args.device)}"
     with open(manifest, "w") as f:
         f.write(f"""[experiment]
 name = "overhead"
 model = {json.dumps(model)}
 
-[plugins.cpu-estimate]
+[plugins.{args.energy}]
 
 [plugins.jsonl]
 file = {json.dumps(prompts)}
@@ -96,7 +101,8 @@ max_output_tokens = {args.max_tokens}
 mode = "offline"
 python = {json.dumps(args.python)}
 batch_size = {args.batch_size}
-dtype = "float32"
+dtype = "{args.dtype}"
+{placement}
 
 [load]
 warmup_requests = {args.batch_size}
@@ -143,6 +149,11 @@ def main():
     ap.add_argument("--llem", default=os.path.join(TARGET, "release", "llem"))
     ap.add_argument("--plugins", default=os.path.join(TARGET, "release", "plugins"))
     ap.add_argument("--python", default=os.path.join(ROOT, ".venv", "bin", "python"))
+    ap.add_argument("--device", default="cpu",
+                    help="`cpu`, or backend-pytorch's device_map for both arms (`cuda:0`)")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    ap.add_argument("--energy", default="cpu-estimate",
+                    help="the energy plugin llem samples during its runs (`nvml` on a GPU)")
     ap.add_argument("--hooks", action="store_true",
                     help="a third arm: the bare script with a streamer that does nothing "
                          "(the engine's own cost of per-step callbacks, which any per-token timing pays)")
@@ -200,7 +211,10 @@ def main():
                          "overhead_pct": (1 - med_llem / med_bare) * 100,
                          "bare_runs": [b["tokens_per_s"] for b in bare],
                          "llem_runs": [r["tokens_per_s"] for r in llem],
-                         "torch": bare[0]["torch"], "threads": bare[0]["threads"]})
+                         "torch": bare[0]["torch"], "threads": bare[0]["threads"],
+                         "device": bare[0].get("device"), "device_name": bare[0].get("device_name"),
+                         "dtype": args.dtype, "energy": args.energy,
+                         "llem_status": [r["status"] for r in llem]})
             if hooked:
                 med_hooked = statistics.median(h["tokens_per_s"] for h in hooked)
                 rows[-1].update(hooked_tokens_per_s=med_hooked,
@@ -214,7 +228,8 @@ def main():
 
     print(f"\n{started}, load average {min(loads)}–{max(loads)}; {args.requests} requests "
           f"(+{args.batch_size} warm-up), batch {args.batch_size}, {args.max_tokens} tokens each; "
-          f"medians of {args.repeat}")
+          f"medians of {args.repeat}; {rows[0]['device_name'] if rows else args.device}, {args.dtype}, "
+          f"energy from {args.energy}")
     print("| model | bare tokens/s | llem tokens/s (requests) | llem tokens/s (window) | overhead | runs bare | runs llem |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
@@ -235,7 +250,8 @@ def main():
         with open(args.json, "w") as f:
             json.dump({"started": started, "loadavg": loads, "requests": args.requests,
                        "batch_size": args.batch_size, "max_tokens": args.max_tokens,
-                       "repeat": args.repeat, "results": rows}, f, indent=1)
+                       "repeat": args.repeat, "device": args.device, "dtype": args.dtype,
+                       "energy": args.energy, "results": rows}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -48,7 +48,8 @@ def main():
         proc = subprocess.Popen([sys.executable, str(worker)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.DEVNULL, text=True, cwd=work)
         proc.stdin.write(json.dumps({"type": "hello", "protocol": 1, "model": args.model,
-                                     "options": {"batch_size": args.batch_size, "dtype": args.dtype}}) + "\n")
+                                     "options": dict({"batch_size": args.batch_size, "dtype": args.dtype},
+                                                 **({} if args.device == "cpu" else {"device_map": args.device}))}) + "\n")
         proc.stdin.flush()
 
         def until_done(ids):

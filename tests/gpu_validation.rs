@@ -132,6 +132,9 @@ fn run_sh(args: &[&str], tweak: impl FnOnce(&mut Command, &Path)) -> Run {
         .env("OUT", &out)
         .env("LLEM_GPU_BUNDLE", bundle())
         .env("LLEM_CACHE_DIR", dir.path().join("cache"))
+        // The offline-overhead step needs the real torch, which the stand-in
+        // replaces here; tests/bench_offline.rs runs its script on the CPU.
+        .env("GPU_OFFLINE", "0")
         .env_remove("LLEM_LOG");
     tweak(&mut command, dir.path());
     let (code, stdout, stderr) = output(&mut command);
@@ -176,7 +179,18 @@ fn the_bundle_holds_only_what_runs_on_the_gpu_machine() {
         .map(|p| p.strip_prefix(bundle()).unwrap().display().to_string())
         .collect();
     files.sort();
-    assert_eq!(files, ["MANIFEST.txt", "llem", "plugins/energy-nvml.so"]);
+    // energy-nvml for the validation; the backend and dataset the
+    // offline-overhead step runs (README: "The offline-overhead step").
+    assert_eq!(
+        files,
+        [
+            "MANIFEST.txt",
+            "llem",
+            "plugins/backend-pytorch.wasm",
+            "plugins/dataset-jsonl.wasm",
+            "plugins/energy-nvml.so"
+        ]
+    );
     let manifest = std::fs::read_to_string(bundle().join("MANIFEST.txt")).unwrap();
     assert!(manifest.contains("profile debug"), "{manifest}");
     assert!(manifest.contains("./plugins/energy-nvml.so"), "{manifest}");
@@ -234,6 +248,12 @@ fn a_full_run_on_the_fakes_agrees_with_nvml_on_both_windows() {
     // The `llem run` phases hook is marked as not run yet (TODO in validate.py).
     assert_eq!(r["llem_run"]["status"], "not run");
     assert!(run.log.contains("validate.py exited 3"), "{}", run.log);
+    assert!(
+        run.log
+            .contains("offline-overhead step skipped (GPU_OFFLINE=0)"),
+        "{}",
+        run.log
+    );
 }
 
 #[test]

@@ -6,6 +6,7 @@
 
 mod backend_plans;
 mod backend_pytorch;
+mod bench_offline;
 mod cli;
 mod datasets;
 mod describe_cache;

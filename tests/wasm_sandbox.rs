@@ -390,3 +390,77 @@ fn deadlines_hold_after_the_loader_is_gone() {
     assert_eq!(err.kind, FailureKind::Deadline, "{err}");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+/// `energy-flat-hostile` opened with `attack`.
+fn flat_source(loader: &PluginLoader, attack: &str) -> Box<dyn llem::plugin::EnergyInstance> {
+    let plugin = loader.load(&wasm_artifact("energy-flat-hostile")).unwrap();
+    let cfg = match json!({ "attack": attack }) {
+        Value::Object(map) => map,
+        _ => unreachable!(),
+    };
+    plugin
+        .open_energy(&cfg, &Sandbox::default())
+        .unwrap_or_else(|e| panic!("open: {e}"))
+}
+
+#[test]
+fn the_flat_read_is_what_the_kernel_reads_when_a_plugin_exports_it() {
+    // `source.read` says 1 J per read, `read-flat` 2 J: the sampler's read is
+    // the flat one (energy-v010 above covers a plugin without it).
+    let loader = loader();
+    let mut source = flat_source(&loader, "double");
+    let mut out = Vec::new();
+    source.read(&mut out).unwrap();
+    source.read(&mut out).unwrap();
+    let energy: Vec<_> = out
+        .iter()
+        .map(|r| (r.device, r.energy_uj, r.power_mw))
+        .collect();
+    assert_eq!(
+        energy,
+        [(0, Some(2_000_000), None), (0, Some(4_000_000), None)]
+    );
+    // A device the plugin does not have passes as read: the sampler drops it
+    // (kernel/src/sampler/tests.rs, "unknown device index").
+    let mut out = Vec::new();
+    flat_source(&loader, "unknown-device")
+        .read(&mut out)
+        .unwrap();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].device, 7);
+}
+
+#[test]
+fn a_malformed_flat_read_is_the_plugins_fault_and_nothing_of_it_is_kept() {
+    let loader = loader();
+    for (attack, says) in [
+        ("odd-length", "5 numbers, not a multiple of four"),
+        ("bad-bits", "unknown presence bits 0x4"),
+        ("huge-device", "device index 4294967296, above u32"),
+        ("too-many", "a reading list of 5000, more than the 4096"),
+    ] {
+        let mut source = flat_source(&loader, attack);
+        let mut out = Vec::new();
+        let err = source.read(&mut out).unwrap_err();
+        assert_eq!(err.plugin, "energy-flat-hostile", "{err}");
+        assert_eq!((err.call, err.kind), ("read", FailureKind::Other), "{err}");
+        assert!(err.message.contains(says), "{attack}: {err}");
+        assert!(
+            err.hint
+                .as_deref()
+                .is_some_and(|h| h.contains("fault of the plugin")),
+            "{err}"
+        );
+        assert!(out.is_empty(), "{attack}: kept {out:?}");
+    }
+    // A trap inside read-flat is a crash, reported with its message.
+    let err = flat_source(&loader, "panic")
+        .read(&mut Vec::new())
+        .unwrap_err();
+    assert_eq!(err.kind, FailureKind::Crashed, "{err}");
+    assert!(
+        err.message.contains("read-flat panicked on purpose"),
+        "{err}"
+    );
+    still_works(&loader);
+}

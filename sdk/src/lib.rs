@@ -144,6 +144,18 @@ macro_rules! export_energy {
                     $crate::wasm::places::<$ty>(src)
                 }
             }
+            impl $crate::wasm::energy_world::exports::llem::plugin_ext::energy_read_flat::Guest
+                for LlemExport
+            {
+                fn read_flat(
+                    src: $crate::wasm::energy_world::exports::llem::plugin::energy::SourceBorrow<'_>,
+                ) -> ::std::result::Result<
+                    ::std::vec::Vec<u64>,
+                    $crate::wasm::wit_types::PluginError,
+                > {
+                    $crate::wasm::read_flat::<$ty>(src)
+                }
+            }
             $crate::wasm::energy_world::export!(LlemExport with_types_in $crate::wasm::energy_world);
         };
     };

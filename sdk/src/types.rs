@@ -323,6 +323,24 @@ pub struct Reading {
     pub power_mw: Option<u64>,
 }
 
+/// Readings as `llem:plugin-ext/energy-read-flat` lays them out for the
+/// sampler's hot path: four numbers a reading — device index, presence bits
+/// (1: energy, 2: power), energy in µJ, power in mW (0 when absent). The WASM
+/// export macro uses it; the kernel decodes the same layout.
+pub fn flatten_readings(readings: &[Reading]) -> Vec<u64> {
+    let mut flat = Vec::with_capacity(readings.len() * 4);
+    for r in readings {
+        let present = u64::from(r.energy_uj.is_some()) | (u64::from(r.power_mw.is_some()) << 1);
+        flat.extend_from_slice(&[
+            u64::from(r.device),
+            present,
+            r.energy_uj.unwrap_or(0),
+            r.power_mw.unwrap_or(0),
+        ]);
+    }
+    flat
+}
+
 /// Slower-changing telemetry for one device (utilisation, temperature, clocks...).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeviceTelemetry {

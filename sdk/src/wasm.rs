@@ -298,6 +298,19 @@ impl<T: EnergySource> wit_energy::GuestSource for EnergyGuest<T> {
     }
 }
 
+/// `energy-read-flat.read-flat`: what `source.read` returns, four numbers a
+/// reading ([`sdk::flatten_readings`]): the sampler's hot path builds no
+/// records, and the host copies one list of numbers.
+pub fn read_flat<T: EnergySource>(
+    src: wit_energy::SourceBorrow<'_>,
+) -> Result<Vec<u64>, wit_types::PluginError> {
+    let guest = src.get::<EnergyGuest<T>>();
+    let mut readings = guest.readings.borrow_mut();
+    readings.clear();
+    errors(guest.inner.borrow_mut().read(&mut readings))?;
+    Ok(sdk::flatten_readings(&readings))
+}
+
 /// `energy-topology.places`: each device's parent (by index) and power bound,
 /// from the SDK's `Device::parent` (an id) and `Device::max_power_w`.
 pub fn places<T: EnergySource>(

@@ -10,8 +10,11 @@
 # everything it runs that is not in git must be in .gpu/. Only what runs there goes in:
 #
 #   .gpu/llem                    the binary, stripped (~22 MB release)
-#   .gpu/plugins/energy-nvml.so  the only plugin the validation loads (`llem monitor
+#   .gpu/plugins/energy-nvml.so  the plugin the validation loads (`llem monitor
 #                                --plugins nvml`), debug info stripped
+#   .gpu/plugins/backend-pytorch.wasm, dataset-jsonl.wasm
+#                                what the offline-overhead step (issue #12 goal 5:
+#                                bench/offline_overhead.py on CUDA) runs besides energy-nvml
 #   .gpu/whl/                    Zeus, the reference we compare against, as a wheel (the GPU
 #                                image lacks it); its dependencies that ZeusMonitor imports are
 #                                already there
@@ -22,7 +25,8 @@
 #
 # Options:
 #   --profile P   cargo profile to build and pack (release, the default; debug for tests)
-#   --no-build    pack what target/<profile> already holds (`llem` and libenergy_nvml.so)
+#   --no-build    pack what target/<profile> already holds (`llem` and libenergy_nvml.so;
+#                 the two WASM plugins from target/wasm32-wasip2/<profile>, when there)
 #   --no-zeus     do not download the Zeus wheel (no PyPI here; the run then checks llem
 #                 against NVML only and exits 3 when llem is within the goal)
 #   --out DIR     where to put the bundle (default .gpu at the repository root; run.sh reads
@@ -71,6 +75,9 @@ esac
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$TARGET/$PROFILE/llem
 NVML=$TARGET/$PROFILE/libenergy_nvml.so
+WASM_DIR=$TARGET/wasm32-wasip2/$PROFILE
+# The offline-overhead step's WASM plugins: file in .gpu/plugins, crate.
+OFFLINE_PLUGINS=("backend-pytorch backend_pytorch" "dataset-jsonl dataset_jsonl")
 
 # Keep the default bundle out of git without touching .gitignore (others own it).
 if [ "$BUNDLE" = .gpu ]; then
@@ -84,6 +91,8 @@ if [ "$BUILD" = 1 ]; then
   # Only the binary and the one plugin the validation loads: not every plugin.
   echo "== cargo build ${PROFILE_FLAG[*]} -p llem-cli -p energy-nvml"
   cargo build "${PROFILE_FLAG[@]}" -p llem-cli -p energy-nvml
+  echo "== cargo build ${PROFILE_FLAG[*]} --target wasm32-wasip2 -p backend-pytorch -p dataset-jsonl"
+  cargo build "${PROFILE_FLAG[@]}" --target wasm32-wasip2 -p backend-pytorch -p dataset-jsonl
 fi
 for f in "$BIN" "$NVML"; do
   if [ ! -f "$f" ]; then
@@ -102,6 +111,15 @@ chmod +x "$BUNDLE/llem"
 # A native plugin is a shared object: drop debug info only, keep its symbol table. Its name in
 # the plugin directory is the package's, as `cargo xtask build` installs it.
 objcopy --strip-debug "$NVML" "$BUNDLE/plugins/energy-nvml.so"
+for pair in "${OFFLINE_PLUGINS[@]}"; do
+  read -r name crate <<<"$pair"
+  if [ -f "$WASM_DIR/$crate.wasm" ]; then
+    cp "$WASM_DIR/$crate.wasm" "$BUNDLE/plugins/$name.wasm"
+  else
+    # Only --no-build gets here: the validation runs without it, the offline step says so.
+    echo "warning: $WASM_DIR/$crate.wasm is missing: the offline-overhead step will be skipped"
+  fi
+done
 
 # The GPU machine runs a newer distribution than this one (Ubuntu 24.04, glibc 2.39, as of
 # 2026-11); a binary that needs a newer glibc than it has would not start there.

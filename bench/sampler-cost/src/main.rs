@@ -15,6 +15,10 @@
 //!   cargo build --release -p energy-fixture
 //!   cargo build --release -p energy-fixture --target wasm32-wasip2
 //!   cargo run --release -p llem-bench-sampler-cost [-- --rounds 5 --wall 8]
+//!       [--wasm-records /abs/path/energy_fixture.wasm]
+//! (`--wasm-records`: a third case, the fixture built before the optional
+//! `energy-read-flat` export existed, which the kernel reads through
+//! `source.read`: the flat read against the record read, same rounds.)
 //! (`$CARGO_TARGET_DIR` is honoured.) `-- per-read` instead measures one read
 //! alone: the thread's CPU time around the first read after each 10 ms sleep
 //! (what a tick pays, cold caches included) and around a second one right
@@ -160,30 +164,35 @@ fn median(values: &mut [f64]) -> f64 {
     }
 }
 
-fn rounds(rounds: usize, wall: Duration) {
-    // Above the round's floor: native thread, native process, WASM thread, WASM process.
-    let mut above: [Vec<f64>; 4] = Default::default();
+/// Each round: the floor, then every case; each case's figures above its
+/// own round's floor, medians over rounds.
+fn rounds(cases: &[(&str, String)], rounds: usize, wall: Duration) {
+    // Per case: (thread, process) above the round's floor.
+    let mut above: Vec<(Vec<f64>, Vec<f64>)> = vec![Default::default(); cases.len()];
     for round in 1..=rounds {
         println!("round {round}/{rounds} (load average {})", loadavg());
         let floor = floor(wall);
-        let (native_thread, native_process) = measure("native", NATIVE, wall);
-        let (wasm_thread, wasm_process) = measure("wasm", WASM, wall);
-        for (list, value) in
-            above
-                .iter_mut()
-                .zip([native_thread, native_process, wasm_thread, wasm_process])
-        {
-            list.push(value - floor);
+        for ((label, path), (threads, processes)) in cases.iter().zip(above.iter_mut()) {
+            let (thread, process) = measure(label, path, wall);
+            threads.push(thread - floor);
+            processes.push(process - floor);
         }
     }
-    let [mut nt, mut np, mut wt, mut wp] = above;
+    let figures: Vec<String> = cases
+        .iter()
+        .zip(above.iter_mut())
+        .map(|((label, _), (threads, processes))| {
+            format!(
+                "{label} thread {:.3} % process {:.3} %",
+                median(threads),
+                median(processes)
+            )
+        })
+        .collect();
     println!(
-        "above the floor, medians of {rounds} rounds of {:.0} s: native thread {:.3} % process {:.3} % | WASM thread {:.3} % process {:.3} % (percent of one core)",
+        "above the floor, medians of {rounds} rounds of {:.0} s: {} (percent of one core)",
         wall.as_secs_f64(),
-        median(&mut nt),
-        median(&mut np),
-        median(&mut wt),
-        median(&mut wp),
+        figures.join(" | "),
     );
 }
 
@@ -227,12 +236,24 @@ fn main() {
             .and_then(|v| v.parse::<f64>().ok())
             .unwrap_or(default)
     };
+    let mut cases = vec![("native", NATIVE.to_owned()), ("wasm", WASM.to_owned())];
+    // `--wasm-records PATH`: the same fixture built before `energy-read-flat`
+    // existed (read through `source.read`'s records), as a case of its own.
+    if let Some(path) = args
+        .iter()
+        .position(|a| a == "--wasm-records")
+        .and_then(|i| args.get(i + 1))
+    {
+        cases.push(("wasm-rec", path.clone()));
+    }
     println!("load average before: {}", loadavg());
     if args.iter().any(|a| a == "per-read") {
-        per_read("native", NATIVE);
-        per_read("wasm", WASM);
+        for (label, path) in &cases {
+            per_read(label, path);
+        }
     } else {
         rounds(
+            &cases,
             option("--rounds", 5.0) as usize,
             Duration::from_secs_f64(option("--wall", 8.0)),
         );

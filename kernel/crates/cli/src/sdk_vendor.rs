@@ -61,6 +61,10 @@ pub const FILES: &[(&str, &str)] = &[
         include_str!("../../../../wit/llem-plugin-0.1.0/worlds.wit"),
     ),
     (
+        "wit/llem-plugin-ext-0.1.0/energy-read-flat.wit",
+        include_str!("../../../../wit/llem-plugin-ext-0.1.0/energy-read-flat.wit"),
+    ),
+    (
         "wit/llem-plugin-ext-0.1.0/energy-topology.wit",
         include_str!("../../../../wit/llem-plugin-ext-0.1.0/energy-topology.wit"),
     ),

@@ -42,8 +42,9 @@ pub mod sink {
     });
 }
 
-/// The optional `llem:plugin-ext/energy-topology` export (device parents and
-/// power bounds), added beside the published 0.1.0 package. Only its export
+/// The optional `llem:plugin-ext` energy exports (`energy-topology`: device
+/// parents and power bounds; `energy-read-flat`: the sampler's cheaper read),
+/// added beside the published 0.1.0 package. Only its export
 /// is used: plugins are instantiated through the 0.1.0 world and probed for
 /// it, so plugins built before it load unchanged.
 pub mod energy_ext {
@@ -72,5 +73,6 @@ pub mod sink_ext {
 
 pub use energy::llem::plugin::host as wit_host;
 pub use energy::llem::plugin::types as wit_types;
+pub use energy_ext::exports::llem::plugin_ext::energy_read_flat as read_flat;
 pub use energy_ext::exports::llem::plugin_ext::energy_topology as topology;
 pub use sink_ext::exports::llem::plugin_ext::sink_stream as stream;

@@ -136,6 +136,45 @@ pub fn reading(r: we::Reading) -> sdk::Reading {
     }
 }
 
+/// Bit 0 of a flat reading's second number: energy is present.
+const FLAT_ENERGY: u64 = 1;
+/// Bit 1: power is present.
+const FLAT_POWER: u64 = 2;
+
+/// `energy-read-flat`'s numbers (four a reading: device, presence bits,
+/// energy, power) as readings appended to `out`; anything but that layout is
+/// the plugin's fault, refused whole (nothing is appended).
+pub fn flat_readings(flat: &[u64], out: &mut Vec<sdk::Reading>) -> Result<(), String> {
+    if !flat.len().is_multiple_of(4) {
+        return Err(format!(
+            "returned a flat reading list of {} numbers, not a multiple of four",
+            flat.len()
+        ));
+    }
+    limits::check_count("a reading list", flat.len() / 4, limits::MAX_DEVICES)?;
+    let start = out.len();
+    for r in flat.chunks_exact(4) {
+        let (device, present) = (r[0], r[1]);
+        let bad = if present & !(FLAT_ENERGY | FLAT_POWER) != 0 {
+            Some(format!("unknown presence bits {present:#x}"))
+        } else {
+            u32::try_from(device)
+                .err()
+                .map(|_| format!("device index {device}, above u32"))
+        };
+        if let Some(why) = bad {
+            out.truncate(start);
+            return Err(format!("returned a malformed flat reading: {why}"));
+        }
+        out.push(sdk::Reading {
+            device: device as u32,
+            energy_uj: (present & FLAT_ENERGY != 0).then_some(r[2]),
+            power_mw: (present & FLAT_POWER != 0).then_some(r[3]),
+        });
+    }
+    Ok(())
+}
+
 pub fn telemetry(t: we::DeviceTelemetry) -> sdk::DeviceTelemetry {
     sdk::DeviceTelemetry {
         device: t.device,
@@ -221,5 +260,69 @@ pub fn result_document(d: &sdk::ResultDocument) -> ws::ResultDocument {
         schema_version: d.schema_version.clone(),
         run_id: d.run_id.clone(),
         json: d.json.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reading(device: u32, energy_uj: Option<u64>, power_mw: Option<u64>) -> sdk::Reading {
+        sdk::Reading {
+            device,
+            energy_uj,
+            power_mw,
+        }
+    }
+
+    #[test]
+    fn flat_readings_decode_what_the_sdk_encodes() {
+        // Every presence combination, zero and extreme values: the SDK's
+        // encoding (what every SDK-built plugin sends) decodes to the same readings.
+        let readings = vec![
+            reading(0, Some(123_456_789), Some(250_000)),
+            reading(1, None, Some(0)),
+            reading(2, Some(0), None),
+            reading(u32::MAX, None, None),
+            reading(7, Some(u64::MAX), Some(u64::MAX)),
+        ];
+        let flat = sdk::flatten_readings(&readings);
+        assert_eq!(flat.len(), 4 * readings.len());
+        let mut out = vec![reading(9, Some(1), None)]; // appended to, not replaced
+        flat_readings(&flat, &mut out).unwrap();
+        assert_eq!(out[0], reading(9, Some(1), None));
+        assert_eq!(out[1..], readings[..]);
+        flat_readings(&[], &mut out).unwrap();
+        assert_eq!(out.len(), 6);
+    }
+
+    #[test]
+    fn a_malformed_flat_list_is_refused_whole() {
+        let good = [0, 3, 10, 20];
+        for (flat, says) in [
+            (vec![0, 3, 10], "not a multiple of four"),
+            (
+                [&good[..], &[1, 4, 0, 0]].concat(),
+                "unknown presence bits 0x4",
+            ),
+            (
+                [&good[..], &[1, 1 << 40, 0, 0]].concat(),
+                "unknown presence bits",
+            ),
+            (
+                [&good[..], &[u64::from(u32::MAX) + 1, 1, 5, 0]].concat(),
+                "device index 4294967296, above u32",
+            ),
+            (
+                [0, 1, 0, 0].repeat(limits::MAX_DEVICES + 1),
+                "more than the",
+            ),
+        ] {
+            let mut out = vec![reading(9, Some(1), None)];
+            let error = flat_readings(&flat, &mut out).unwrap_err();
+            assert!(error.contains(says), "{error}");
+            // Nothing of a refused list is kept, not even its good readings.
+            assert_eq!(out, [reading(9, Some(1), None)]);
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! Open WASM plugin instances: one store each, every call under a deadline,
 //! every failure turned into a [`PluginFailure`] that names the plugin.
 
-use super::bindings::{backend, dataset, energy, sink, stream, topology, wit_types};
+use super::bindings::{backend, dataset, energy, read_flat, sink, stream, topology, wit_types};
 use super::store::{StoreState, new_store};
 use super::{Code, EPOCH_TICK, EpochTicker, bounded, convert, limits, stream as convert_stream};
 use crate::plugin::{
@@ -475,6 +475,9 @@ pub(super) fn describe(code: &Code) -> CallResult<PluginInfo> {
 pub(super) struct WasmEnergy {
     guest: Guest<energy::EnergyPlugin>,
     devices: Vec<Device>,
+    /// The optional `energy-read-flat` export, when the plugin has it: the
+    /// same readings for less of wasmtime's lifting (issue #12 goal 4).
+    flat: Option<read_flat::Guest>,
 }
 
 impl WasmEnergy {
@@ -499,7 +502,12 @@ impl WasmEnergy {
             convert::apply_places(&code.name, &mut devices, places);
         }
         let devices = limited(&code.name, "devices", devices, |d| limits::check_devices(d))?;
-        Ok(WasmEnergy { guest, devices })
+        let flat = flat_read(code, &mut guest)?;
+        Ok(WasmEnergy {
+            guest,
+            devices,
+            flat,
+        })
     }
 }
 
@@ -523,13 +531,37 @@ fn places(
         .map(Some)
 }
 
+/// The optional `energy-read-flat.read-flat` export, looked up once; `None`
+/// for a plugin built before it existed (read through `source.read`).
+fn flat_read(
+    code: &Code,
+    guest: &mut Guest<energy::EnergyPlugin>,
+) -> CallResult<Option<read_flat::Guest>> {
+    let Ok(indices) = read_flat::GuestIndices::new(&code.pre) else {
+        return Ok(None);
+    };
+    let live = guest.live("read")?;
+    indices
+        .load(&mut live.store, &live.instance)
+        .map(Some)
+        .map_err(|e| mismatch(&code.name, "read", &e))
+}
+
 impl EnergyInstance for WasmEnergy {
     fn devices(&self) -> &[Device] {
         &self.devices
     }
 
     fn read(&mut self, out: &mut Vec<Reading>) -> CallResult<()> {
-        // Inline: the hot path; the sampler bounds it from its own thread.
+        if let Some(flat) = &self.flat {
+            // Inline: the hot path; the sampler bounds it from its own thread.
+            let numbers = self
+                .guest
+                .call_inline("read", |_, store, r| flat.call_read_flat(store, r))?;
+            return limited(&self.guest.name, "read", (), |_: &()| {
+                convert::flat_readings(&numbers, out)
+            });
+        }
         let readings = self.guest.call_inline("read", |b, store, r| {
             b.llem_plugin_energy().source().call_read(store, r)
         })?;

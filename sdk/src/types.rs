@@ -323,14 +323,25 @@ pub struct Reading {
     pub power_mw: Option<u64>,
 }
 
+/// Presence bit of a flat reading's second number: energy is present.
+pub const FLAT_ENERGY: u64 = 1;
+/// Presence bit of a flat reading's second number: power is present.
+pub const FLAT_POWER: u64 = 2;
+
 /// Readings as `llem:plugin-ext/energy-read-flat` lays them out for the
 /// sampler's hot path: four numbers a reading — device index, presence bits
-/// (1: energy, 2: power), energy in µJ, power in mW (0 when absent). The WASM
-/// export macro uses it; the kernel decodes the same layout.
+/// ([`FLAT_ENERGY`], [`FLAT_POWER`]), energy in µJ, power in mW (0 when
+/// absent). The WASM export macro uses it; the kernel decodes the same layout.
 pub fn flatten_readings(readings: &[Reading]) -> Vec<u64> {
     let mut flat = Vec::with_capacity(readings.len() * 4);
     for r in readings {
-        let present = u64::from(r.energy_uj.is_some()) | (u64::from(r.power_mw.is_some()) << 1);
+        let energy = if r.energy_uj.is_some() {
+            FLAT_ENERGY
+        } else {
+            0
+        };
+        let power = if r.power_mw.is_some() { FLAT_POWER } else { 0 };
+        let present = energy | power;
         flat.extend_from_slice(&[
             u64::from(r.device),
             present,

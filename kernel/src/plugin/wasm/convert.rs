@@ -136,15 +136,11 @@ pub fn reading(r: we::Reading) -> sdk::Reading {
     }
 }
 
-/// Bit 0 of a flat reading's second number: energy is present.
-const FLAT_ENERGY: u64 = 1;
-/// Bit 1: power is present.
-const FLAT_POWER: u64 = 2;
-
 /// `energy-read-flat`'s numbers (four a reading: device, presence bits,
 /// energy, power) as readings appended to `out`; anything but that layout is
 /// the plugin's fault, refused whole (nothing is appended).
 pub fn flat_readings(flat: &[u64], out: &mut Vec<sdk::Reading>) -> Result<(), String> {
+    use sdk::{FLAT_ENERGY, FLAT_POWER}; // the SDK's encoding, one definition
     if !flat.len().is_multiple_of(4) {
         return Err(format!(
             "returned a flat reading list of {} numbers, not a multiple of four",
